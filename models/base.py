@@ -1,0 +1,105 @@
+"""The contract between the training engine and every architecture.
+
+An architecture is a module that exposes ``ARCH = Arch(...)``. Parameters are
+nested dicts of arrays. Every activation call in a model goes through a *tap*:
+
+    h = tap("block0.mlp", p, act)
+
+The default tap just returns ``act(p)``. The engine passes an instrumented tap that
+adds a zero "probe" to ``p`` (so one backward pass also yields ∂ℓ/∂p) and records
+``p`` and ``h`` for sparsity, spike and gradient-sign statistics. Tap names must be
+unique within one forward pass and stable across calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from driftlab.activations import Activation
+
+Params = Any  # nested dict of jax arrays
+Batch = Mapping[str, Any]  # dict of arrays with a leading batch axis
+
+
+class Tap(Protocol):
+    def __call__(self, name: str, p, act: Activation): ...
+
+
+def plain_tap(name: str, p, act: Activation):
+    """The uninstrumented tap: h = σ(p)."""
+    return act(p)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data source already in memory.
+
+    ``sample(split, step, batch_size, seed)`` returns a batch (dict of numpy arrays)
+    that depends only on its arguments, so an interrupted and resumed run sees the
+    same batches. ``meta`` describes the data (e.g. ``num_classes``, ``vocab_size``,
+    ``input_shape``, ``name``) and is saved with the run.
+    """
+
+    sample: Callable[[str, int, int, int], dict[str, np.ndarray]]
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture.
+
+    config(size, act, **overrides) -> frozen dataclass config (has ``.act: str``);
+        ``size`` is one of ``SIZES``; unknown override fields raise ValueError.
+    data(source, cfg, seed) -> (cfg, Dataset): ``source`` is "synthetic", "embedded"
+        or a filesystem path in the architecture's real data format; returns the
+        config adapted to the data (input shape, classes, vocabulary).
+    init(key, cfg) -> params
+    apply(params, batch, cfg, tap) -> outputs
+    loss(outputs, batch, cfg) -> (scalar loss, dict of scalar metrics)
+    downstream(cfg) -> {tap name: "/"-joined path of the weight matrix that reads
+        that activation's output}, the matrices whose drift the paper predicts.
+    """
+
+    name: str
+    config: Callable[..., Any]
+    data: Callable[[str, Any, int], tuple[Any, Dataset]]
+    init: Callable[[Any, Any], Params]
+    apply: Callable[[Params, Batch, Any, Tap], Any]
+    loss: Callable[[Any, Batch, Any], tuple[Any, dict]]
+    downstream: Callable[[Any], dict[str, str]]
+
+
+SIZES = ("tiny", "small", "paper")
+
+# Architecture name -> module exposing ARCH; imported lazily so that a broken or
+# heavy architecture does not slow down the others.
+ARCH_MODULES = {
+    "mlp": "driftlab.models.mlp",
+    "resnet": "driftlab.models.resnet",
+    "vit": "driftlab.models.vit",
+    "gpt": "driftlab.models.gpt",
+    "mpsenet": "driftlab.models.mpsenet",
+}
+
+
+def get_arch(name: str) -> Arch:
+    import importlib
+
+    if name not in ARCH_MODULES:
+        raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(ARCH_MODULES)}")
+    return importlib.import_module(ARCH_MODULES[name]).ARCH
+
+
+def replace_checked(cfg, **overrides):
+    """dataclasses.replace that names the field and the valid fields on a typo."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise ValueError(f"unknown config field(s) {bad} for {type(cfg).__name__}; "
+                         f"valid: {sorted(fields)}")
+    return dataclasses.replace(cfg, **overrides)
