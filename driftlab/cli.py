@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "theory": ("driftlab.theory.cli", "check the expected-gradient theorems against Monte Carlo"),
+    "train": ("driftlab.models.train_cli", "train an instrumented model"),
 }
 
 

@@ -1,0 +1,199 @@
+"""Large-batch JAX Monte Carlo estimators at random initialization.
+
+Every estimator draws independent weights per *cluster* and ``inputs_per_draw`` fresh
+inputs that share them (targets are integrated out
+exactly, see ``_output_grad``); the cluster value is the within-cluster average and
+the standard error is taken over clusters (montecarlo.stats). Clusters are processed
+``chunk`` at a time by one jitted program, so memory is bounded by chunk·inputs·width
+whatever the total sample count, and the same code runs on CPU, GPU or TPU.
+Gradients are formed by the chain rule written out (σ' by forward-mode autodiff of
+the registry activation), not by the formulas under test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from driftlab.activations import parse_activation
+from driftlab.montecarlo.stats import MCResult
+from driftlab.theory.setting import BlockSetting
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many independent weight draws, inputs per draw and draws per compiled chunk."""
+
+    draws: int = 4096
+    inputs_per_draw: int = 32
+    chunk: int = 256
+    seed: int = 0
+    dtype: str = "float32"  # "float64" needs jax_enable_x64
+    progress: bool = False
+
+    def __post_init__(self):
+        for field in ("draws", "inputs_per_draw", "chunk"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.draws < 2:
+            raise ValueError("draws must be at least 2 for a standard error")
+
+
+def _value_and_slope(act, p):
+    """(σ(p), σ'(p)) elementwise, σ' by forward-mode autodiff."""
+    return jax.jvp(act, (p,), (jnp.ones_like(p),))
+
+
+def _output_grad(setting: BlockSetting, f):
+    """E[∂ℓ/∂f | f] over the target, for a batch of outputs f (B, k).
+
+    Targets enter ∂ℓ/∂f linearly — MSE: f − y with y = β·f + ξ, ξ ~ N(0, I);
+    cross-entropy: softmax(f) − e_c with c uniform on {1..k} — so averaging them out
+    exactly (Rao–Blackwellization) keeps every estimator unbiased and removes the
+    target's variance, the largest part of the raw gradient noise.
+    """
+    if setting.loss == "mse":
+        grad = (1.0 - setting.target_coupling) * f
+        return grad / setting.d_out if setting.reduction == "mean" else grad
+    return jax.nn.softmax(f, axis=-1) - 1.0 / setting.d_out
+
+
+def _normal(key, shape, dtype, scale, mean=0.0):
+    return mean + scale * jax.random.normal(key, shape, dtype)
+
+
+# Each *_cluster function draws ``draws`` independent clusters at once (leading axis) —
+# one RNG call per array is several times faster than vmapping over per-draw keys —
+# and returns one value (or a vector of values) per cluster.
+
+def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+    """Per weight draw, the estimate of E[g_i | p_i > 0] = 2·E[g_i·1{p_i > 0}].
+
+    P(p_i > 0) = ½ exactly (p = W1 x is symmetric), so no ratio estimator is needed.
+    """
+    act = parse_activation(setting.act)
+    k1, k2, k3 = jax.random.split(key, 3)
+    n, d, k = setting.width, setting.d_in, setting.d_out
+    w1 = _normal(k1, (draws, n, d), dtype, setting.s1)
+    w2 = _normal(k2, (draws, k, n), dtype, setting.s2, setting.w2_mean)
+    x = jax.random.normal(k3, (draws, inputs, d), dtype)
+    p = jnp.einsum("cbd,cnd->cbn", x, w1)
+    h, slope = _value_and_slope(act, p)
+    dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h, w2))
+    g = slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)
+    return 2.0 * jnp.mean(jnp.where(p > 0, g, 0.0), axis=(1, 2))
+
+
+def drift_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+    """Per weight draw of the 3-layer block x → W1 → σ → W2 (n×n) → σ → W3 → f:
+    the mean over entries of ∂ℓ/∂W1, ∂ℓ/∂W2, ∂ℓ/∂W3, averaged over the inputs.
+
+    The mean of an outer-product gradient g hᵀ over its entries is mean(g)·mean(h).
+    """
+    act = parse_activation(setting.act)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    n, d, k = setting.width, setting.d_in, setting.d_out
+    w1 = _normal(k1, (draws, n, d), dtype, setting.s1)
+    w2 = _normal(k2, (draws, n, n), dtype, setting.s2, setting.w2_mean)
+    w3 = _normal(k3, (draws, k, n), dtype, setting.s2)
+    x = jax.random.normal(k4, (draws, inputs, d), dtype)
+    p1 = jnp.einsum("cbd,cnd->cbn", x, w1)
+    h1, slope1 = _value_and_slope(act, p1)
+    p2 = jnp.einsum("cbm,cnm->cbn", h1, w2)
+    h2, slope2 = _value_and_slope(act, p2)
+    dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h2, w3))
+    g2 = slope2 * jnp.einsum("cbk,ckn->cbn", dl_df, w3)
+    g1 = slope1 * jnp.einsum("cbn,cnm->cbm", g2, w2)
+    outer_mean = lambda g, a: jnp.mean(g.mean(-1) * a.mean(-1), axis=1)
+    return jnp.stack([outer_mean(g1, x), outer_mean(g2, h1), outer_mean(dl_df, h2)], axis=-1)
+
+
+def outgoing_gram_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+    """Per draw of W2's columns v_i: (mean_i ‖v_i‖², mean_{i≠j} ⟨v_i, v_j⟩) — the lemma."""
+    n, k = setting.width, setting.d_out
+    w2 = _normal(key, (draws, k, n), dtype, setting.s2, setting.w2_mean)
+    col_sum = w2.sum(-1)
+    diag = jnp.sum(w2**2, axis=(1, 2))
+    off = jnp.sum(col_sum**2, axis=-1) - diag
+    return jnp.stack([diag / n, off / (n * (n - 1))], axis=-1)
+
+
+@lru_cache(maxsize=256)
+def _compiled(cluster_fn, setting: BlockSetting, inputs: int, dtype, draws: int):
+    """One jitted program per (estimator, setting, shapes): repeated estimates skip compilation."""
+    return jax.jit(partial(cluster_fn, setting=setting, inputs=inputs, dtype=dtype, draws=draws))
+
+
+def run_clusters(cluster_fn, setting: BlockSetting, budget: Budget, samples_per_draw: int | None = None):
+    """Evaluate ``cluster_fn(key, setting, inputs, dtype, draws)`` for ``budget.draws`` clusters.
+
+    Returns an MCResult, or a list of them when the cluster value is a vector. The draw
+    count is rounded up to a whole number of chunks so one compiled program serves all.
+    """
+    if budget.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True)")
+    dtype = jnp.dtype(budget.dtype)
+    chunk = min(budget.chunk, budget.draws)
+    n_chunks = math.ceil(budget.draws / chunk)
+    fn = _compiled(cluster_fn, setting, budget.inputs_per_draw, dtype, chunk)
+    base = jax.random.key(budget.seed)
+    chunks = range(n_chunks)
+    if budget.progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc=f"MC {setting.describe()}", unit="chunk", leave=False)
+    values = [np.asarray(fn(jax.random.fold_in(base, i))) for i in chunks]
+    values = np.concatenate(values, axis=0).astype(np.float64)
+    per_draw = budget.inputs_per_draw if samples_per_draw is None else samples_per_draw
+    if values.ndim == 1:
+        return MCResult.from_clusters(values, per_draw)
+    return [MCResult.from_clusters(values[:, j], per_draw) for j in range(values.shape[1])]
+
+
+def estimate_grad_positive(setting: BlockSetting, budget: Budget = Budget()) -> MCResult:
+    """Monte Carlo E[∂ℓ/∂p_i | p_i > 0] in the canonical block (per example)."""
+    return run_clusters(grad_positive_cluster, setting, budget)
+
+
+def estimate_drift(setting: BlockSetting, budget: Budget = Budget()) -> dict[str, MCResult]:
+    """Monte Carlo mean gradient on W1 (input), W2 (hidden-to-hidden) and W3 (output)."""
+    return dict(zip(("W1", "W2", "W3"), run_clusters(drift_cluster, setting, budget)))
+
+
+def estimate_outgoing_gram(setting: BlockSetting, budget: Budget = Budget()) -> dict[str, MCResult]:
+    """Monte Carlo E‖v_i‖² and E⟨v_i, v_j⟩ (i ≠ j) for the columns of W2 at initialization."""
+    res = run_clusters(outgoing_gram_cluster, setting, budget, samples_per_draw=1)
+    return {"diag": res[0], "offdiag": res[1]}
+
+
+def estimate_softmax_factor(t: float, k: int, budget: Budget = Budget()) -> MCResult:
+    """Monte Carlo S(t) = E[1 − ‖softmax(u)‖²], u ~ N(0, t² I_k) (checks the quadrature)."""
+    n = budget.inputs_per_draw
+
+    def cluster(key, setting, inputs, dtype, draws):
+        u = t * jax.random.normal(key, (draws, n, k), dtype)
+        return jnp.mean(1.0 - jnp.sum(jax.nn.softmax(u, axis=-1) ** 2, axis=-1), axis=-1)
+
+    return run_clusters(cluster, BlockSetting(d_out=k), budget)
+
+
+def estimate_relu_sparsity(w_mean: float, w_std: float, h: np.ndarray, budget: Budget = Budget()) -> MCResult:
+    """Monte Carlo fraction of exact zeros of ReLU(W h) for W ~ N(μ, s²) i.i.d., given rows h ≥ 0.
+
+    ``h`` is (batch, n); each cluster draws ``inputs_per_draw`` output units.
+    """
+    h = jnp.asarray(h, jnp.float32)
+    units = budget.inputs_per_draw
+
+    def cluster(key, setting, inputs, dtype, draws):
+        w = w_mean + w_std * jax.random.normal(key, (draws, units, h.shape[1]), dtype)
+        return jnp.mean(jnp.einsum("cun,bn->cub", w, h) <= 0, axis=(1, 2)).astype(dtype)
+
+    return run_clusters(cluster, BlockSetting(), budget, samples_per_draw=units * h.shape[0])
