@@ -1,0 +1,300 @@
+"""GPT-nano: a nanoGPT-style decoder-only transformer in pure JAX.
+
+Pre-norm blocks (RMSNorm by default, LayerNorm optional), rotary (default) or learned
+positions, causal self-attention through ``jax.nn.dot_product_attention`` (so a GPU
+can use cuDNN flash attention in bf16), no biases, a 4x MLP whose activation goes
+through ``tap("block{i}.mlp", p, act)``, residual branches optionally scaled by
+1/sqrt(2·n_layer), a final norm, and the token embedding tied to the output head.
+
+Parameters (weights are (fan_in, fan_out), applied as x @ W)::
+
+    wte (V, D), [wpe (block_size, D) if pos == "learned"],
+    block{i}: ln1/{scale}, attn/{w_q, w_k, w_v, w_o}, ln2/{scale}, mlp/{w_in, w_out},
+    ln_f/{scale}
+
+Norm ``scale`` entries exist only with ``norm_affine=True``. The matrix whose drift
+the paper predicts is ``block{i}/mlp/w_out``: it reads the MLP activation.
+
+Sizes: ``tiny`` 2 layers × 32, 2 heads, block 32 (trains in seconds on a CPU);
+``small`` nanoGPT's CPU recipe, 4 layers × 128, 4 heads, block 64; ``paper`` the
+paper's GPT-nano, 12 layers × 768, 12 heads, MLP 3072, vocabulary 50257, block 2048
+(~124M parameters). ``data()`` replaces ``vocab_size`` by the data's vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+
+from driftlab.activations import parse_activation
+from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.init import get_init
+
+NORMS = ("rmsnorm", "layernorm")
+POSITIONS = ("rope", "learned")
+BRANCH_SCALES = ("none", "attn", "both")  # which residual branches get 1/sqrt(2·n_layer)
+INITS = ("gpt2_normal", "fan_in_normal")
+DTYPES = ("float32", "bfloat16")
+ATTN_IMPLS = ("auto", "xla", "cudnn")
+
+
+def _choice(field: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"GPTConfig.{field}={value!r} invalid; allowed: "
+                         f"{', '.join(map(str, allowed))}")
+
+
+def _positive(field: str, value, kind=int) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        raise ValueError(f"GPTConfig.{field}={value!r} invalid; allowed: a positive "
+                         f"{kind.__name__}")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of GPT-nano; validated on construction (ValueError names the field)."""
+
+    act: str = "relu"
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 32
+    mlp_ratio: int = 4
+    vocab_size: int = 256
+    block_size: int = 32
+    norm: str = "rmsnorm"
+    norm_affine: bool = True
+    norm_eps: float = 1e-6
+    pos: str = "rope"
+    rope_base: float = 10000.0
+    # The paper scales the attention branch; "both" also scales the MLP branch.
+    branch_scale: str = "attn"
+    init: str = "gpt2_normal"
+    init_gain: float = 1.0
+    compute_dtype: str = "float32"
+    attn_impl: str = "auto"  # "auto" lets JAX choose (XLA on CPU, cuDNN where it can)
+
+    def __post_init__(self):
+        try:
+            parse_activation(self.act)
+        except ValueError as err:
+            raise ValueError(f"GPTConfig.act: {err}") from None
+        for name in ("n_layer", "n_head", "n_embd", "mlp_ratio", "vocab_size", "block_size"):
+            _positive(name, getattr(self, name))
+        for name in ("norm_eps", "rope_base", "init_gain"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            _positive(name, value, float)
+        _choice("norm", self.norm, NORMS)
+        _choice("norm_affine", self.norm_affine, (True, False))
+        _choice("pos", self.pos, POSITIONS)
+        _choice("branch_scale", self.branch_scale, BRANCH_SCALES)
+        _choice("init", self.init, INITS)
+        _choice("compute_dtype", self.compute_dtype, DTYPES)
+        _choice("attn_impl", self.attn_impl, ATTN_IMPLS)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd={self.n_embd} invalid; allowed: a multiple "
+                             f"of n_head={self.n_head}")
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ValueError(f"GPTConfig.n_embd={self.n_embd} invalid with pos='rope'; "
+                             f"allowed: n_embd/n_head even (got head_dim {self.head_dim})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        return self.mlp_ratio * self.n_embd
+
+
+PRESETS = {
+    "tiny": dict(n_layer=2, n_head=2, n_embd=32, vocab_size=256, block_size=32),
+    "small": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=256, block_size=64),
+    "paper": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=2048),
+}
+
+
+def config(size: str = "tiny", act: str = "relu", **overrides) -> GPTConfig:
+    """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
+    if size not in SIZES or size not in PRESETS:
+        raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
+    return replace_checked(GPTConfig(act=act, **PRESETS[size]), **overrides)
+
+
+def data(source: str, cfg: GPTConfig, seed: int) -> tuple[GPTConfig, Dataset]:
+    """Load a text source (models/data/text.py) and set ``vocab_size`` to its vocabulary."""
+    from driftlab.models.data.text import load_text
+
+    ds = load_text(source, seed, cfg.block_size)
+    return replace(cfg, vocab_size=int(ds.meta["vocab_size"])), ds
+
+
+# --------------------------------------------------------------------------- init
+
+
+def init(key, cfg: GPTConfig) -> dict:
+    """Random parameters: every matrix from the ``cfg.init`` scheme, norm scales at 1.
+
+    Embeddings use fan_in = n_embd because the tied head reads them as a (D → V)
+    matrix; with ``fan_in_normal`` this gives unit-variance logits at init.
+    """
+    w_init = get_init(cfg.init, cfg.init_gain)
+    D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
+
+    def dense(k, fan_in, fan_out):
+        return w_init(k, (fan_in, fan_out), fan_in, fan_out)
+
+    def norm_params():
+        return {"scale": jnp.ones((D,), jnp.float32)} if cfg.norm_affine else {}
+
+    params = {"wte": w_init(jax.random.fold_in(key, 0), (V, D), D, V)}
+    if cfg.pos == "learned":
+        params["wpe"] = w_init(jax.random.fold_in(key, 1), (cfg.block_size, D), D, D)
+    for i in range(cfg.n_layer):
+        k = jax.random.split(jax.random.fold_in(key, 100 + i), 6)
+        params[f"block{i}"] = {
+            "ln1": norm_params(),
+            "attn": {"w_q": dense(k[0], D, D), "w_k": dense(k[1], D, D),
+                     "w_v": dense(k[2], D, D), "w_o": dense(k[3], D, D)},
+            "ln2": norm_params(),
+            "mlp": {"w_in": dense(k[4], D, H), "w_out": dense(k[5], H, D)},
+        }
+    params["ln_f"] = norm_params()
+    return params
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def norm(x, p: dict, cfg: GPTConfig):
+    """RMSNorm x/rms(x) or LayerNorm (x-mean)/std(x), times ``scale`` if present; no bias.
+
+    Statistics are computed in float32 so bf16 activations do not lose the mean.
+    """
+    x32 = x.astype(jnp.float32)
+    if cfg.norm == "layernorm":
+        x32 = x32 - jnp.mean(x32, axis=-1, keepdims=True)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + cfg.norm_eps)
+    if "scale" in p:
+        y = y * p["scale"]
+    return y.astype(x.dtype)
+
+
+def rope_tables(T: int, head_dim: int, base: float):
+    """cos and sin of the rotary angles t·base^(-2j/head_dim), each (T, head_dim/2)."""
+    inv_freq = base ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    angles = jnp.arange(T, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x, cos, sin):
+    """Rotate pairs (x_j, x_{j+Q/2}) of x (B, T, N, Q) by the position's angle."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos[:, None, :].astype(x.dtype), sin[:, None, :].astype(x.dtype)
+    return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
+
+
+def attention(x, p: dict, cfg: GPTConfig, rope):
+    """Causal multi-head self-attention of x (B, T, D) -> (B, T, D)."""
+    B, T, _ = x.shape
+    N, Q = cfg.n_head, cfg.head_dim
+    q, k, v = (jnp.reshape(x @ p[w].astype(x.dtype), (B, T, N, Q)) for w in ("w_q", "w_k", "w_v"))
+    if rope is not None:
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    impl = None if cfg.attn_impl == "auto" else cfg.attn_impl
+    y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
+    return jnp.reshape(y, (B, T, N * Q)) @ p["w_o"].astype(x.dtype)
+
+
+def mlp(x, p: dict, cfg: GPTConfig, tap, name: str):
+    """x @ W_in -> σ (through the tap) -> @ W_out."""
+    pre = x @ p["w_in"].astype(x.dtype)
+    h = tap(name, pre, parse_activation(cfg.act))
+    return h @ p["w_out"].astype(x.dtype)
+
+
+def branch_scales(cfg: GPTConfig) -> tuple[float, float]:
+    """(attention, MLP) residual-branch multipliers."""
+    s = 1.0 / math.sqrt(2 * cfg.n_layer)
+    return {"none": (1.0, 1.0), "attn": (s, 1.0), "both": (s, s)}[cfg.branch_scale]
+
+
+def apply(params: dict, batch, cfg: GPTConfig, tap=plain_tap):
+    """Logits (B, T, V) for the tokens ``batch["x"]`` (int, (B, T) with T <= block_size)."""
+    tokens = batch["x"]
+    B, T = tokens.shape
+    if T > cfg.block_size:
+        raise ValueError(f"sequence length {T} exceeds GPTConfig.block_size={cfg.block_size}")
+    dtype = jnp.dtype(cfg.compute_dtype)
+    wte = params["wte"].astype(dtype)
+    x = wte[tokens]
+    rope = None
+    if cfg.pos == "learned":
+        x = x + params["wpe"][:T].astype(dtype)
+    else:
+        rope = rope_tables(T, cfg.head_dim, cfg.rope_base)
+    s_attn, s_mlp = branch_scales(cfg)
+    for i in range(cfg.n_layer):
+        blk = params[f"block{i}"]
+        x = x + s_attn * attention(norm(x, blk["ln1"], cfg), blk["attn"], cfg, rope)
+        x = x + s_mlp * mlp(norm(x, blk["ln2"], cfg), blk["mlp"], cfg, tap, f"block{i}.mlp")
+    x = norm(x, params["ln_f"], cfg)
+    return x @ wte.T
+
+
+def loss(logits, batch, cfg: GPTConfig):
+    """Mean next-token cross-entropy over all B·T positions, and metrics.
+
+    Metrics: ``accuracy`` (top-1 next-token) and ``entropy`` (mean predictive entropy
+    in nats; equals log V for a uniform predictor, a check on the init).
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    y = batch["y"]
+    nll = -jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
+    accuracy = jnp.mean((jnp.argmax(logp, axis=-1) == y).astype(jnp.float32))
+    entropy = -jnp.mean(jnp.sum(jnp.exp(logp) * logp, axis=-1))
+    return jnp.mean(nll), {"accuracy": accuracy, "entropy": entropy}
+
+
+def downstream(cfg: GPTConfig) -> dict[str, str]:
+    """{"block{i}.mlp": "block{i}/mlp/w_out"}: the matrix reading each MLP activation."""
+    return {f"block{i}.mlp": f"block{i}/mlp/w_out" for i in range(cfg.n_layer)}
+
+
+# --------------------------------------------------------------------------- cost model
+
+
+def param_count(cfg: GPTConfig, include_position: bool = True) -> int:
+    """Number of parameters (the tied head counted once)."""
+    D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
+    norm_p = D if cfg.norm_affine else 0
+    per_block = 4 * D * D + 2 * D * H + 2 * norm_p
+    n = V * D + cfg.n_layer * per_block + norm_p
+    if include_position and cfg.pos == "learned":
+        n += cfg.block_size * D
+    return n
+
+
+def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> float:
+    """Training FLOPs per token, 6·N + 12·L·n_head·head_dim·T (PaLM appendix B / nanoGPT MFU).
+
+    N excludes learned position embeddings (a lookup, no matmul) but includes the
+    tied embedding, which the head uses as a matmul. The attention term counts the
+    full T×T score and value products, forward and backward (as nanoGPT does; a
+    causal kernel does about half of it). T defaults to ``cfg.block_size``.
+    """
+    T = cfg.block_size if seq_len is None else seq_len
+    N = param_count(cfg, include_position=False)
+    return 6.0 * N + 12.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * T
+
+
+ARCH = Arch(name="gpt", config=config, data=data, init=init, apply=apply, loss=loss,
+            downstream=downstream)
+
+__all__ = ["ARCH", "GPTConfig", "config", "data", "init", "apply", "loss", "downstream",
+           "param_count", "flops_per_token"]
