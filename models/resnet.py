@@ -1,0 +1,247 @@
+"""CIFAR-style ResNet (He et al. 2016) in pure JAX, with every nonlinearity tapped.
+
+Structure: a 3×3 stem conv → norm → σ, then ``len(widths)`` stages of basic residual
+blocks (stage s has ``blocks[s]`` blocks of width ``widths[s]``; the first block of
+every stage after the first halves the resolution with stride 2), global average
+pooling and a linear head. A basic block computes::
+
+    act1 = σ(norm1(conv1(x)))                      tap "stage{s}.block{b}.act1"
+    act2 = σ(norm2(conv2(act1)) + shortcut(x))     tap "stage{s}.block{b}.act2"
+
+where the shortcut is the identity, or a 1×1 strided conv + norm when the shape
+changes ("option B" of He et al.; the original CIFAR ResNets used zero-padding,
+option A, which has no weights). The stem's activation is tap "stem.act". Stages
+are numbered from 1, blocks from 0.
+
+Normalization (``norm``) is purely functional — parameters hold no running state:
+
+* ``"batch"`` (default, as in He et al.): BatchNorm with the statistics of the
+  current batch, in training *and* evaluation (no running averages). Under
+  data-parallel ``jit`` the statistics are over the global batch.
+* ``"group"``: GroupNorm with ``groups`` groups, independent of the batch.
+* ``"none"``: no normalization; convolutions then get a zero-initialized bias.
+
+Note for the drift question: a per-channel norm after a conv removes a shift of
+that conv's output mean, so it can mask how drift of the downstream conv turns
+into sparsity; ``norm="none"`` or ``"group"`` are the controls.
+
+Parameters (conv weights HWIO)::
+
+    stem/{conv/w, norm/{scale, bias}},
+    stage{s}/block{b}/{conv1, norm1, conv2, norm2[, short_conv, short_norm]},
+    head/{w, b}
+
+Sizes: ``tiny`` widths 8/16/32, one block per stage, 8×8×1 images (trains in
+seconds on the 8×8 digits); ``small`` widths 16/32/64, two blocks per stage
+(ResNet-14), 28×28×1 (MNIST-sized); ``paper`` ResNet-20 of He et al. §4.2, widths
+16/32/64, three blocks per stage, 32×32×3 (CIFAR-10). ``data()`` replaces the image
+shape and class count by those of the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+
+from driftlab.activations import parse_activation
+from driftlab.models import layers as L
+from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.init import SCHEMES, get_init
+
+NORMS = ("batch", "group", "none")
+
+
+def _bad(field: str, value, allowed: str):
+    return ValueError(f"ResNetConfig.{field}={value!r} invalid; allowed: {allowed}")
+
+
+def _is_pos_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """Hyper-parameters of the ResNet; validated on construction (ValueError names the field)."""
+
+    act: str = "relu"
+    size: str = "tiny"
+    image_shape: tuple = (8, 8, 1)  # (H, W, C)
+    num_classes: int = 10
+    widths: tuple = (8, 16, 32)  # channels per stage
+    blocks: tuple = (1, 1, 1)  # basic blocks per stage
+    norm: str = "batch"
+    groups: int = 4  # GroupNorm groups (norm="group" only)
+    norm_eps: float = 1e-5
+    init: str = "fan_in_normal"  # scheme for conv weights (models/init.py)
+    gain: float = math.sqrt(2.0)  # √2 with fan_in_normal is He/Kaiming normal
+    head_init: str = "fan_in_normal"
+    head_gain: float = 1.0
+
+    def __post_init__(self):
+        # Lists arrive from JSON/CLI overrides; tuples keep the config hashable for jit.
+        for name in ("image_shape", "widths", "blocks"):
+            v = getattr(self, name)
+            if isinstance(v, list):
+                object.__setattr__(self, name, tuple(v))
+        try:
+            parse_activation(self.act)
+        except ValueError as err:
+            raise ValueError(f"ResNetConfig.act: {err}") from None
+        if self.size not in SIZES:
+            raise _bad("size", self.size, ", ".join(SIZES))
+        if not (isinstance(self.image_shape, tuple) and len(self.image_shape) == 3
+                and all(_is_pos_int(v) for v in self.image_shape)):
+            raise _bad("image_shape", self.image_shape, "a tuple (H, W, C) of positive ints")
+        if not _is_pos_int(self.num_classes) or self.num_classes < 2:
+            raise _bad("num_classes", self.num_classes, "an int >= 2")
+        for name in ("widths", "blocks"):
+            v = getattr(self, name)
+            if not (isinstance(v, tuple) and v and all(_is_pos_int(x) for x in v)):
+                raise _bad(name, v, "a non-empty tuple of positive ints")
+        if len(self.blocks) != len(self.widths):
+            raise _bad("blocks", self.blocks, f"a tuple of length len(widths)={len(self.widths)}")
+        if self.norm not in NORMS:
+            raise _bad("norm", self.norm, ", ".join(NORMS))
+        if not _is_pos_int(self.groups):
+            raise _bad("groups", self.groups, "a positive int")
+        if self.norm == "group" and any(w % self.groups for w in self.widths):
+            raise _bad("groups", self.groups, f"a divisor of every width in {self.widths}")
+        for name in ("init", "head_init"):
+            if getattr(self, name) not in SCHEMES:
+                raise _bad(name, getattr(self, name), ", ".join(SCHEMES))
+        for name in ("gain", "head_gain", "norm_eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise _bad(name, v, "a positive number")
+
+
+PRESETS = {
+    "tiny": dict(image_shape=(8, 8, 1), widths=(8, 16, 32), blocks=(1, 1, 1)),
+    "small": dict(image_shape=(28, 28, 1), widths=(16, 32, 64), blocks=(2, 2, 2)),
+    "paper": dict(image_shape=(32, 32, 3), widths=(16, 32, 64), blocks=(3, 3, 3)),
+}
+
+
+def config(size: str = "tiny", act: str = "relu", **overrides) -> ResNetConfig:
+    """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
+    if size not in PRESETS:
+        raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
+    return replace_checked(ResNetConfig(act=act, size=size, **PRESETS[size]), **overrides)
+
+
+def data(source: str, cfg: ResNetConfig, seed: int) -> tuple[ResNetConfig, Dataset]:
+    """Load images (models/data/images.py) and adapt ``image_shape``/``num_classes`` to them."""
+    from driftlab.models.data.images import load_images
+
+    ds = load_images(source, seed, num_classes_synthetic=cfg.num_classes,
+                     image_shape_synthetic=tuple(cfg.image_shape))
+    shape = tuple(int(v) for v in ds.meta["input_shape"])
+    return replace(cfg, image_shape=shape, num_classes=int(ds.meta["num_classes"])), ds
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def _block_names(cfg: ResNetConfig):
+    """(stage name, block name, in channels, out channels, stride) for every block, in order."""
+    out, cin = [], cfg.widths[0]
+    for s, (width, n) in enumerate(zip(cfg.widths, cfg.blocks), start=1):
+        for b in range(n):
+            stride = 2 if (s > 1 and b == 0) else 1
+            out.append((f"stage{s}", f"block{b}", cin, width, stride))
+            cin = width
+    return out
+
+
+def _needs_projection(cin: int, cout: int, stride: int) -> bool:
+    return cin != cout or stride != 1
+
+
+# --------------------------------------------------------------------------- init
+
+
+def init(key, cfg: ResNetConfig) -> dict:
+    """Random parameters: convs from ``cfg.init``/``gain``, head from ``head_init``/``head_gain``,
+    norm scales 1 and biases 0 (conv biases, present only with ``norm="none"``, 0)."""
+    w_init = get_init(cfg.init, cfg.gain)
+    use_bias = cfg.norm == "none"
+
+    def conv_norm(k, kernel, cin, cout):
+        c = L.conv2d_init(k, kernel, cin, cout, w_init, bias=use_bias)
+        return c, (L.norm_init(cout) if cfg.norm != "none" else {})
+
+    params = {}
+    conv, nrm = conv_norm(jax.random.fold_in(key, 0), 3, cfg.image_shape[2], cfg.widths[0])
+    params["stem"] = {"conv": conv, "norm": nrm}
+    for i, (stage, block, cin, cout, stride) in enumerate(_block_names(cfg)):
+        k = jax.random.split(jax.random.fold_in(key, 1 + i), 3)
+        p = {}
+        p["conv1"], p["norm1"] = conv_norm(k[0], 3, cin, cout)
+        p["conv2"], p["norm2"] = conv_norm(k[1], 3, cout, cout)
+        if _needs_projection(cin, cout, stride):
+            p["short_conv"], p["short_norm"] = conv_norm(k[2], 1, cin, cout)
+        params.setdefault(stage, {})[block] = p
+    params["head"] = L.dense_init(jax.random.fold_in(key, 10_000), cfg.widths[-1],
+                                  cfg.num_classes, get_init(cfg.head_init, cfg.head_gain))
+    return params
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def _norm(p: dict, x, cfg: ResNetConfig):
+    if cfg.norm == "batch":
+        return L.batch_norm(p, x, cfg.norm_eps)
+    if cfg.norm == "group":
+        return L.group_norm(p, x, cfg.groups, cfg.norm_eps)
+    return x
+
+
+def apply(params: dict, batch, cfg: ResNetConfig, tap=plain_tap):
+    """Logits (B, num_classes) for images ``batch["x"]`` (B, H, W, C)."""
+    act = parse_activation(cfg.act)
+    x = jnp.asarray(batch["x"])
+    p = params["stem"]
+    h = tap("stem.act", _norm(p["norm"], L.conv2d(p["conv"], x), cfg), act)
+    for stage, block, cin, cout, stride in _block_names(cfg):
+        p = params[stage][block]
+        name = f"{stage}.{block}"
+        z = _norm(p["norm1"], L.conv2d(p["conv1"], h, stride=stride), cfg)
+        a1 = tap(f"{name}.act1", z, act)
+        z = _norm(p["norm2"], L.conv2d(p["conv2"], a1), cfg)
+        if "short_conv" in p:
+            short = _norm(p["short_norm"], L.conv2d(p["short_conv"], h, stride=stride, padding=0), cfg)
+        else:
+            short = h
+        h = tap(f"{name}.act2", z + short, act)
+    return L.dense(params["head"], L.global_avg_pool(h))
+
+
+def loss(outputs, batch, cfg: ResNetConfig):
+    """Mean softmax cross-entropy over the batch; metrics ``{"accuracy"}``."""
+    value, acc = L.softmax_cross_entropy(outputs, jnp.asarray(batch["y"]))
+    return value, {"accuracy": acc}
+
+
+def downstream(cfg: ResNetConfig) -> dict[str, str]:
+    """For each tap, the weight that reads its output.
+
+    ``act1`` → ``conv2`` of the same block; ``stem.act`` and each ``act2`` → ``conv1``
+    of the next block (which is also read by that block's shortcut; conv1 is the one
+    feeding another activation); the last ``act2`` → the head (through the pool).
+    """
+    blocks = _block_names(cfg)
+    out, prev = {}, "stem.act"
+    for stage, block, *_ in blocks:
+        out[prev] = f"{stage}/{block}/conv1/w"
+        out[f"{stage}.{block}.act1"] = f"{stage}/{block}/conv2/w"
+        prev = f"{stage}.{block}.act2"
+    out[prev] = "head/w"
+    return out
+
+
+ARCH = Arch(name="resnet", config=config, data=data, init=init, apply=apply, loss=loss,
+            downstream=downstream)

@@ -1,0 +1,209 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) in pure JAX, with the MLP activation tapped.
+
+Structure: a patch×patch patch embedding (a strided conv, i.e. a linear map of each
+flattened patch), an optional learned CLS token, learned position embeddings, ``depth``
+pre-norm blocks::
+
+    x = x + attn(LN1(x))
+    x = x + fc2(σ(fc1(LN2(x))))        σ through tap "block{i}.mlp", fc1: D → mlp_ratio·D
+
+a final LayerNorm, pooling (the CLS token, or the mean of the patch tokens) and a
+linear classification head. No dropout (the drift question is about the optimizer,
+and dropout would make apply stochastic).
+
+Parameters (dense weights are (fan_in, fan_out))::
+
+    patch/{w, b}, pos (1, T, D), [cls (1, 1, D)],
+    block{i}/{ln1/{scale, bias}, attn/{q, k, v, o}/{w, b}, ln2, mlp/{fc1, fc2}/{w, b}},
+    ln_f/{scale, bias}, head/{w, b}
+
+The matrix whose drift the paper predicts is ``block{i}/mlp/fc2/w``.
+
+Init: every matrix from ``init``/``gain`` (default fan_in_normal, gain 1, the theory's
+setting; ``xavier_normal`` is closer to the original ViT), biases 0, LayerNorm 1/0,
+position embeddings and CLS token N(0, 0.02²) as in the reference implementation.
+The head is *not* zero-initialized (the original ViT's choice), since a zero head
+would make every gradient below it vanish at step 0.
+
+Sizes: ``tiny`` patch 2 on 8×8×1 (16 tokens), width 32, 2 blocks, 2 heads (trains in
+seconds on the 8×8 digits); ``small`` patch 4 on 28×28×1 (49 tokens), width 64,
+4 blocks, 4 heads; ``paper`` ViT-S widths — width 384, 12 blocks, 6 heads, MLP 1536 —
+with patch 4 on 32×32×3 CIFAR images (64 tokens), the usual CIFAR adaptation of
+ViT-S/16 (override ``patch=16`` for 224×224 inputs). ``data()`` replaces the image
+shape and class count by those of the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+
+from driftlab.activations import parse_activation
+from driftlab.models import layers as L
+from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.init import SCHEMES, get_init
+
+POOLS = ("cls", "mean")
+POS_STD = 0.02  # position/CLS embedding scale of the reference ViT
+
+
+def _bad(field: str, value, allowed: str):
+    return ValueError(f"ViTConfig.{field}={value!r} invalid; allowed: {allowed}")
+
+
+def _is_pos_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Hyper-parameters of the ViT; validated on construction (ValueError names the field)."""
+
+    act: str = "gelu"
+    size: str = "tiny"
+    image_shape: tuple = (8, 8, 1)  # (H, W, C)
+    num_classes: int = 10
+    patch: int = 2
+    dim: int = 32
+    depth: int = 2
+    heads: int = 2
+    mlp_ratio: int = 4
+    pool: str = "cls"
+    bias: bool = True
+    norm_eps: float = 1e-6
+    init: str = "fan_in_normal"
+    gain: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.image_shape, list):  # lists arrive from JSON/CLI overrides
+            object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        try:
+            parse_activation(self.act)
+        except ValueError as err:
+            raise ValueError(f"ViTConfig.act: {err}") from None
+        if self.size not in SIZES:
+            raise _bad("size", self.size, ", ".join(SIZES))
+        if not (isinstance(self.image_shape, tuple) and len(self.image_shape) == 3
+                and all(_is_pos_int(v) for v in self.image_shape)):
+            raise _bad("image_shape", self.image_shape, "a tuple (H, W, C) of positive ints")
+        for name in ("num_classes", "patch", "dim", "depth", "heads", "mlp_ratio"):
+            if not _is_pos_int(getattr(self, name)):
+                raise _bad(name, getattr(self, name), "a positive int")
+        if self.num_classes < 2:
+            raise _bad("num_classes", self.num_classes, "an int >= 2")
+        H, W, _ = self.image_shape
+        if H % self.patch or W % self.patch:
+            raise _bad("patch", self.patch, f"a divisor of the image height and width {H}x{W}")
+        if self.dim % self.heads:
+            raise _bad("heads", self.heads, f"a divisor of dim={self.dim}")
+        if self.pool not in POOLS:
+            raise _bad("pool", self.pool, ", ".join(POOLS))
+        if self.bias not in (True, False):
+            raise _bad("bias", self.bias, "True, False")
+        if self.init not in SCHEMES:
+            raise _bad("init", self.init, ", ".join(SCHEMES))
+        for name in ("gain", "norm_eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise _bad(name, v, "a positive number")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_shape[0] // self.patch) * (self.image_shape[1] // self.patch)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + (1 if self.pool == "cls" else 0)
+
+
+PRESETS = {
+    "tiny": dict(image_shape=(8, 8, 1), patch=2, dim=32, depth=2, heads=2),
+    "small": dict(image_shape=(28, 28, 1), patch=4, dim=64, depth=4, heads=4),
+    "paper": dict(image_shape=(32, 32, 3), patch=4, dim=384, depth=12, heads=6),
+}
+
+
+def config(size: str = "tiny", act: str = "gelu", **overrides) -> ViTConfig:
+    """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
+    if size not in PRESETS:
+        raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
+    return replace_checked(ViTConfig(act=act, size=size, **PRESETS[size]), **overrides)
+
+
+def data(source: str, cfg: ViTConfig, seed: int) -> tuple[ViTConfig, Dataset]:
+    """Load images (models/data/images.py) and adapt ``image_shape``/``num_classes`` to them.
+
+    Raises ValueError naming ``patch`` if the data's image size is not a multiple of it.
+    """
+    from driftlab.models.data.images import load_images
+
+    ds = load_images(source, seed, num_classes_synthetic=cfg.num_classes,
+                     image_shape_synthetic=tuple(cfg.image_shape))
+    shape = tuple(int(v) for v in ds.meta["input_shape"])
+    return replace(cfg, image_shape=shape, num_classes=int(ds.meta["num_classes"])), ds
+
+
+# --------------------------------------------------------------------------- init
+
+
+def init(key, cfg: ViTConfig) -> dict:
+    """Random parameters (see the module docstring for the scheme of each entry)."""
+    w_init = get_init(cfg.init, cfg.gain)
+    D, M = cfg.dim, cfg.mlp_ratio * cfg.dim
+    params = {
+        "patch": L.patch_embed_init(jax.random.fold_in(key, 0), cfg.patch, cfg.image_shape[2],
+                                    D, w_init, bias=cfg.bias),
+        "pos": POS_STD * jax.random.normal(jax.random.fold_in(key, 1), (1, cfg.num_tokens, D)),
+    }
+    if cfg.pool == "cls":
+        params["cls"] = POS_STD * jax.random.normal(jax.random.fold_in(key, 2), (1, 1, D))
+    for i in range(cfg.depth):
+        k = jax.random.split(jax.random.fold_in(key, 100 + i), 3)
+        params[f"block{i}"] = {
+            "ln1": L.norm_init(D),
+            "attn": L.attention_init(k[0], D, w_init, bias=cfg.bias),
+            "ln2": L.norm_init(D),
+            "mlp": {"fc1": L.dense_init(k[1], D, M, w_init, bias=cfg.bias),
+                    "fc2": L.dense_init(k[2], M, D, w_init, bias=cfg.bias)},
+        }
+    params["ln_f"] = L.norm_init(D)
+    params["head"] = L.dense_init(jax.random.fold_in(key, 10_000), D, cfg.num_classes, w_init)
+    return params
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def apply(params: dict, batch, cfg: ViTConfig, tap=plain_tap):
+    """Logits (B, num_classes) for images ``batch["x"]`` (B, H, W, C)."""
+    act = parse_activation(cfg.act)
+    x = L.patch_embed(params["patch"], jnp.asarray(batch["x"]), cfg.patch)  # (B, N, D)
+    if cfg.pool == "cls":
+        cls = jnp.broadcast_to(params["cls"].astype(x.dtype), (x.shape[0], 1, cfg.dim))
+        x = jnp.concatenate([cls, x], axis=1)
+    x = x + params["pos"].astype(x.dtype)
+    for i in range(cfg.depth):
+        p = params[f"block{i}"]
+        x = x + L.multi_head_attention(p["attn"], L.layer_norm(p["ln1"], x, cfg.norm_eps), cfg.heads)
+        h = tap(f"block{i}.mlp", L.dense(p["mlp"]["fc1"], L.layer_norm(p["ln2"], x, cfg.norm_eps)), act)
+        x = x + L.dense(p["mlp"]["fc2"], h)
+    x = L.layer_norm(params["ln_f"], x, cfg.norm_eps)
+    pooled = x[:, 0] if cfg.pool == "cls" else jnp.mean(x, axis=1)
+    return L.dense(params["head"], pooled)
+
+
+def loss(outputs, batch, cfg: ViTConfig):
+    """Mean softmax cross-entropy over the batch; metrics ``{"accuracy"}``."""
+    value, acc = L.softmax_cross_entropy(outputs, jnp.asarray(batch["y"]))
+    return value, {"accuracy": acc}
+
+
+def downstream(cfg: ViTConfig) -> dict[str, str]:
+    """Tap ``block{i}.mlp`` → ``block{i}/mlp/fc2/w``, the MLP's output projection."""
+    return {f"block{i}.mlp": f"block{i}/mlp/fc2/w" for i in range(cfg.depth)}
+
+
+ARCH = Arch(name="vit", config=config, data=data, init=init, apply=apply, loss=loss,
+            downstream=downstream)
