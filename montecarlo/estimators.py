@@ -197,3 +197,30 @@ def estimate_relu_sparsity(w_mean: float, w_std: float, h: np.ndarray, budget: B
         return jnp.mean(jnp.einsum("cun,bn->cub", w, h) <= 0, axis=(1, 2)).astype(dtype)
 
     return run_clusters(cluster, BlockSetting(), budget, samples_per_draw=units * h.shape[0])
+
+
+def sample_preactivation_grads(setting: BlockSetting, budget: Budget = Budget()):
+    """(p, g) pairs — pre-activations and E_target[∂ℓ/∂p | weights, x] — for binned plots.
+
+    Returns two float64 arrays of draws × inputs × width values; a bin's mean of g
+    estimates E[g | p ∈ bin].
+    """
+    act = parse_activation(setting.act)
+    dtype = jnp.dtype(budget.dtype)
+
+    def pairs(key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        n, d, k, c = setting.width, setting.d_in, setting.d_out, budget.chunk
+        w1 = _normal(k1, (c, n, d), dtype, setting.s1)
+        w2 = _normal(k2, (c, k, n), dtype, setting.s2, setting.w2_mean)
+        x = jax.random.normal(k3, (c, budget.inputs_per_draw, d), dtype)
+        p = jnp.einsum("cbd,cnd->cbn", x, w1)
+        h, slope = _value_and_slope(act, p)
+        dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h, w2))
+        return p, slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)
+
+    fn = jax.jit(pairs)
+    base = jax.random.key(budget.seed)
+    out = [fn(jax.random.fold_in(base, i)) for i in range(math.ceil(budget.draws / budget.chunk))]
+    return (np.concatenate([np.asarray(o[0], np.float64).ravel() for o in out]),
+            np.concatenate([np.asarray(o[1], np.float64).ravel() for o in out]))

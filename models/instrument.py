@@ -1,0 +1,151 @@
+"""Cheap in-step measurements of activations, their gradients, and weights.
+
+The engine runs the model with :class:`TapRecorder` as its tap. For every tap
+``name`` with pre-activation ``p`` and output ``h = σ(p)``:
+
+* the tap returns ``σ(p + probe[name])`` where ``probe[name]`` is a zero array of
+  ``p``'s shape (found once with ``jax.eval_shape``, :func:`probe_shapes`). Adding zero
+  changes nothing in the forward pass, but differentiating the loss with respect to
+  the probe in the same backward pass yields ``g = ∂ℓ/∂p`` for free;
+* ``p`` and ``h`` are recorded so :func:`tap_stats` can reduce them inside the jitted
+  step (only scalars leave the device).
+
+Taps must be called in plain Python control flow (not inside ``lax.scan``/``vmap``
+bodies), since recorded arrays leave the traced function.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from driftlab.models.checkpoint import flatten_dict
+
+MEDIAN_SAMPLES = 4096  # strided subsample size for the cheap median of |h|
+_TINY = 1e-12
+
+
+class TapRecorder:
+    """A tap that adds zero probes (if given) and records (p, h) per tap name."""
+
+    def __init__(self, probes: dict | None = None):
+        self.probes = probes
+        self.records: dict[str, tuple] = {}
+
+    def __call__(self, name: str, p, act):
+        if name in self.records:
+            raise ValueError(f"tap name {name!r} used twice in one forward pass; "
+                             f"tap names must be unique")
+        if self.probes is not None:
+            p = p + self.probes[name].astype(p.dtype)
+        h = act(p)
+        self.records[name] = (p, h)
+        return h
+
+
+def probe_shapes(forward, *args) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of every tap's pre-activation, by abstract evaluation.
+
+    ``forward(tap, *args)`` runs the model with the given tap; nothing is computed.
+    """
+    def run(*a):
+        rec = TapRecorder()
+        forward(rec, *a)
+        return {k: p for k, (p, _) in rec.records.items()}
+
+    return jax.eval_shape(run, *args)
+
+
+def zero_probes(shapes: dict) -> dict:
+    """Zero arrays of the probe shapes (created inside the jitted step)."""
+    return {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+
+
+def cheap_median_abs(h) -> jax.Array:
+    """Median of the non-zero |h| over a fixed strided subsample of <= MEDIAN_SAMPLES entries.
+
+    A full median sorts every activation; a strided subsample is deterministic and cheap.
+    Exact zeros are left out: with ReLU-like activations more than half the entries
+    can be zero, which would make the median 0 and max/median meaningless; the median
+    of the active entries is the "typical" magnitude a spike is compared with. It is
+    0 when every sampled entry is zero.
+    """
+    flat = jnp.abs(jnp.ravel(h)).astype(jnp.float32)
+    stride = max(1, flat.size // MEDIAN_SAMPLES)
+    sub = flat[::stride]
+    med = jnp.nanmedian(jnp.where(sub > 0, sub, jnp.nan))
+    return jnp.where(jnp.isnan(med), 0.0, med)
+
+
+def activation_stats(p, h, eps: float) -> dict[str, jax.Array]:
+    """Forward-only statistics of one tap.
+
+    sparsity: fraction of exact zeros of h; sparsity_eps: fraction with |h| < eps (the
+    measure for smooth activations); max_abs, median_abs and spike_ratio = max|h| /
+    median|h| (median from :func:`cheap_median_abs`); h_max/h_min: signed extremes;
+    frac_pos: fraction of p > 0. spike_ratio is 0 when h is all zeros.
+    """
+    h32 = h.astype(jnp.float32)
+    absh = jnp.abs(h32)
+    max_abs = jnp.max(absh)
+    median_abs = cheap_median_abs(h32)
+    # max|h| <= 0 only when every entry is zero; report ratio 0 then, not 0/0.
+    return {
+        "sparsity": jnp.mean((h32 == 0).astype(jnp.float32)),
+        "sparsity_eps": jnp.mean((absh < eps).astype(jnp.float32)),
+        "max_abs": max_abs,
+        "median_abs": median_abs,
+        "spike_ratio": max_abs / jnp.maximum(median_abs, _TINY),
+        "h_max": jnp.max(h32),
+        "h_min": jnp.min(h32),
+        "frac_pos": jnp.mean((p > 0).astype(jnp.float32)),
+    }
+
+
+def gradient_stats(p, g, batch_size: int) -> dict[str, jax.Array]:
+    """Gradient-sign statistics of one tap from g = ∂ℓ/∂p (the probe gradient).
+
+    grad_pos_mean: mean of g over the entries with p > 0, multiplied by ``batch_size``:
+    the loss is a batch mean, so each entry of g carries a factor 1/B and B·g is the
+    gradient of that example's own loss (for sequence models, of its token-mean loss).
+    The theory predicts grad_pos_mean >= 0 at initialization for ReLU/GELU/SiLU.
+    grad_pos_frac: fraction of positive-p entries where g > 0.
+    """
+    pos = (p > 0).astype(jnp.float32)
+    g32 = g.astype(jnp.float32)
+    n_pos = jnp.maximum(jnp.sum(pos), 1.0)
+    return {
+        "grad_pos_mean": batch_size * jnp.sum(g32 * pos) / n_pos,
+        "grad_pos_frac": jnp.sum((g32 > 0) * pos) / n_pos,
+    }
+
+
+def tap_stats(records: dict, probe_grads: dict | None, eps: float, batch_size: int) -> dict:
+    """{tap: {stat: scalar}} from recorded (p, h) and, if given, the probe gradients."""
+    out = {}
+    for name, (p, h) in records.items():
+        p, h = jax.lax.stop_gradient(p), jax.lax.stop_gradient(h)
+        stats = activation_stats(p, h, eps)
+        if probe_grads is not None:
+            stats.update(gradient_stats(p, probe_grads[name], batch_size))
+        out[name] = stats
+    return out
+
+
+def weight_matrices(params) -> dict[str, jax.Array]:
+    """Every parameter with ndim >= 2, keyed by its "/"-joined path."""
+    return {k: v for k, v in flatten_dict(params).items() if jnp.ndim(v) >= 2}
+
+
+def weight_stats(params, init_means: dict | None = None) -> dict[str, dict[str, jax.Array]]:
+    """Per weight matrix: mean, std, frac_neg and (given ``init_means``) mean_change."""
+    out = {}
+    for path, w in weight_matrices(params).items():
+        w32 = w.astype(jnp.float32)
+        mean = jnp.mean(w32)
+        stats = {"mean": mean, "std": jnp.std(w32),
+                 "frac_neg": jnp.mean((w32 < 0).astype(jnp.float32))}
+        if init_means is not None:
+            stats["mean_change"] = mean - init_means[path]
+        out[path] = stats
+    return out

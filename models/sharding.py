@@ -1,0 +1,122 @@
+"""Data parallelism: one mesh axis ``"data"`` over every device, batch split on its leading axis.
+
+Parameters and optimizer state are replicated (``NamedSharding(mesh, P())``); each batch
+array is sharded along its leading (batch) axis (``P("data")``). XLA inserts the
+gradient all-reduce, so the training step is written as if on one device.
+
+Multi-host launch
+-----------------
+Every process runs the same ``driftlab train`` command; :func:`maybe_initialize_distributed`
+calls ``jax.distributed.initialize`` when the environment says there are several processes:
+
+* explicit: ``DRIFTLAB_COORDINATOR=host:port DRIFTLAB_NUM_PROCESSES=N DRIFTLAB_PROCESS_ID=i``
+  (also how the tests start two CPU processes on one machine);
+* SLURM: ``srun --ntasks=N --ntasks-per-node=K driftlab train ...`` — JAX reads
+  ``SLURM_*`` (coordinator = first node of the job, process id = ``SLURM_PROCID``);
+  set one task per node (or per GPU with ``CUDA_VISIBLE_DEVICES``/``--gpus-per-task``);
+* Cloud TPU pods: ``gcloud compute tpus tpu-vm ssh NAME --worker=all --command="driftlab
+  train ..."`` — JAX detects the TPU worker environment (``TPU_WORKER_HOSTNAMES``).
+
+Each process then loads only its slice of the global batch (:func:`process_rows`); the
+global batch size must be divisible by the total device count. Process 0 alone writes
+files (metrics, config, checkpoints).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "data"
+
+
+def _want_distributed() -> str | None:
+    """Why this process is one of several ("explicit", "slurm", "tpu"), or None."""
+    if os.environ.get("DRIFTLAB_COORDINATOR"):
+        return "explicit"
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_STEP_ID" in os.environ:
+        return "slurm"
+    if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        return "tpu"
+    return None
+
+
+def maybe_initialize_distributed() -> bool:
+    """Call ``jax.distributed.initialize`` once if the environment names several processes.
+
+    Returns True if JAX runs multi-process afterwards. Must run before any JAX
+    computation (the engine calls it first thing).
+    """
+    if jax.distributed.is_initialized():
+        return True
+    how = _want_distributed()
+    if how is None:
+        return False
+    if how == "explicit":
+        try:
+            n = int(os.environ["DRIFTLAB_NUM_PROCESSES"])
+            pid = int(os.environ["DRIFTLAB_PROCESS_ID"])
+        except (KeyError, ValueError):
+            raise ValueError("DRIFTLAB_COORDINATOR is set, so DRIFTLAB_NUM_PROCESSES and "
+                             "DRIFTLAB_PROCESS_ID must be integers") from None
+        jax.distributed.initialize(os.environ["DRIFTLAB_COORDINATOR"], n, pid)
+    else:
+        jax.distributed.initialize()  # cluster auto-detection (SLURM, TPU)
+    return True
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over all (global) devices, axis name ``"data"``."""
+    return Mesh(np.asarray(jax.devices()), (AXIS,))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """Raise ValueError unless the global batch splits evenly over the devices."""
+    n = mesh.devices.size
+    if batch_size % n:
+        raise ValueError(f"batch_size={batch_size} invalid: it must be divisible by the "
+                         f"number of devices ({n}); allowed: multiples of {n}")
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(AXIS))
+
+
+def process_rows(batch_size: int) -> slice:
+    """The rows of the global batch that this process loads (contiguous, equal slices)."""
+    n, i = jax.process_count(), jax.process_index()
+    per = batch_size // n
+    return slice(i * per, (i + 1) * per)
+
+
+def shard_batch(local: dict, mesh: Mesh, batch_size: int) -> dict:
+    """Assemble this process's rows into global arrays sharded on the leading axis."""
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(
+                sharding, np.asarray(v), (batch_size, *np.shape(v)[1:]))
+            for k, v in local.items()}
+
+
+def replicate(tree, mesh: Mesh):
+    """Place a pytree of host arrays on every device of the mesh."""
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    # Every process holds the same values (same seed), so each contributes its copy.
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x)),
+        tree)
+
+
+def to_host(x) -> np.ndarray:
+    """A replicated (or fully addressable) array as numpy, valid on every process."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    return np.asarray(x.addressable_data(0))

@@ -1,0 +1,520 @@
+"""The instrumented training engine: one loop for every architecture.
+
+    from driftlab.models.train import TrainConfig, train
+    summary = train(TrainConfig(arch="mlp", act="relu", steps=50, out="runs/mlp"))
+
+``train`` builds ``arch.config(size, act, **model_overrides)``, loads data with
+``arch.data``, initializes with ``arch.init`` and runs a jitted step that computes the
+loss, the gradients, the optimizer update and (``instrument=True``) per-tap statistics
+from a zero probe added to each pre-activation (models/instrument.py) — all in one
+forward/backward pass. The batch is sharded over every device (models/sharding.py).
+
+Outputs under ``out`` (process 0 only): ``config.json`` (TrainConfig, model config,
+data meta), ``metrics.jsonl`` (one JSON object per logged step: loss, metrics, lr,
+grad_norm, per-tap and per-weight statistics, steps/s), ``checkpoint.npz``
+(models/checkpoint.py). A record at step s describes the parameters *before* update s.
+
+Mixed precision (``dtype="bfloat16"``): master weights and optimizer state stay float32;
+the forward/backward pass runs on bfloat16 copies of the weights and float inputs;
+outputs are cast back to float32 before the loss. A model config field named
+``compute_dtype`` is set to ``dtype`` unless overridden.
+
+A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything from
+that step is saved, so ``checkpoint.npz`` keeps the last good state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from driftlab.activations import parse_activation
+from driftlab.models import checkpoint, instrument, sharding
+from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
+from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+
+DTYPES = ("float32", "bfloat16")
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training hit a non-finite loss or update; the last good checkpoint is kept."""
+
+    def __init__(self, step: int, loss: float, checkpoint_step: int | None, path):
+        self.step, self.loss, self.checkpoint_step = step, loss, checkpoint_step
+        where = (f"last good checkpoint: step {checkpoint_step} in {path}"
+                 if checkpoint_step is not None else "no checkpoint was written")
+        super().__init__(f"non-finite loss or update at step {step} (loss={loss}); "
+                         f"training stopped; {where}")
+
+
+def _bad(field: str, value, allowed: str) -> ValueError:
+    return ValueError(f"TrainConfig.{field}={value!r} invalid; allowed: {allowed}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. ``validate()`` checks every field."""
+
+    arch: str = "mlp"
+    act: str = "relu"
+    data: str = "synthetic"  # "synthetic", "embedded" or a path in the arch's data format
+    size: str = "tiny"
+    steps: int = 100
+    batch_size: int = 32  # global batch, split over all devices
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    grad_clip: float | None = None
+    dtype: str = "float32"
+    seed: int = 0
+    out: str | None = None
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: checkpoint only when the run ends or stops
+    eps: float = 1e-3  # |h| < eps counts as (near-)sparse for smooth activations
+    model_overrides: tuple = ()  # ((field, value), ...) for arch.config
+    instrument: bool = True
+    resume: bool = False
+    eval_batches: int = 4  # validation batches evaluated at the end
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first bad field and its allowed values."""
+        if self.arch not in ARCH_MODULES:
+            raise _bad("arch", self.arch, ", ".join(ARCH_MODULES))
+        try:
+            parse_activation(self.act)
+        except ValueError as err:
+            raise ValueError(f"TrainConfig.act: {err}") from None
+        if not isinstance(self.data, str) or not self.data:
+            raise _bad("data", self.data, "'synthetic', 'embedded' or a path")
+        if self.size not in SIZES:
+            raise _bad("size", self.size, ", ".join(SIZES))
+        for name in ("steps", "batch_size", "log_every"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise _bad(name, v, "a positive integer")
+        for name in ("warmup_steps", "checkpoint_every", "eval_batches", "seed"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise _bad(name, v, "a non-negative integer")
+        if not _is_num(self.lr) or not (self.lr > 0 and math.isfinite(self.lr)):
+            raise _bad("lr", self.lr, "a positive finite number")
+        if not _is_num(self.weight_decay) or not self.weight_decay >= 0:
+            raise _bad("weight_decay", self.weight_decay, "a number >= 0")
+        if not _is_num(self.eps) or not self.eps >= 0:
+            raise _bad("eps", self.eps, "a number >= 0")
+        if self.grad_clip is not None and (not _is_num(self.grad_clip) or not self.grad_clip > 0):
+            raise _bad("grad_clip", self.grad_clip, "None or a positive number")
+        if self.optimizer not in OPTIMIZERS:
+            raise _bad("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
+        if self.schedule not in SCHEDULES:
+            raise _bad("schedule", self.schedule, ", ".join(SCHEDULES))
+        if self.dtype not in DTYPES:
+            raise _bad("dtype", self.dtype, ", ".join(DTYPES))
+        for name in ("instrument", "resume", "progress"):
+            if getattr(self, name) not in (True, False):
+                raise _bad(name, getattr(self, name), "True, False")
+        if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
+            raise _bad("out", self.out, "None or a non-empty directory path")
+        if self.resume and self.out is None:
+            raise _bad("resume", True, "True only together with an out directory")
+        if not isinstance(self.model_overrides, tuple) or not all(
+                isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str)
+                for kv in self.model_overrides):
+            raise _bad("model_overrides", self.model_overrides,
+                       "a tuple of (field, value) pairs")
+        return self
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _cast_floats(tree, dtype):
+    """Cast floating leaves of a pytree to ``dtype``; leave integer leaves alone."""
+    def cast(x):
+        if isinstance(x, jax.ShapeDtypeStruct):  # abstract values (eval_shape)
+            floating = jnp.issubdtype(x.dtype, jnp.floating)
+            return jax.ShapeDtypeStruct(x.shape, dtype if floating else x.dtype)
+        x = x if hasattr(x, "dtype") else np.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _to_python(tree):
+    """Host scalars of a pytree of device scalars, as floats (JSON-ready)."""
+    return jax.tree_util.tree_map(lambda x: float(sharding.to_host(x)), tree)
+
+
+def model_config(arch, cfg: TrainConfig):
+    """arch.config(size, act, **overrides), with ``compute_dtype`` following ``cfg.dtype``."""
+    overrides = dict(cfg.model_overrides)
+    base = arch.config(cfg.size, cfg.act)
+    fields = {f.name for f in dataclasses.fields(base)}
+    if "compute_dtype" in fields and "compute_dtype" not in overrides \
+            and cfg.dtype != "float32":
+        overrides["compute_dtype"] = cfg.dtype
+    return arch.config(cfg.size, cfg.act, **overrides)
+
+
+def run_identity(cfg: TrainConfig, mcfg) -> dict:
+    """The fields that determine a run's trajectory; a checkpoint must match them to resume."""
+    keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",
+            "warmup_steps", "schedule", "grad_clip", "dtype", "seed")
+    ident = {k: getattr(cfg, k) for k in keep}
+    ident["model"] = dataclasses.asdict(mcfg)
+    return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, default=_json_default) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records from steps >= ``step`` (written after the checkpoint we resume from)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", -1) < step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    path.write_text("".join(k + "\n" for k in kept))
+
+
+# --------------------------------------------------------------------------- step functions
+
+
+class Functions(NamedTuple):
+    """The compiled pieces of a run (shared by runs that differ only in seed/out/logging)."""
+
+    schedule: Callable
+    tx: optax.GradientTransformation
+    initialize: Callable  # key -> (fp32 params, opt_state)
+    train_step: Callable  # (params, opt_state, batch, step) -> (params, opt_state, logs, finite)
+    eval_step: Callable  # (params, batch) -> (loss, metrics, tap stats without gradients)
+    weight_fn: Callable  # params -> per-matrix weight statistics (mean, std, frac_neg)
+
+
+# Fields of TrainConfig that change the compiled step (seed, out, logging do not).
+_STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
+                "schedule", "grad_clip", "dtype", "eps", "instrument")
+
+
+def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
+    """Jitted functions for this run, reused across ``train`` calls in one process when
+    the architecture, model config, step-relevant fields, mesh and batch shapes agree
+    (sweeps and tests then compile once)."""
+    key = (arch.name, mcfg, tuple(getattr(cfg, f) for f in _STEP_FIELDS), mesh,
+           tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(example.items())))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable model config: build afresh
+        return _build_functions(arch, mcfg, cfg, mesh, example)
+    if key not in _CACHE:
+        if len(_CACHE) >= 16:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _build_functions(arch, mcfg, cfg, mesh, example)
+    return _CACHE[key]
+
+
+_CACHE: dict = {}
+
+
+def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
+    """Build the jitted functions of :class:`Functions` (see there)."""
+    schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule)
+    tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip)
+
+    # One compiled program for init (eager random ops would compile one by one); fp32
+    # master weights whatever the model's init returns.
+    def initialize(k):
+        p = _cast_floats(arch.init(k, mcfg), jnp.float32)
+        return p, tx.init(p)
+
+    abstract_params = jax.eval_shape(initialize, jax.random.PRNGKey(0))[0]
+    shapes = instrument.probe_shapes(
+        lambda tap, p, b: arch.apply(p, b, mcfg, tap),
+        _cast_floats(abstract_params, jnp.dtype(cfg.dtype)),
+        _cast_floats(example, jnp.dtype(cfg.dtype)))
+    compute = jnp.dtype(cfg.dtype)
+    mixed = cfg.dtype != "float32"
+
+    def forward(tap, params, batch):
+        cbatch = batch
+        if mixed:
+            params, cbatch = _cast_floats(params, compute), _cast_floats(batch, compute)
+        outputs = arch.apply(params, cbatch, mcfg, tap)
+        outputs = _cast_floats(outputs, jnp.float32)
+        return arch.loss(outputs, batch, mcfg)
+
+    def loss_fn(params, probes, batch):
+        rec = instrument.TapRecorder(probes)
+        value, metrics = forward(rec, params, batch)
+        acts = instrument.tap_stats(rec.records, None, cfg.eps, cfg.batch_size)
+        ps = {k: jax.lax.stop_gradient(p) for k, (p, _) in rec.records.items()}
+        return value, (metrics, acts, ps)
+
+    def train_step(params, opt_state, batch, step):
+        if cfg.instrument:
+            probes = instrument.zero_probes(shapes)
+            (value, (metrics, acts, ps)), (grads, gprobes) = jax.value_and_grad(
+                loss_fn, argnums=(0, 1), has_aux=True)(params, probes, batch)
+            for name in acts:
+                acts[name].update(instrument.gradient_stats(ps[name], gprobes[name],
+                                                            cfg.batch_size))
+        else:
+            def plain(params_, batch_):
+                return forward(lambda _n, p, act: act(p), params_, batch_)
+            (value, metrics), grads = jax.value_and_grad(plain, has_aux=True)(params, batch)
+            acts = {}
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(value)
+        for leaf in jax.tree_util.tree_leaves(new_params):
+            finite &= jnp.all(jnp.isfinite(leaf))
+        logs = {"loss": value, "metrics": metrics, "grad_norm": optax.tree.norm(grads),
+                "lr": jnp.asarray(schedule(step), jnp.float32), "taps": acts}
+        return new_params, new_opt, logs, finite
+
+    def eval_step(params, batch):
+        rec = instrument.TapRecorder(None)
+        value, metrics = forward(rec, params, batch)
+        return value, metrics, instrument.tap_stats(rec.records, None, cfg.eps, cfg.batch_size)
+
+    def weight_fn(params):
+        return instrument.weight_stats(params)
+
+    rep = sharding.replicated(mesh)
+    # Donating params/opt_state halves peak memory on accelerators; the CPU backend
+    # cannot use donated buffers and would only warn.
+    donate = (0, 1) if jax.default_backend() != "cpu" else ()
+    return Functions(schedule, tx, jax.jit(initialize),
+                     jax.jit(train_step, out_shardings=rep, donate_argnums=donate),
+                     jax.jit(eval_step, out_shardings=rep),
+                     jax.jit(weight_fn, out_shardings=rep))
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _validate(eval_step, params, get_batch, n_batches: int) -> tuple[dict, dict]:
+    """Mean loss/metrics ({"loss": .., metric: ..}) and per-tap forward statistics over
+    validation batches 0 … n_batches-1 at ``params``."""
+    runs = [eval_step(params, get_batch("val", i)) for i in range(n_batches)]
+    if not runs:
+        return {}, {}
+    host = [_to_python({"loss": v, **m, "taps": t}) for v, m, t in runs]
+    avg = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "taps"}
+    taps = {name: {s: float(np.mean([h["taps"][name][s] for h in host]))
+                   for s in host[0]["taps"][name]} for name in host[0]["taps"]}
+    return avg, taps
+
+
+def _layer_entry(path: str, init_w: dict, init_means: dict, final_w: dict, val_stats: dict,
+                 train_stats: dict) -> dict:
+    """Summary of one tap: its downstream matrix's drift (with the init-mean standard error
+    std/√numel), validation sparsity/spikes at the final parameters, and the gradient
+    statistics of the last training step."""
+    entry = {"downstream": path}
+    if path in init_w:
+        w0 = np.asarray(init_w[path], np.float64)
+        entry.update(w_mean_init=init_means[path], w_std_init=float(w0.std()),
+                     w_mean_se=float(w0.std() / math.sqrt(w0.size)),
+                     w_mean_final=final_w[path]["mean"],
+                     w_mean_change=final_w[path]["mean"] - init_means[path],
+                     w_frac_neg_final=final_w[path]["frac_neg"])
+    for s in ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs"):
+        if s in val_stats:
+            entry[s] = val_stats[s]
+    for s in ("grad_pos_mean", "grad_pos_frac", "frac_pos"):
+        if s in train_stats:
+            entry[s] = train_stats[s]
+    return entry
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
+    """Train per ``cfg``; return a summary dict (see below).
+
+    ``stop_at``: end this invocation (after checkpointing) once ``stop_at`` steps are
+    done, as if the job were preempted; ``resume=True`` later continues the same run.
+    The schedule still spans ``cfg.steps``.
+
+    Summary keys: status, arch, act, steps (steps done), final_loss (loss of the last
+    step), val_loss, val_<metric> (mean over ``eval_batches`` validation batches at the
+    final parameters), layers ({tap: downstream path, w_mean_init, w_mean_final,
+    w_mean_change, w_mean_se = init std/√numel, sparsity, sparsity_eps, spike_ratio,
+    max_abs (validation, final params), grad_pos_mean, grad_pos_frac, frac_pos (last
+    training step)}), weights (final per-matrix stats), resumed_from, n_devices,
+    n_processes, seconds, out.
+    """
+    cfg.validate()
+    t_start = time.time()
+    sharding.maybe_initialize_distributed()
+    main = jax.process_index() == 0
+    arch = get_arch(cfg.arch)
+    mcfg = model_config(arch, cfg)
+    mcfg, ds = arch.data(cfg.data, mcfg, cfg.seed)
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(cfg.batch_size, mesh)
+    rows = sharding.process_rows(cfg.batch_size)
+
+    def get_batch(split, step):
+        local = {k: v[rows] for k, v in ds.sample(split, step, cfg.batch_size, cfg.seed).items()}
+        return sharding.shard_batch(local, mesh, cfg.batch_size)
+
+    key = jax.random.PRNGKey(cfg.seed)
+    example = ds.sample("train", 0, cfg.batch_size, cfg.seed)
+    fns = step_functions(arch, mcfg, cfg, mesh, example)
+    train_step, eval_step = fns.train_step, fns.eval_step
+    init_params, opt_state = jax.device_get(fns.initialize(jax.random.fold_in(key, 0)))
+    init_w = instrument.weight_matrices(init_params)
+    # Init means through the same compiled reduction as the logged means, and changes
+    # taken on the host, so that mean_change is exactly 0 at step 0.
+    init_means = {k: v["mean"] for k, v in
+                  _to_python(fns.weight_fn(sharding.replicate(init_params, mesh))).items()}
+
+    def weight_fn(p):
+        """Per-matrix stats of ``p`` (device scalars) -> host floats with mean_change."""
+        stats = _to_python(fns.weight_fn(p))
+        for k, v in stats.items():
+            v["mean_change"] = v["mean"] - init_means[k]
+        return stats
+
+    params = init_params
+
+    out = Path(cfg.out) if cfg.out is not None else None
+    ckpt_path = out / checkpoint.FILENAME if out else None
+    identity = run_identity(cfg, mcfg)
+    step0, resumed_from, last_ckpt, final_loss = 0, None, None, None
+    if cfg.resume and ckpt_path.exists():
+        params, opt_state, step0, _, extra = checkpoint.load(ckpt_path, params, opt_state,
+                                                             identity)
+        if "last_loss" in extra:
+            final_loss = float(extra["last_loss"])
+        resumed_from = last_ckpt = step0
+    if out and main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resumed_from is None:
+            (out / METRICS_FILE).unlink(missing_ok=True)
+        else:
+            _truncate_metrics(out / METRICS_FILE, step0)
+        conf = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
+                "data": dict(ds.meta), "n_devices": int(mesh.devices.size),
+                "n_processes": jax.process_count(), "jax_version": jax.__version__}
+        (out / CONFIG_FILE).write_text(json.dumps(conf, indent=2, default=_json_default))
+
+    params = sharding.replicate(params, mesh)
+    opt_state = sharding.replicate(opt_state, mesh)
+
+    def save(step):
+        nonlocal last_ckpt
+        if ckpt_path is not None:
+            if main:
+                checkpoint.save(ckpt_path, jax.tree_util.tree_map(sharding.to_host, params),
+                                jax.tree_util.tree_map(sharding.to_host, opt_state), step,
+                                np.asarray(jax.random.key_data(jax.random.fold_in(key, step))),
+                                identity, {} if final_loss is None else {"last_loss": final_loss})
+            last_ckpt = step
+
+    end = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
+    last_logs = None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step0, disable=not (cfg.progress and main),
+               desc=f"{cfg.arch}/{cfg.act}", unit="step")
+    t_loop, steps_run = time.time(), 0
+    try:
+        for step in range(step0, end):
+            log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
+            batch = get_batch("train", step)
+            wstats = weight_fn(params) if (log_now and cfg.instrument) else None
+            new_params, new_opt, logs, finite = train_step(params, opt_state, batch,
+                                                           jnp.asarray(step, jnp.int32))
+            if not bool(sharding.to_host(finite)):
+                loss_val = float(sharding.to_host(logs["loss"]))
+                if out and main:
+                    _append_jsonl(out / METRICS_FILE, {"step": step, "event": "non_finite",
+                                                       "loss": loss_val})
+                raise NonFiniteLossError(step, loss_val, last_ckpt, ckpt_path)
+            params, opt_state = new_params, new_opt
+            steps_run += 1
+            last_logs = logs
+            final_loss = float(sharding.to_host(logs["loss"]))
+            done = step + 1
+            rate = steps_run / max(time.time() - t_loop, 1e-9)
+            if log_now:
+                record = {"step": step, **_to_python({"loss": logs["loss"],
+                                                      "grad_norm": logs["grad_norm"],
+                                                      "lr": logs["lr"]}),
+                          **_to_python(logs["metrics"]), "steps_per_s": rate,
+                          "time": time.time() - t_start}
+                if cfg.instrument:
+                    record["taps"] = _to_python(logs["taps"])
+                    record["weights"] = wstats
+                if out and main:
+                    _append_jsonl(out / METRICS_FILE, record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
+            bar.update(1)
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
+                save(done)
+        if end > step0 or (ckpt_path is not None and not ckpt_path.exists()):
+            save(end)
+    finally:
+        bar.close()
+
+    done = max(end, step0)
+
+    summary = {"status": "ok" if done >= cfg.steps else "stopped", "arch": cfg.arch,
+               "act": cfg.act, "steps": done, "final_loss": final_loss}
+    val, val_taps = _validate(eval_step, params, get_batch, cfg.eval_batches)
+    summary.update({f"val_{k}": v for k, v in val.items()})
+    final_w = weight_fn(params)
+    train_taps = _to_python(last_logs["taps"]) if last_logs is not None else {}
+    layers = {name: _layer_entry(path, init_w, init_means, final_w, val_taps.get(name, {}),
+                                 train_taps.get(name, {}))
+              for name, path in arch.downstream(mcfg).items()}
+    summary.update(layers=layers, weights=final_w, resumed_from=resumed_from,
+                   n_devices=int(mesh.devices.size), n_processes=jax.process_count(),
+                   seconds=time.time() - t_start, out=str(out) if out else None)
+    if out and main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    return summary

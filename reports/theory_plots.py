@@ -1,0 +1,144 @@
+"""Empirical-vs-analytic figures for the theorems (``driftlab theory plots``).
+
+1. gradient_vs_preactivation.png: binned Monte Carlo E[g | p] against the analytic
+   curve, every activation, MSE and cross-entropy.
+2. mc_convergence.png: |MC − analytic| and the standard error against the sample count,
+   with the 1/√N reference line.
+3. drift_vs_width.png: measured mean gradient on the hidden-to-hidden matrix against
+   the semi-analytic prediction and the n → ∞ limit, across widths.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from driftlab.montecarlo import estimators, stein_reduced  # noqa: E402
+from driftlab.montecarlo.estimators import Budget  # noqa: E402
+from driftlab.theory import expected_grad, gaussian  # noqa: E402
+from driftlab.theory.checks import ACTIVATIONS, SETTING_A  # noqa: E402
+
+
+def _binned(p, g, edges):
+    idx = np.digitize(p, edges) - 1
+    ok = (idx >= 0) & (idx < len(edges) - 1)
+    counts = np.bincount(idx[ok], minlength=len(edges) - 1)
+    sums = np.bincount(idx[ok], g[ok], minlength=len(edges) - 1)
+    sq = np.bincount(idx[ok], g[ok] ** 2, minlength=len(edges) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+        se = np.sqrt(np.maximum(sq / counts - mean**2, 0) / counts)
+    return mean, se, counts
+
+
+def plot_gradient_vs_preactivation(out: str, seed: int, quick: bool) -> str:
+    """Panel per activation: MC E[g|p] (points ± SE) vs k·s2²·σσ'(p) (MSE) and
+    s2²·σσ'(p)·E[S(s2‖h‖)] (CE, with the softmax factor at its mean: an approximation
+    that ignores the weak dependence of ‖h‖ on one unit)."""
+    budget = Budget(draws=512 if quick else 8192, inputs_per_draw=16, chunk=256, seed=seed)
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5), sharex=True)
+    edges = np.linspace(-3, 3, 41)
+    centers = (edges[1:] + edges[:-1]) / 2
+    for ax, act in tqdm(list(zip(axes.ravel(), ACTIVATIONS)), desc="gradient vs p", leave=False):
+        fn = gaussian.sigma_dsigma_numeric(act)
+        for loss, color in (("mse", "C0"), ("ce", "C3")):
+            s = replace(SETTING_A, act=act, loss=loss)
+            p, g = estimators.sample_preactivation_grads(s, budget)
+            mean, se, counts = _binned(p, g, edges)
+            keep = counts > 50
+            if loss == "mse":
+                curve = s.d_out * s.s2**2 * fn(centers)
+            else:
+                t = s.s2 * np.sqrt(s.width * gaussian.mean_and_second_moment(act, s.s1 * np.sqrt(s.d_in))[1])
+                curve = s.s2**2 * fn(centers) * expected_grad.softmax_trace_factor(t, s.d_out)
+            ax.errorbar(centers[keep], mean[keep], yerr=se[keep], fmt="o", ms=3, color=color,
+                        label=f"MC {loss}")
+            ax.plot(centers, curve, "-", color=color, lw=1.2, label=f"analytic {loss}")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_title(act)
+        ax.set_yscale("symlog", linthresh=1e-2)
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("pre-activation p")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("E[∂ℓ/∂p | p]")
+    fig.suptitle(f"E[g | p] at initialization: Monte Carlo vs theory ({SETTING_A.describe()}, "
+                 f"{budget.draws} draws × {budget.inputs_per_draw} inputs, seed {seed})")
+    fig.tight_layout()
+    path = os.path.join(out, "gradient_vs_preactivation.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_convergence(out: str, seed: int, quick: bool) -> str:
+    """|m − a| and SE against samples for E[g|p>0] (ReLU and GELU, MSE), log-log."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sizes = [2**k for k in range(8, 14 if quick else 17)]
+    for act, color in (("relu", "C0"), ("gelu", "C1")):
+        s = replace(SETTING_A, act=act)
+        a = expected_grad.expected_grad_positive_mse(s).value
+        errs, ses, samples = [], [], []
+        for draws in tqdm(sizes, desc=f"convergence {act}", leave=False):
+            r = estimators.estimate_grad_positive(s, Budget(draws=draws, inputs_per_draw=16, chunk=min(draws, 4096),
+                                                            seed=seed))
+            errs.append(abs(r.mean - a) / a)
+            ses.append(r.stderr / a)
+            samples.append(r.samples)
+        ax.loglog(samples, errs, "o", color=color, label=f"|MC − analytic|/analytic, {act}")
+        ax.loglog(samples, ses, "-", color=color, label=f"SE/analytic, {act}")
+    ns = np.array(samples, dtype=float)
+    ax.loglog(ns, ses[0] * np.sqrt(ns[0] / ns), "k--", lw=0.8, label="∝ 1/√N")
+    ax.set_xlabel("samples N (draws × 16 inputs)")
+    ax.set_ylabel("relative error")
+    ax.set_title(f"Monte Carlo convergence, E[g | p>0], {SETTING_A.describe()}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "mc_convergence.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_drift_vs_width(out: str, seed: int, quick: bool) -> str:
+    """Mean E[∂ℓ/∂W2] against width n: raw MC, semi-analytic, n → ∞ limit (MSE)."""
+    widths = [8, 16, 32, 64] if quick else [8, 16, 32, 64, 128, 256]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for act, color in (("relu", "C0"), ("gelu", "C1"), ("silu", "C2"), ("tanh", "C7")):
+        mc, semi, limit = [], [], []
+        for n in tqdm(widths, desc=f"drift {act}", leave=False):
+            s = replace(SETTING_A, act=act, width=n)
+            b = Budget(draws=1024 if quick else 8192, inputs_per_draw=8, chunk=1024, seed=seed)
+            mc.append(estimators.estimate_drift(s, b)["W2"])
+            semi.append(stein_reduced.drift(s, b).value)
+            limit.append(expected_grad.drift_large_width(s).value)
+        ax.errorbar(widths, [m.mean for m in mc], yerr=[2 * m.stderr for m in mc], fmt="o", color=color,
+                    label=f"MC {act} (±2 SE)")
+        ax.plot(widths, semi, "-", color=color, label=f"semi-analytic {act}")
+        ax.plot(widths, limit, ":", color=color, label=f"n→∞ limit {act}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("symlog", linthresh=1e-5)
+    ax.set_xlabel("width n")
+    ax.set_ylabel("mean E[∂ℓ/∂W2_ij]  (> 0: SGD drives W2 negative)")
+    ax.set_title(f"Downstream drift at init, 3-layer block, MSE, d={SETTING_A.d_in}, k={SETTING_A.d_out}",
+                 fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = os.path.join(out, "drift_vs_width.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def make_all(out: str, seed: int = 0, quick: bool = False) -> list[str]:
+    os.makedirs(out, exist_ok=True)
+    return [plot_gradient_vs_preactivation(out, seed, quick), plot_convergence(out, seed, quick),
+            plot_drift_vs_width(out, seed, quick)]

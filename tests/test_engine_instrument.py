@@ -1,0 +1,84 @@
+"""Instrumentation: the zero probe's gradient is dℓ/dp, and the statistics are what they claim."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from driftlab.activations import parse_activation
+from driftlab.models import instrument
+
+
+def test_probe_gradient_equals_gradient_wrt_preactivation():
+    kx, kw, kv = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(kx, (6, 5))
+    w = jax.random.normal(kw, (5, 7))
+    v = jax.random.normal(kv, (7, 3))
+    relu = parse_activation("relu")
+
+    def model(tap, w):
+        return jnp.mean(jnp.square(tap("hidden", x @ w, relu) @ v))
+
+    shapes = instrument.probe_shapes(lambda tap, w: model(tap, w), w)
+    assert shapes["hidden"].shape == (6, 7)
+
+    def with_probe(w, probes):
+        rec = instrument.TapRecorder(probes)
+        return model(rec, w), rec.records["hidden"][0]
+
+    (value, p), (gw, gprobe) = jax.value_and_grad(with_probe, argnums=(0, 1), has_aux=True)(
+        w, instrument.zero_probes(shapes))
+    direct = jax.grad(lambda p: jnp.mean(jnp.square(relu(p) @ v)))(x @ w)
+    np.testing.assert_allclose(gprobe["hidden"], direct, rtol=1e-6, atol=1e-7)
+    # The probe changes nothing else: same loss and weight gradient as the plain tap.
+    assert float(value) == pytest.approx(float(model(lambda n, p, a: a(p), w)))
+    np.testing.assert_allclose(gw, jax.grad(lambda w: model(lambda n, p, a: a(p), w))(w),
+                               rtol=1e-6)
+
+
+def test_duplicate_tap_name_is_an_error():
+    rec = instrument.TapRecorder()
+    act = parse_activation("tanh")
+    rec("a", jnp.ones(3), act)
+    with pytest.raises(ValueError, match="used twice"):
+        rec("a", jnp.ones(3), act)
+
+
+def test_activation_stats_on_known_values():
+    p = jnp.array([-1.0, -2.0, 0.0005, 1.0, 2.0, 3.0, 4.0, 100.0])
+    h = jax.nn.relu(p)
+    s = {k: float(v) for k, v in instrument.activation_stats(p, h, eps=1e-3).items()}
+    assert s["sparsity"] == pytest.approx(2 / 8)
+    assert s["sparsity_eps"] == pytest.approx(3 / 8)
+    assert s["frac_pos"] == pytest.approx(6 / 8)
+    assert s["max_abs"] == 100.0 and s["h_min"] == 0.0
+    # Median of the non-zero |h| {0.0005, 1, 2, 3, 4, 100} is 2.5.
+    assert s["median_abs"] == pytest.approx(2.5)
+    assert s["spike_ratio"] == pytest.approx(40.0)
+    zero = instrument.activation_stats(jnp.zeros(4), jnp.zeros(4), eps=1e-3)
+    assert float(zero["spike_ratio"]) == 0.0 and float(zero["sparsity"]) == 1.0
+
+
+def test_cheap_median_uses_a_bounded_subsample():
+    h = jnp.arange(1, 100_001, dtype=jnp.float32)
+    med = float(instrument.cheap_median_abs(h))
+    assert med == pytest.approx(50_000, rel=0.01)
+
+
+def test_gradient_stats_are_per_example():
+    p = jnp.array([[1.0, -1.0], [2.0, 3.0]])
+    g = jnp.array([[0.5, 9.0], [-0.25, 0.25]])  # the -1 entry (p < 0) is ignored
+    s = instrument.gradient_stats(p, g, batch_size=2)
+    assert float(s["grad_pos_mean"]) == pytest.approx(2 * (0.5 - 0.25 + 0.25) / 3)
+    assert float(s["grad_pos_frac"]) == pytest.approx(2 / 3)
+
+
+def test_weight_stats_cover_matrices_only():
+    params = {"a": {"w": jnp.array([[1.0, -3.0], [-1.0, -1.0]]), "b": jnp.ones(2)},
+              "conv": jnp.ones((2, 2, 1, 1))}
+    stats = instrument.weight_stats(params, {"a/w": 0.5, "conv": 1.0})
+    assert set(stats) == {"a/w", "conv"}
+    assert float(stats["a/w"]["mean"]) == -1.0
+    assert float(stats["a/w"]["frac_neg"]) == 0.75
+    assert float(stats["a/w"]["mean_change"]) == -1.5
+    assert float(stats["conv"]["std"]) == 0.0
