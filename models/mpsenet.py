@@ -410,7 +410,7 @@ def apply(params: dict, batch, cfg: MPSENetConfig, tap=plain_tap) -> dict:
 
 
 def anti_wrap(x):
-    """|x − 2π·round(x/2π)|: the distance of a phase difference to the nearest multiple of 2π."""
+    """|x − 2π·round(x/2π)|: distance of a phase difference to the nearest multiple of 2π."""
     return jnp.abs(x - jnp.round(x / (2 * math.pi)) * (2 * math.pi))
 
 

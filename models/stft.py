@@ -10,8 +10,8 @@ sample t·hop. The layout differs from torch: spectra are **time-major**,
 The inverse is the least-squares overlap-add (Griffin–Lim): frames are windowed
 again, summed, and divided by the summed squared window. Where that envelope is
 non-zero (NOLA) the round trip is exact; with ``center=True`` the whole signal
-is reconstructed, with ``center=False`` only away from the first and last
-n_fft - hop samples.
+is reconstructed, with ``center=False`` only away from the edges (the first and
+last samples are covered by window tails only, where the envelope is ~0).
 
 ``mag_pha_stft`` / ``mag_pha_istft`` add MP-SENet's compressed-magnitude and phase
 representation on top.

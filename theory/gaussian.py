@@ -48,6 +48,8 @@ def kinks(act: str) -> tuple[float, ...]:
 
 def _integrate_against_normal(fn, tau: float, lo: float, hi: float, breaks) -> float:
     """∫_lo^hi fn(τz) φ(z) dz, split at the given kinks (in units of the pre-activation)."""
+    if tau == 0.0:
+        return float(fn(0.0)) * float(special.ndtr(hi) - special.ndtr(lo))
     edges = [lo] + sorted(b / tau for b in breaks if lo < b / tau < hi) + [hi]
     total = 0.0
     for a, b in zip(edges[:-1], edges[1:]):
