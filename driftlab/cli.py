@@ -14,6 +14,9 @@ import sys
 SUBCOMMANDS = {
     "theory": ("driftlab.theory.cli", "check the expected-gradient theorems against Monte Carlo"),
     "train": ("driftlab.models.train_cli", "train an instrumented model"),
+    "sweep": ("driftlab.reports.sweep_cli", "run an experiment preset's grid (resumable, shardable)"),
+    "report": ("driftlab.reports.report_cli", "write the Markdown report with figures and tables"),
+    "bench": ("driftlab.bench.cli", "benchmarks against baselines (ratios in the same run)"),
 }
 
 

@@ -1,0 +1,39 @@
+"""``driftlab bench {mc,train} [--json]``: a table of rows, each with its baseline and the ratio."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", choices=("mc", "train"), help="which benchmark suite")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
+    parser.add_argument("--quick", action="store_true", help="smallest sizes only (seconds; for tests)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
+
+
+def run(args) -> int:
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    module = importlib.import_module(f"driftlab.bench.{args.suite}")
+    rows = module.run_bench(quick=args.quick, repeats=args.repeats)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(format_rows(rows))
+    return 0
+
+
+def format_rows(rows: list[dict]) -> str:
+    """Rows: name, value, baseline, baseline_value, unit, ratio, target (None or a number), note."""
+    head = f"{'benchmark':44} {'value':>12} {'baseline':>28} {'ratio':>8} {'target':>8}  note"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        target = "" if r.get("target") is None else f"≥{r['target']:g}"
+        base = f"{r['baseline']}={r['baseline_value']:.4g}"
+        lines.append(f"{r['name']:44} {r['value']:12.4g} {base:>28} {r['ratio']:8.3g} {target:>8}  "
+                     f"{r.get('unit', '')} {r.get('note', '')}")
+    return "\n".join(lines)
