@@ -1,0 +1,136 @@
+"""Monte Carlo benchmark: E[∂ℓ/∂p | p > 0] (canonical block, MSE, ReLU) at several sizes.
+
+Rows, per size, all measured in the same process:
+  * driftlab's clustered estimator (montecarlo.estimators.estimate_grad_positive);
+  * baseline (a): the straightforward estimator — ``jax.vmap(jax.grad(loss))`` over
+    independent samples, each with freshly drawn W1, W2, x and target y;
+  * baseline (b): the clustered estimator written in plain NumPy.
+"Precision per second" is 1/(relative SE² · seconds): the number of independent
+samples' worth of information gathered per second, so its ratio between two
+estimators is their speed ratio *at equal standard error*. FLOP/s counts the
+estimator's matrix products (2·B·n·d + 4·B·n·k per draw) and is compared with a
+large float32 matrix product timed in the same run (the practical limit).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from driftlab.montecarlo.estimators import Budget, estimate_grad_positive
+from driftlab.montecarlo.stats import MCResult
+from driftlab.theory.expected_grad import expected_grad_positive_mse
+from driftlab.theory.setting import BlockSetting
+
+# label -> (setting, inputs per draw B, draws). The weights' between-draw variance bounds
+# the precision, so a small B maximises precision per second; a large B amortises the
+# RNG over more matrix-product work and maximises FLOP/s. Both are shown.
+_MEDIUM = BlockSetting(d_in=128, width=256, d_out=10)
+_LARGE = BlockSetting(d_in=512, width=1024, d_out=10)
+SIZES = {
+    "small d16 n32 k10 B16": (BlockSetting(d_in=16, width=32, d_out=10), 16, 16384),
+    "medium d128 n256 k10 B8": (_MEDIUM, 8, 8192),
+    "medium d128 n256 k10 B512": (_MEDIUM, 512, 128),
+    "large d512 n1024 k10 B64": (_LARGE, 64, 512),
+    "large d512 n1024 k10 B1024": (_LARGE, 1024, 32),
+}
+QUICK = ("small d16 n32 k10 B16",)
+
+
+def _timed(fn, repeats: int):
+    fn()  # compile / warm up
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def straightforward_estimator(setting: BlockSetting, samples: int, seed: int = 0, chunk: int = 4096):
+    """Baseline (a): per sample, fresh W1, W2, x, y; g = jax.grad of ℓ w.r.t. p; value 2·mean(g·1{p>0})."""
+    n, d, k = setting.width, setting.d_in, setting.d_out
+
+    def one(key):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        w1 = setting.s1 * jax.random.normal(k1, (n, d))
+        w2 = setting.s2 * jax.random.normal(k2, (k, n))
+        x, y = jax.random.normal(k3, (d,)), jax.random.normal(k4, (k,))
+        p = w1 @ x
+        g = jax.grad(lambda pp: 0.5 * jnp.sum((w2 @ jax.nn.relu(pp) - y) ** 2))(p)
+        return 2.0 * jnp.mean(jnp.where(p > 0, g, 0.0))
+
+    fn = jax.jit(jax.vmap(one))
+    base = jax.random.key(seed)
+    vals = [np.asarray(fn(jax.random.split(jax.random.fold_in(base, i), chunk)))
+            for i in range(math.ceil(samples / chunk))]
+    return MCResult.from_clusters(np.concatenate(vals))
+
+
+def numpy_estimator(setting: BlockSetting, budget: Budget) -> MCResult:
+    """Baseline (b): the clustered estimator in NumPy (targets integrated out, as driftlab does)."""
+    rng = np.random.default_rng(budget.seed)
+    n, d, k, b = setting.width, setting.d_in, setting.d_out, budget.inputs_per_draw
+    vals = []
+    for start in range(0, budget.draws, budget.chunk):
+        c = min(budget.chunk, budget.draws - start)
+        w1 = setting.s1 * rng.standard_normal((c, n, d), dtype=np.float32)
+        w2 = setting.s2 * rng.standard_normal((c, k, n), dtype=np.float32)
+        x = rng.standard_normal((c, b, d), dtype=np.float32)
+        p = x @ w1.transpose(0, 2, 1)
+        h = np.maximum(p, 0)
+        g = (p > 0) * ((h @ w2.transpose(0, 2, 1)) @ w2)
+        vals.append(2.0 * np.mean(np.where(p > 0, g, 0.0), axis=(1, 2)))
+    return MCResult.from_clusters(np.concatenate(vals), b)
+
+
+def matmul_flops_per_s(repeats: int, size: int = 2048) -> float:
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    f = jax.jit(lambda x: x @ x)
+    t, _ = _timed(lambda: f(a).block_until_ready(), repeats)
+    return 2 * size**3 / t
+
+
+def _precision_per_s(res: MCResult, analytic: float, seconds: float) -> float:
+    return 1.0 / ((res.stderr / analytic) ** 2 * seconds)
+
+
+def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
+    peak = matmul_flops_per_s(repeats)
+    rows = [{"name": "matmul 2048² float32 (practical limit)", "value": peak / 1e9, "unit": "GFLOP/s",
+             "baseline": "self", "baseline_value": peak / 1e9, "ratio": 1.0, "target": None}]
+    for label in (QUICK if quick else SIZES):
+        setting, inputs, draws = SIZES[label]
+        if quick:
+            draws //= 4
+        budget = Budget(draws=draws, inputs_per_draw=inputs, chunk=min(draws, 4096 * 16 // inputs))
+        analytic = expected_grad_positive_mse(setting).value
+        t_ours, ours = _timed(lambda: estimate_grad_positive(setting, budget), repeats)
+        t_np, base_np = _timed(lambda: numpy_estimator(setting, budget), max(1, repeats // 2))
+        # fresh weights per sample: bound memory (chunk·n·d ≤ 2²⁴ floats) and the sample count
+        chunk = max(8, min(4096, 2**24 // (setting.width * setting.d_in)))
+        straight_n = chunk * max(2, min(16, 65536 // chunk))
+        t_straight, straight = _timed(lambda: straightforward_estimator(setting, straight_n, chunk=chunk), repeats)
+        p_ours = _precision_per_s(ours, analytic, t_ours)
+        flops = draws * (2 * inputs * setting.width * setting.d_in + 4 * inputs * setting.width * setting.d_out)
+        rows += [
+            {"name": f"MC draws/s [{label}]", "value": ours.draws / t_ours, "unit": "draws/s",
+             "baseline": "numpy", "baseline_value": base_np.draws / t_np,
+             "ratio": (ours.draws / t_ours) / (base_np.draws / t_np), "target": None},
+            {"name": f"MC precision/s vs vmap(grad) [{label}]", "value": p_ours, "unit": "1/(relSE²·s)",
+             "baseline": "vmap(grad)", "baseline_value": _precision_per_s(straight, analytic, t_straight),
+             "ratio": p_ours / _precision_per_s(straight, analytic, t_straight), "target": 10.0},
+            {"name": f"MC precision/s vs numpy [{label}]", "value": p_ours, "unit": "1/(relSE²·s)",
+             "baseline": "numpy", "baseline_value": _precision_per_s(base_np, analytic, t_np),
+             "ratio": p_ours / _precision_per_s(base_np, analytic, t_np), "target": None},
+            {"name": f"MC FLOP/s fraction of matmul [{label}]", "value": flops / t_ours / 1e9, "unit": "GFLOP/s",
+             "baseline": "matmul", "baseline_value": peak / 1e9, "ratio": flops / t_ours / peak,
+             "target": 0.25 if inputs >= 512 else None},
+        ]
+    return rows

@@ -1,0 +1,26 @@
+"""The Monte Carlo benchmark runs and its baselines estimate the same quantity."""
+
+import json
+
+from driftlab.bench import mc
+from driftlab.cli import main
+from driftlab.montecarlo.estimators import Budget
+from driftlab.theory.expected_grad import expected_grad_positive_mse
+from driftlab.theory.setting import BlockSetting
+
+
+def test_baselines_are_unbiased_estimators_of_the_same_quantity():
+    s = BlockSetting(d_in=8, width=16, d_out=4)
+    a = expected_grad_positive_mse(s).value
+    straight = mc.straightforward_estimator(s, samples=32768, chunk=8192)
+    numpy_res = mc.numpy_estimator(s, Budget(draws=4096, inputs_per_draw=8, chunk=1024))
+    assert abs(straight.mean - a) <= 4.5 * straight.stderr
+    assert abs(numpy_res.mean - a) <= 4.5 * numpy_res.stderr
+
+
+def test_quick_bench_prints_json_rows(capsys):
+    assert main(["bench", "mc", "--quick", "--repeats", "1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 5
+    for row in rows:
+        assert row["value"] > 0 and row["ratio"] > 0 and {"baseline", "baseline_value", "target"} <= set(row)
