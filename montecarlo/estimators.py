@@ -224,3 +224,43 @@ def sample_preactivation_grads(setting: BlockSetting, budget: Budget = Budget())
     out = [fn(jax.random.fold_in(base, i)) for i in range(math.ceil(budget.draws / budget.chunk))]
     return (np.concatenate([np.asarray(o[0], np.float64).ravel() for o in out]),
             np.concatenate([np.asarray(o[1], np.float64).ravel() for o in out]))
+
+
+def outgoing_gram_after_sgd_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int,
+                                    steps: int = 5, lr: float = 0.1):
+    """Per draw: train the block (W1 and W2) for ``steps`` full-batch SGD steps on ``inputs``
+    random examples (MSE, batch mean), then the mean of ⟨v_i, v_j⟩ over unit pairs i ≠ j
+    that are co-active on fresh inputs — the paper's lemma, after training.
+
+    At initialization this is 0 (the v_i are independent); to first order one step adds
+    −2η·k·s2²·E[h_i h_j] < 0, as co-active units learn to share the output error.
+    """
+    act = parse_activation(setting.act)
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    n, d, k = setting.width, setting.d_in, setting.d_out
+    w1 = _normal(k1, (draws, n, d), dtype, setting.s1)
+    w2 = _normal(k2, (draws, k, n), dtype, setting.s2)
+    x = jax.random.normal(k3, (draws, inputs, d), dtype)
+    y = jax.random.normal(k4, (draws, inputs, k), dtype)
+
+    def loss(w1, w2, x, y):
+        return 0.5 * jnp.mean(jnp.sum((act(x @ w1.T) @ w2.T - y) ** 2, axis=-1))
+
+    def sgd(_, ws):
+        g1, g2 = jax.vmap(jax.grad(loss, argnums=(0, 1)))(*ws, x, y)
+        return ws[0] - lr * g1, ws[1] - lr * g2
+
+    w1, w2 = jax.lax.fori_loop(0, steps, sgd, (w1, w2))
+    fresh = act(jnp.einsum("cbd,cnd->cbn", jax.random.normal(k5, x.shape, dtype), w1)) > 0
+    gram = jnp.einsum("ckn,ckm->cnm", w2, w2)
+    pairs = fresh[..., :, None] & fresh[..., None, :] & ~jnp.eye(n, dtype=bool)
+    weight = pairs.sum(axis=(1, 2, 3))
+    return jnp.einsum("cbnm,cnm->c", pairs.astype(dtype), gram) / jnp.maximum(weight, 1)
+
+
+def estimate_outgoing_gram_after_sgd(setting: BlockSetting, budget: Budget = Budget(), steps: int = 5,
+                                     lr: float = 0.1) -> MCResult:
+    """Monte Carlo E⟨v_i, v_j⟩ over co-active pairs after ``steps`` SGD steps (see the cluster)."""
+    fn = partial(outgoing_gram_after_sgd_cluster, steps=steps, lr=lr)
+    fn.__name__ = "outgoing_gram_after_sgd_cluster"
+    return run_clusters(fn, setting, budget)

@@ -113,6 +113,10 @@ def default_specs() -> list[CheckSpec]:
     specs.append(CheckSpec("lemma: E‖v_i‖² = k·s2²", "agree", "gram_diag", lemma))
     specs.append(CheckSpec("lemma: E⟨v_i,v_j⟩ = 0 (i≠j)", "zero", "gram_offdiag", lemma,
                            planted=("relative_to", "gram_diag", "relu", 0.01)))
+    # Past initialization the v_i are no longer independent: one SGD step already makes
+    # co-active units' outgoing vectors anti-aligned (first order: −2η·k·s2²·E[h_i h_j]).
+    specs.append(CheckSpec("lemma after 1 SGD step: E⟨v_i,v_j⟩ < 0 over co-active pairs (does not survive)",
+                           "negative", "gram_after_sgd", lemma, extra=(("steps", 1), ("lr", 0.1))))
     # Broken assumptions: the suite shows the prediction move as theory says.
     shifted = replace(SETTING_A, act="relu", w2_mean=0.05)
     specs.append(CheckSpec("non-zero-mean W2: E[g|p>0] = k[(s2²+μ²)E[p|p>0] + μ²(n−1)E[ReLU p]]", "agree",
@@ -139,6 +143,7 @@ BUDGETS = {
     "drift": Budget(draws=65536, inputs_per_draw=8, chunk=4096),
     "semi_analytic": Budget(draws=8192, inputs_per_draw=64, chunk=64),
     "gram": Budget(draws=65536, inputs_per_draw=1, chunk=8192),
+    "gram_after_sgd": Budget(draws=2048, inputs_per_draw=32, chunk=512),
     "softmax_factor": Budget(draws=4096, inputs_per_draw=256, chunk=1024),
     "sparsity_law": Budget(draws=8192, inputs_per_draw=64, chunk=1024),
 }
@@ -174,10 +179,13 @@ class Evaluator:
         if q.startswith("drift_"):
             res = self._cached(self._mc, ("drift", s), lambda: estimators.estimate_drift(s, b["drift"]))
             return res[q.split("_")[1]]
-        if q.startswith("gram_"):
+        if q in ("gram_diag", "gram_offdiag"):
             res = self._cached(self._mc, ("gram", s), lambda: estimators.estimate_outgoing_gram(s, b["gram"]))
             return res[q.split("_")[1]]
         extra = dict(spec.extra)
+        if q == "gram_after_sgd":
+            return self._cached(self._mc, (q, s, spec.extra), lambda: estimators.estimate_outgoing_gram_after_sgd(
+                s, b[q], steps=extra["steps"], lr=extra["lr"]))
         if q == "softmax_factor":
             return self._cached(self._mc, (q, s, spec.extra), lambda: estimators.estimate_softmax_factor(
                 extra["t"], s.d_out, b[q]))
@@ -206,6 +214,9 @@ class Evaluator:
         if q == "gram_diag":
             return Analytic(s.d_out * s.s2**2, "closed form")
         extra = dict(spec.extra)
+        if q == "gram_after_sgd":  # first-order-in-η reference value; the check is the sign
+            return Analytic(expected_grad.gram_first_sgd_step_first_order(s, extra["lr"]) * extra["steps"],
+                            "first order in η (reference)")
         if q == "softmax_factor":
             return Analytic(expected_grad.softmax_trace_factor(extra["t"], s.d_out), "quadrature")
         if q == "sparsity_law":

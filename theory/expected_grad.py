@@ -152,6 +152,14 @@ def drift_large_width(setting: BlockSetting) -> Analytic:
                     "quadrature (n → ∞ limit)")
 
 
+def gram_first_sgd_step_first_order(setting: BlockSetting, lr: float) -> float:
+    """First-order change of E⟨v_i, v_j⟩ (i ≠ j) in one SGD step on MSE (batch mean):
+    −2η·k·s2²·E[h_i h_j], with E[h_i h_j] = E_r[μ(s1 r)²] (units independent given ‖x‖)."""
+    mu_sq = gaussian.chi_expectation(lambda r: gaussian.mean_and_second_moment(setting.act, setting.s1 * r)[0] ** 2,
+                                     setting.d_in)
+    return -2.0 * lr * setting.d_out * setting.s2**2 * mu_sq
+
+
 def predicted_relu_sparsity(w_mean: float, w_std: float, h: np.ndarray) -> float:
     """Drift → sparsity law: mean over rows of h of Φ(−μ·Σ_j h_j / (s·‖h‖)).
 
