@@ -85,14 +85,19 @@ def chi_moment(a: float, d: int) -> float:
     return math.exp(a / 2 * math.log(2) + math.lgamma((d + a) / 2) - math.lgamma(d / 2))
 
 
-def mean_and_second_moment(act: str, tau: float) -> tuple[float, float]:
-    """(E[σ(τZ)], E[σ(τZ)²]), Z ~ N(0,1): the per-unit mean and second moment of h."""
+@lru_cache(maxsize=None)
+def activation_numeric(act: str):
+    """σ as a NumPy callable, lambdified once from its SymPy form."""
     a = parse_activation(act)
     fn = sp.lambdify(symbolic.z, symbolic.activation_expr(a.name, a.clip),
                      modules=[{"erf": special.erf}, "numpy"])
-    f = lambda x: float(fn(x))
-    br = kinks(act)
-    mean = sum(_integrate_against_normal(f, tau, lo, hi, br) for lo, hi in ((-_T_MAX, 0), (0, _T_MAX)))
-    sq = sum(_integrate_against_normal(lambda x: f(x) ** 2, tau, lo, hi, br)
-             for lo, hi in ((-_T_MAX, 0), (0, _T_MAX)))
+    return lambda x: float(fn(x))
+
+
+def mean_and_second_moment(act: str, tau: float) -> tuple[float, float]:
+    """(E[σ(τZ)], E[σ(τZ)²]), Z ~ N(0,1): the per-unit mean and second moment of h."""
+    f, br = activation_numeric(act), kinks(act)
+    halves = ((-_T_MAX, 0.0), (0.0, _T_MAX))
+    mean = sum(_integrate_against_normal(f, tau, lo, hi, br) for lo, hi in halves)
+    sq = sum(_integrate_against_normal(lambda x: f(x) ** 2, tau, lo, hi, br) for lo, hi in halves)
     return mean, sq
