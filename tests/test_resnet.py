@@ -204,12 +204,13 @@ def test_every_activation_gives_finite_gradients():
         assert bool(jnp.all(jnp.isfinite(gw))) and float(jnp.abs(gw).max()) > 0, act
 
 
-def test_trains_through_the_engine():
+@pytest.mark.parametrize("act", ACTS)
+def test_trains_through_the_engine(act):
+    """Every activation trains (3 AdamW steps, finite loss) through the real engine."""
     engine = pytest.importorskip("driftlab.models.train")
     summary = engine.train(engine.TrainConfig(
-        arch="resnet", act="relu2", data="synthetic", size="tiny", steps=3, batch_size=8,
+        arch="resnet", act=act, data="synthetic", size="tiny", steps=3, batch_size=8,
         lr=1e-3, optimizer="adamw", seed=0, out=None, log_every=1, progress=False,
         model_overrides=tuple(SMALL.items())))
     assert np.isfinite(summary["final_loss"]) and summary["steps"] == 3
-    down = resnet.downstream(resnet.config("tiny", "relu2", **SMALL))
-    assert set(down) <= set(summary["layers"])
+    assert set(resnet.downstream(resnet.config("tiny", act, **SMALL))) <= set(summary["layers"])

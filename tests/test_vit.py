@@ -147,14 +147,16 @@ def test_every_activation_gives_finite_gradients():
         assert bool(jnp.all(jnp.isfinite(gw))) and float(jnp.abs(gw).max()) > 0, act
 
 
-def test_trains_through_the_engine():
+@pytest.mark.parametrize("act", ACTS)
+def test_trains_through_the_engine(act):
+    """Every activation trains (3 AdamW steps, finite loss) through the real engine."""
     engine = pytest.importorskip("driftlab.models.train")
     summary = engine.train(engine.TrainConfig(
-        arch="vit", act="clipped_relu2", data="synthetic", size="tiny", steps=3, batch_size=8,
+        arch="vit", act=act, data="synthetic", size="tiny", steps=3, batch_size=8,
         lr=1e-3, optimizer="adamw", seed=0, out=None, log_every=1, progress=False,
         model_overrides=tuple(ONE_BLOCK.items())))
     assert np.isfinite(summary["final_loss"]) and summary["steps"] == 3
-    assert set(vit.downstream(vit.config("tiny", "clipped_relu2", **ONE_BLOCK))) <= set(summary["layers"])
+    assert set(vit.downstream(vit.config("tiny", act, **ONE_BLOCK))) <= set(summary["layers"])
 
 
 @pytest.mark.parametrize("overrides, field", [
