@@ -46,6 +46,13 @@ class Budget:
             raise ValueError("draws must be at least 2 for a standard error")
 
 
+def chunk_for(setting: BlockSetting, inputs: int, max_floats: int = 1 << 26) -> int:
+    """Draws per compiled chunk keeping one chunk's arrays under ``max_floats`` floats (256 MiB)."""
+    n, d, k = setting.width, setting.d_in, setting.d_out
+    per_draw = n * d + n * n + k * n + inputs * (d + 3 * n + k)  # weights + activations (drift block)
+    return max(1, min(4096, max_floats // per_draw))
+
+
 def _value_and_slope(act, p):
     """(σ(p), σ'(p)) elementwise, σ' by forward-mode autodiff."""
     return jax.jvp(act, (p,), (jnp.ones_like(p),))
@@ -73,6 +80,23 @@ def _normal(key, shape, dtype, scale, mean=0.0):
 # one RNG call per array is several times faster than vmapping over per-draw keys —
 # and returns one value (or a vector of values) per cluster.
 
+def first_layer_preactivations(key, x, n: int, s1: float):
+    """p = x W1ᵀ for W1 ~ N(0, s1²) (n×d) shared by the B inputs of each draw, sampled exactly.
+
+    Each unit's column p[:, i] = X w_i is N(0, s1²·X Xᵀ) given the inputs, independently
+    across units. When 2B ≤ d it is cheaper to draw it as s1·L z_i with L Lᵀ = X Xᵀ
+    (Cholesky of the B×B Gram matrix, z_i ~ N(0, I_B)): n·B normals instead of n·d —
+    the same distribution, a sampling identity, not the theorem under test.
+    """
+    draws, inputs, d = x.shape
+    if 2 * inputs > d:
+        w1 = _normal(key, (draws, n, d), x.dtype, s1)
+        return jnp.einsum("cbd,cnd->cbn", x, w1)
+    chol = jnp.linalg.cholesky(jnp.einsum("cbd,ced->cbe", x, x))
+    z = jax.random.normal(key, (draws, n, inputs), x.dtype)
+    return s1 * jnp.einsum("cbe,cne->cbn", chol, z)
+
+
 def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
     """Per weight draw, the estimate of E[g_i | p_i > 0] = 2·E[g_i·1{p_i > 0}].
 
@@ -81,10 +105,9 @@ def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws:
     act = parse_activation(setting.act)
     k1, k2, k3 = jax.random.split(key, 3)
     n, d, k = setting.width, setting.d_in, setting.d_out
-    w1 = _normal(k1, (draws, n, d), dtype, setting.s1)
     w2 = _normal(k2, (draws, k, n), dtype, setting.s2, setting.w2_mean)
     x = jax.random.normal(k3, (draws, inputs, d), dtype)
-    p = jnp.einsum("cbd,cnd->cbn", x, w1)
+    p = first_layer_preactivations(k1, x, n, setting.s1)
     h, slope = _value_and_slope(act, p)
     dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h, w2))
     g = slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)

@@ -108,3 +108,20 @@ def test_outgoing_gram_lemma_values():
     res = estimators.estimate_outgoing_gram(SMALL, Budget(draws=4096, inputs_per_draw=1, chunk=4096))
     assert abs(res["diag"].mean - SMALL.d_out * SMALL.s2**2) <= 4.5 * res["diag"].stderr
     assert abs(res["offdiag"].mean) <= 4.5 * res["offdiag"].stderr
+
+
+def test_cholesky_sampling_of_first_layer_matches_explicit_weights():
+    """p = X W1ᵀ drawn as s1·L z (2B ≤ d) has the law of the explicit product: same
+    second moments E[p_b p_e] = s1²⟨x_b, x_e⟩ for fixed inputs, and an unbiased theorem value."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jax.random.normal(jax.random.key(1), (1, 4, 32))
+    xs = jnp.broadcast_to(x, (20000, 4, 32))
+    p = estimators.first_layer_preactivations(jax.random.key(2), xs, 8, 0.5)
+    emp = np.einsum("cbn,cen->be", np.asarray(p), np.asarray(p)) / (20000 * 8)
+    expect = 0.25 * np.asarray(x[0] @ x[0].T)
+    assert np.allclose(emp, expect, atol=0.05 * np.abs(expect).max())
+    s = BlockSetting(d_in=32, width=16, d_out=4)
+    r = estimators.estimate_grad_positive(s, Budget(draws=8192, inputs_per_draw=4, chunk=2048))
+    assert abs(r.mean - expected_grad_positive_mse(s).value) <= 4.5 * r.stderr

@@ -66,7 +66,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _predict(args) -> int:
     from driftlab.montecarlo import stein_reduced
-    from driftlab.montecarlo.estimators import Budget, estimate_grad_positive
+    from driftlab.montecarlo.estimators import Budget, chunk_for, estimate_grad_positive
     from driftlab.montecarlo.stats import z_score
     from driftlab.theory.expected_grad import expected_grad_positive_mse
     from driftlab.theory.setting import BlockSetting
@@ -76,7 +76,8 @@ def _predict(args) -> int:
     setting = BlockSetting(loss=args.loss, act=args.act, d_in=args.d_in, width=args.width,
                            d_out=args.d_out, gain=args.gain)
     inputs = 16
-    budget = Budget(draws=max(2, args.samples // inputs), inputs_per_draw=inputs, chunk=1024, seed=args.seed)
+    budget = Budget(draws=max(2, args.samples // inputs), inputs_per_draw=inputs,
+                    chunk=chunk_for(setting, inputs), seed=args.seed)
     if setting.loss == "mse":
         analytic = expected_grad_positive_mse(setting)
     else:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.montecarlo.estimators import Budget, estimate_grad_positive
+from driftlab.montecarlo.estimators import Budget, chunk_for, estimate_grad_positive
 from driftlab.montecarlo.stats import MCResult
 from driftlab.theory.expected_grad import expected_grad_positive_mse
 from driftlab.theory.setting import BlockSetting
@@ -109,7 +109,7 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
         setting, inputs, draws = SIZES[label]
         if quick:
             draws //= 4
-        budget = Budget(draws=draws, inputs_per_draw=inputs, chunk=min(draws, 4096 * 16 // inputs))
+        budget = Budget(draws=draws, inputs_per_draw=inputs, chunk=min(draws, chunk_for(setting, inputs)))
         analytic = expected_grad_positive_mse(setting).value
         t_ours, ours = _timed(lambda: estimate_grad_positive(setting, budget), repeats)
         t_np, base_np = _timed(lambda: numpy_estimator(setting, budget), max(1, repeats // 2))

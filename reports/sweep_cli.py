@@ -1,0 +1,70 @@
+"""``driftlab sweep PRESET [--size] [--seeds] [--shard I/N] [--out DIR] [--executor] [--json]``.
+
+``PRESET`` is a preset name (reports/presets.py) or ``all``: a single preset writes its
+runs and ``summary.csv`` to ``--out``; ``all`` writes each preset to ``--out/<preset>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("preset", help="drift, first_step, sparsity_law, tradeoff, spikes or all")
+    parser.add_argument("--size", default="tiny", help="tiny (CPU), small or paper")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per configuration (default: the preset's for the size)")
+    parser.add_argument("--shard", default="0/1", help="I/N: run every N-th grid entry from I")
+    parser.add_argument("--out", default="runs", help="output directory")
+    parser.add_argument("--executor", default="local", help="local (in-process) or submitit")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    cluster = parser.add_argument_group("submitit executor")
+    cluster.add_argument("--timeout-min", type=int, default=60)
+    cluster.add_argument("--partition", default=None, help="Slurm partition")
+    cluster.add_argument("--gpus-per-node", type=int, default=0)
+    cluster.add_argument("--cluster", default=None,
+                         help="submitit cluster (default: auto-detect; 'local' or 'debug')")
+
+
+def _validate(args) -> list[str]:
+    """Check every value before JAX starts; ValueError names the field and allowed values."""
+    from driftlab.models.base import SIZES
+    from driftlab.reports.sweep import EXECUTORS, parse_shard, preset_names
+
+    names = preset_names(args.preset)
+    if args.size not in SIZES:
+        raise ValueError(f"size={args.size!r} invalid; allowed: {', '.join(SIZES)}")
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"seeds={args.seeds!r} invalid; allowed: a positive integer")
+    parse_shard(args.shard)
+    if args.executor not in EXECUTORS:
+        raise ValueError(f"executor={args.executor!r} invalid; allowed: {', '.join(EXECUTORS)}")
+    if args.timeout_min < 1:
+        raise ValueError(f"timeout_min={args.timeout_min!r} invalid; allowed: a positive integer")
+    return names
+
+
+def run(args) -> int:
+    names = _validate(args)
+    from pathlib import Path
+
+    from driftlab.reports.sweep import run_sweep
+
+    options = {"timeout_min": args.timeout_min, "partition": args.partition,
+               "gpus_per_node": args.gpus_per_node, "cluster": args.cluster}
+    log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    results = []
+    for name in names:
+        out = Path(args.out) / name if args.preset == "all" else Path(args.out)
+        res = run_sweep(name, size=args.size, seeds=args.seeds, shard=args.shard, out=out,
+                        executor=args.executor, executor_options=options, log=log)
+        results.append(res.as_dict())
+        if not args.json:
+            print(f"{name}: {len(res.ran)} ran, {len(res.skipped)} skipped "
+                  f"(shard {args.shard}: {res.selected} of {res.total} runs) in "
+                  f"{res.seconds:.0f} s -> {res.csv}")
+    if args.json:
+        print(json.dumps(results if args.preset == "all" else results[0], indent=1))
+    return 0

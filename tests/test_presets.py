@@ -1,0 +1,61 @@
+"""Experiment presets: deterministic, versioned grids with stable, unique run ids."""
+
+import pytest
+
+from driftlab.models.train import TrainConfig
+from driftlab.reports.presets import (DRIFT_ARCHS, PRESETS, FirstStepConfig, get_preset,
+                                      spec_from_dict, spike_activations, sparsity_law_steps)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("size", ["tiny", "small", "paper"])
+def test_grid_is_deterministic_unique_and_round_trips(name, size):
+    preset = get_preset(name)
+    a, b = preset.grid(size, 2), preset.grid(size, 2)
+    assert [s.run_id for s in a] == [s.run_id for s in b]
+    assert len({s.run_id for s in a}) == len(a) > 0
+    for spec in a:
+        assert spec.preset == name and spec.version == preset.version
+        assert spec.tag_dict["size"] == size
+        assert spec_from_dict(spec.as_dict()).run_id == spec.run_id
+        if spec.kind == "first_step":
+            assert isinstance(spec.config, FirstStepConfig)
+        else:
+            assert isinstance(spec.config, TrainConfig) and spec.config.size == size
+
+
+def test_seeds_multiply_the_grid_and_ids_depend_on_config():
+    p = get_preset("spikes")
+    one, three = p.grid("tiny", 1), p.grid("tiny", 3)
+    assert len(three) == 3 * len(one)
+    spec = one[0]
+    assert spec.with_config(steps=spec.config.steps + 1).run_id != spec.run_id
+    assert spec.with_config(progress=True).run_id == spec.run_id  # display only
+
+
+def test_grid_contents_match_the_brief():
+    drift = get_preset("drift").grid("small", 1)
+    assert {s.tag_dict["arch"] for s in drift} == set(DRIFT_ARCHS)
+    assert {s.tag_dict["act"] for s in drift} == {"relu", "gelu", "silu", "tanh"}
+    assert len(get_preset("tradeoff").grid("paper", 1)) >= 79
+    acts = {s.config.act for s in get_preset("spikes").grid("tiny", 1)}
+    assert acts == set(spike_activations())
+    assert {"relu", "relu2", "gelu", "gelu2"} <= acts
+    assert sum(a.startswith("clipped_relu2:") for a in acts) >= 2
+    assert all(s.config.arch == "gpt" for s in get_preset("spikes").grid("tiny", 1))
+    fs = get_preset("first_step").grid("tiny", 1)
+    assert len({s.config.width for s in fs}) >= 3
+    assert sparsity_law_steps(60)[0] == 0 and sparsity_law_steps(60)[-1] == 60
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: get_preset("nope"), "preset"),
+    (lambda: get_preset("drift").grid("huge", 1), "size"),
+    (lambda: get_preset("drift").grid("tiny", 0), "seeds"),
+    (lambda: FirstStepConfig(width=0).validate(), "width"),
+    (lambda: FirstStepConfig(act="bogus").validate(), "act"),
+    (lambda: FirstStepConfig(draws=1).validate(), "draws"),
+])
+def test_bad_values_name_the_field(call, field):
+    with pytest.raises(ValueError, match=field):
+        call()
