@@ -8,7 +8,8 @@ Rows, per size, all measured in the same process:
 "Precision per second" is 1/(relative SE² · seconds): the number of independent
 samples' worth of information gathered per second, so its ratio between two
 estimators is their speed ratio *at equal standard error*. FLOP/s counts the
-estimator's matrix products (2·B·n·d + 4·B·n·k per draw) and is compared with a
+estimator's matrix products (2·B·n·d + 4·B·n·k per draw, or 2·B²·(d + n) + 4·B·n·k on
+the Cholesky path for 2B ≤ d) and is compared with a
 large float32 matrix product timed in the same run (the practical limit).
 """
 
@@ -118,7 +119,10 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
         straight_n = chunk * max(2, min(16, 65536 // chunk))
         t_straight, straight = _timed(lambda: straightforward_estimator(setting, straight_n, chunk=chunk), repeats)
         p_ours = _precision_per_s(ours, analytic, t_ours)
-        flops = draws * (2 * inputs * setting.width * setting.d_in + 4 * inputs * setting.width * setting.d_out)
+        n, d, k = setting.width, setting.d_in, setting.d_out
+        first_layer = (2 * inputs * inputs * (d + n) if 2 * inputs <= d  # Cholesky path, see estimators
+                       else 2 * inputs * n * d)
+        flops = draws * (first_layer + 4 * inputs * n * k)
         rows += [
             {"name": f"MC draws/s [{label}]", "value": ours.draws / t_ours, "unit": "draws/s",
              "baseline": "numpy", "baseline_value": base_np.draws / t_np,
