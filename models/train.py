@@ -5,9 +5,9 @@
 
 ``train`` builds ``arch.config(size, act, **model_overrides)``, loads data with
 ``arch.data``, initializes with ``arch.init`` and runs a jitted step that computes the
-loss, the gradients, the optimizer update and (``instrument=True``) per-tap statistics
-from a zero probe added to each pre-activation (models/instrument.py) — all in one
-forward/backward pass. The batch is sharded over every device (models/sharding.py).
+loss, the gradients, the optimizer update and (``instrument=True``, on logged steps) per-tap
+statistics from a zero probe added to each pre-activation (models/instrument.py) — all in
+one forward/backward pass; steps that are not logged run the same update without them. The batch is sharded over every device (models/sharding.py).
 
 Outputs under ``out`` (process 0 only): ``config.json`` (TrainConfig, model config,
 data meta), ``metrics.jsonl`` (one JSON object per logged step: loss, metrics, lr,
@@ -31,6 +31,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -227,6 +228,7 @@ class Functions(NamedTuple):
     tx: optax.GradientTransformation
     initialize: Callable  # key -> (fp32 params, opt_state)
     train_step: Callable  # (params, opt_state, batch, step) -> (params, opt_state, logs, finite)
+    plain_step: Callable  # the same update without tap statistics (for steps that are not logged)
     eval_step: Callable  # (params, batch) -> (loss, metrics, tap stats without gradients)
     weight_fn: Callable  # params -> per-matrix weight statistics (mean, std, frac_neg)
 
@@ -290,8 +292,8 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
         ps = {k: jax.lax.stop_gradient(p) for k, (p, _) in rec.records.items()}
         return value, (metrics, acts, ps)
 
-    def train_step(params, opt_state, batch, step):
-        if cfg.instrument:
+    def train_step(params, opt_state, batch, step, instrumented=cfg.instrument):
+        if instrumented:
             probes = instrument.zero_probes(shapes)
             (value, (metrics, acts, ps)), (grads, gprobes) = jax.value_and_grad(
                 loss_fn, argnums=(0, 1), has_aux=True)(params, probes, batch)
@@ -324,8 +326,12 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
     # Donating params/opt_state halves peak memory on accelerators; the CPU backend
     # cannot use donated buffers and would only warn.
     donate = (0, 1) if jax.default_backend() != "cpu" else ()
+    # Tap statistics are only read on logged steps, so other steps run the plain update
+    # (compiled lazily, on first use): instrumentation then costs ~1/log_every of a step.
+    plain_step = partial(train_step, instrumented=False)
     return Functions(schedule, tx, jax.jit(initialize),
                      jax.jit(train_step, out_shardings=rep, donate_argnums=donate),
+                     jax.jit(plain_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(eval_step, out_shardings=rep),
                      jax.jit(weight_fn, out_shardings=rep))
 
@@ -382,7 +388,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     step), val_loss, val_<metric> (mean over ``eval_batches`` validation batches at the
     final parameters), layers ({tap: downstream path, w_mean_init, w_mean_final,
     w_mean_change, w_mean_se = init std/√numel, sparsity, sparsity_eps, spike_ratio,
-    max_abs (validation, final params), grad_pos_mean, grad_pos_frac, frac_pos (last
+    max_abs (validation, final params), grad_pos_mean, grad_pos_frac, frac_pos (last logged
     training step)}), weights (final per-matrix stats), resumed_from, n_devices,
     n_processes, seconds, out.
     """
@@ -467,8 +473,9 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
             batch = get_batch("train", step)
             wstats = weight_fn(params) if (log_now and cfg.instrument) else None
-            new_params, new_opt, logs, finite = train_step(params, opt_state, batch,
-                                                           jnp.asarray(step, jnp.int32))
+            step_fn = train_step if log_now else fns.plain_step
+            new_params, new_opt, logs, finite = step_fn(params, opt_state, batch,
+                                                        jnp.asarray(step, jnp.int32))
             if not bool(sharding.to_host(finite)):
                 loss_val = float(sharding.to_host(logs["loss"]))
                 if out and main:
@@ -477,7 +484,8 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
                 raise NonFiniteLossError(step, loss_val, last_ckpt, ckpt_path)
             params, opt_state = new_params, new_opt
             steps_run += 1
-            last_logs = logs
+            if log_now:
+                last_logs = logs
             final_loss = float(sharding.to_host(logs["loss"]))
             done = step + 1
             rate = steps_run / max(time.time() - t_loop, 1e-9)

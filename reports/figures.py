@@ -53,7 +53,7 @@ def drift_curves(curves: dict, path, title: str) -> str:
         for row in range(2):
             axes[row, j].axhline(0, color="k", lw=0.5)
         axes[1, j].set_xlabel("step")
-        axes[1, j].set_yscale("symlog", linthresh=1e-3)
+        axes[1, j].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     if archs:
         axes[0, 0].set_ylabel("Δ mean(W_down) / std(W_down at init)")
         axes[1, 0].set_ylabel("E[∂ℓ/∂p | p > 0] (per example)")

@@ -130,8 +130,13 @@ def law_point(cfg, params, step: int, n_rows: int = 256) -> dict:
         h_prev = np.asarray(rec.records[f"layer{i - 1}"][1], np.float64)
         h = np.asarray(rec.records[f"layer{i}"][1])
         w = np.asarray(params[f"layer{i}"]["w"], np.float64)
-        layers[f"layer{i}"] = {"measured": float(np.mean(h == 0)),
-                               "predicted": predicted_relu_sparsity(w.mean(), w.std(), h_prev),
+        # A row with h = 0 gives the next pre-activation exactly 0, a zero of ReLU: its
+        # predicted sparsity is 1 (the law's formula is 0/0 there).
+        live = np.linalg.norm(h_prev, axis=1) > 0
+        pred_live = (predicted_relu_sparsity(w.mean(), w.std(), h_prev[live])
+                     if live.any() else 1.0)
+        predicted = float((live.sum() * pred_live + (~live).sum()) / live.size)
+        layers[f"layer{i}"] = {"measured": float(np.mean(h == 0)), "predicted": predicted,
                                "w_mean": float(w.mean()), "w_std": float(w.std())}
     return {"step": step, "layers": layers}
 

@@ -1,6 +1,7 @@
 """Reports: the cliff fit finds a planted knee, every preset runs at tiny size and
 produces its figure, the report has every section, and bad values exit 2."""
 
+import csv
 import json
 
 import numpy as np
@@ -70,7 +71,7 @@ def runs_dir(tmp_path_factory):
                      if (s.tag_dict["act"] == "relu" and s.tag_dict["lr"] == 1e-1)
                      or s.tag_dict["act"] in ("gelu", "relu2")],
         "spikes": _shrink("spikes", lambda t: t["act"] in ("relu", "relu2") and t["seed"] == 0,
-                          steps=3, eval_batches=1),
+                          steps=3, eval_batches=1, model_overrides=(("n_layer", 1),)),
     }
     for name, specs in plan.items():
         assert specs, name
@@ -109,6 +110,9 @@ def test_every_preset_produces_its_figure_and_the_report_has_every_section(
     claims = text.split("## Paper's claims vs driftlab")[1]
     assert claims.count("\n| ") >= 1 + 6 and "not measured" not in claims
     assert "Scale warning" in text
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(runs) and {r["preset"] for r in rows} == set(groups)
     # The first-step measurement has the sign and size of the theory.
     row = report.collect_first_step(groups["first_step"])[0]
     assert row["measured"] < 0 and abs(row["z"]) < 5
