@@ -97,11 +97,9 @@ def first_layer_preactivations(key, x, n: int, s1: float):
     return s1 * jnp.einsum("cbe,cne->cbn", chol, z)
 
 
-def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
-    """Per weight draw, the estimate of E[g_i | p_i > 0] = 2·E[g_i·1{p_i > 0}].
-
-    P(p_i > 0) = ½ exactly (p = W1 x is symmetric), so no ratio estimator is needed.
-    """
+def preactivation_grads(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+    """(p, g) of shape (draws, inputs, width): pre-activations and E_target[∂ℓ/∂p | weights, x]
+    for ``draws`` independent weight draws, each shared by ``inputs`` inputs."""
     act = parse_activation(setting.act)
     k1, k2, k3 = jax.random.split(key, 3)
     n, d, k = setting.width, setting.d_in, setting.d_out
@@ -110,7 +108,15 @@ def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws:
     p = first_layer_preactivations(k1, x, n, setting.s1)
     h, slope = _value_and_slope(act, p)
     dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h, w2))
-    g = slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)
+    return p, slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)
+
+
+def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+    """Per weight draw, the estimate of E[g_i | p_i > 0] = 2·E[g_i·1{p_i > 0}].
+
+    P(p_i > 0) = ½ exactly (p = W1 x is symmetric), so no ratio estimator is needed.
+    """
+    p, g = preactivation_grads(key, setting, inputs, dtype, draws)
     return 2.0 * jnp.mean(jnp.where(p > 0, g, 0.0), axis=(1, 2))
 
 
@@ -228,21 +234,8 @@ def sample_preactivation_grads(setting: BlockSetting, budget: Budget = Budget())
     Returns two float64 arrays of draws × inputs × width values; a bin's mean of g
     estimates E[g | p ∈ bin].
     """
-    act = parse_activation(setting.act)
-    dtype = jnp.dtype(budget.dtype)
-
-    def pairs(key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        n, d, k, c = setting.width, setting.d_in, setting.d_out, budget.chunk
-        w1 = _normal(k1, (c, n, d), dtype, setting.s1)
-        w2 = _normal(k2, (c, k, n), dtype, setting.s2, setting.w2_mean)
-        x = jax.random.normal(k3, (c, budget.inputs_per_draw, d), dtype)
-        p = jnp.einsum("cbd,cnd->cbn", x, w1)
-        h, slope = _value_and_slope(act, p)
-        dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h, w2))
-        return p, slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)
-
-    fn = jax.jit(pairs)
+    fn = jax.jit(partial(preactivation_grads, setting=setting, inputs=budget.inputs_per_draw,
+                         dtype=jnp.dtype(budget.dtype), draws=budget.chunk))
     base = jax.random.key(budget.seed)
     out = [fn(jax.random.fold_in(base, i)) for i in range(math.ceil(budget.draws / budget.chunk))]
     return (np.concatenate([np.asarray(o[0], np.float64).ravel() for o in out]),

@@ -26,6 +26,15 @@ from driftlab.theory import expected_grad, gaussian  # noqa: E402
 from driftlab.theory.checks import ACTIVATIONS, SETTING_A  # noqa: E402
 
 
+def _save(fig, out: str, name: str) -> str:
+    """Lay out, write ``out/name`` as PNG, close the figure; return the path."""
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _binned(p, g, edges):
     idx = np.digitize(p, edges) - 1
     ok = (idx >= 0) & (idx < len(edges) - 1)
@@ -74,11 +83,7 @@ def plot_gradient_vs_preactivation(out: str, seed: int, quick: bool) -> str:
     fig.suptitle(f"E[g | p] at initialization: Monte Carlo vs theory (d={SETTING_A.d_in}, n={SETTING_A.width}, "
                  f"k={SETTING_A.d_out}, G={SETTING_A.gain:g}; CE curve uses the mean softmax factor; "
                  f"{budget.draws} draws × {budget.inputs_per_draw} inputs, seed {seed})")
-    fig.tight_layout()
-    path = os.path.join(out, "gradient_vs_preactivation.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out, "gradient_vs_preactivation.png")
 
 
 def plot_convergence(out: str, seed: int, quick: bool) -> str:
@@ -104,11 +109,7 @@ def plot_convergence(out: str, seed: int, quick: bool) -> str:
     ax.set_title(f"Monte Carlo convergence, E[g | p>0], MSE, d={SETTING_A.d_in}, n={SETTING_A.width}, "
                  f"k={SETTING_A.d_out}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "mc_convergence.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out, "mc_convergence.png")
 
 
 def plot_drift_vs_width(out: str, seed: int, quick: bool) -> str:
@@ -136,11 +137,7 @@ def plot_drift_vs_width(out: str, seed: int, quick: bool) -> str:
     ax.set_title(f"Downstream drift at init, 3-layer block, MSE, d={SETTING_A.d_in}, k={SETTING_A.d_out}",
                  fontsize=9)
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = os.path.join(out, "drift_vs_width.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out, "drift_vs_width.png")
 
 
 def make_all(out: str, seed: int = 0, quick: bool = False) -> list[str]:
