@@ -99,6 +99,9 @@ class TrainConfig:
     resume: bool = False
     eval_batches: int = 4  # validation batches evaluated at the end
     progress: bool = True
+    # λ of the L1 activation penalty λ·mean_taps(mean|h|) added to the training loss: a
+    # knob that raises ReLU sparsity without a larger lr (reports' trade-off sweep).
+    act_l1: float = 0.0
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field and its allowed values."""
@@ -124,6 +127,8 @@ class TrainConfig:
             raise _bad("lr", self.lr, "a positive finite number")
         if not _is_num(self.weight_decay) or not self.weight_decay >= 0:
             raise _bad("weight_decay", self.weight_decay, "a number >= 0")
+        if not _is_num(self.act_l1) or not (self.act_l1 >= 0 and math.isfinite(self.act_l1)):
+            raise _bad("act_l1", self.act_l1, "a finite number >= 0")
         if not _is_num(self.eps) or not self.eps >= 0:
             raise _bad("eps", self.eps, "a number >= 0")
         if self.grad_clip is not None and (not _is_num(self.grad_clip) or not self.grad_clip > 0):
@@ -193,7 +198,7 @@ def model_config(arch, cfg: TrainConfig):
 def run_identity(cfg: TrainConfig, mcfg) -> dict:
     """The fields that determine a run's trajectory; a checkpoint must match them to resume."""
     keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",
-            "warmup_steps", "schedule", "grad_clip", "dtype", "seed")
+            "warmup_steps", "schedule", "grad_clip", "dtype", "seed", "act_l1")
     ident = {k: getattr(cfg, k) for k in keep}
     ident["model"] = dataclasses.asdict(mcfg)
     return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))
@@ -235,7 +240,7 @@ class Functions(NamedTuple):
 
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
 _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
-                "schedule", "grad_clip", "dtype", "eps", "instrument")
+                "schedule", "grad_clip", "dtype", "eps", "instrument", "act_l1")
 
 
 def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
@@ -281,16 +286,34 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
         cbatch = batch
         if mixed:
             params, cbatch = _cast_floats(params, compute), _cast_floats(batch, compute)
-        outputs = arch.apply(params, cbatch, mcfg, tap)
+        l1 = []
+
+        def penalized_tap(name, p, act):
+            h = tap(name, p, act)
+            if cfg.act_l1:
+                l1.append(jnp.mean(jnp.abs(h.astype(jnp.float32))))
+            return h
+
+        outputs = arch.apply(params, cbatch, mcfg, penalized_tap)
         outputs = _cast_floats(outputs, jnp.float32)
-        return arch.loss(outputs, batch, mcfg)
+        value, metrics = arch.loss(outputs, batch, mcfg)
+        if l1:
+            metrics = {**metrics, "act_l1_penalty": sum(l1) / len(l1)}
+        return value, metrics
+
+    def objective(value, metrics):
+        """The training loss: the model's loss plus the L1 activation penalty (validation
+        reports the model's loss alone)."""
+        if cfg.act_l1:
+            return value + cfg.act_l1 * metrics["act_l1_penalty"]
+        return value
 
     def loss_fn(params, probes, batch):
         rec = instrument.TapRecorder(probes)
         value, metrics = forward(rec, params, batch)
         acts = instrument.tap_stats(rec.records, None, cfg.eps, cfg.batch_size)
         ps = {k: jax.lax.stop_gradient(p) for k, (p, _) in rec.records.items()}
-        return value, (metrics, acts, ps)
+        return objective(value, metrics), (metrics, acts, ps)
 
     def train_step(params, opt_state, batch, step, instrumented=cfg.instrument):
         if instrumented:
@@ -302,7 +325,8 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
                                                             cfg.batch_size))
         else:
             def plain(params_, batch_):
-                return forward(lambda _n, p, act: act(p), params_, batch_)
+                value_, metrics_ = forward(lambda _n, p, act: act(p), params_, batch_)
+                return objective(value_, metrics_), metrics_
             (value, metrics), grads = jax.value_and_grad(plain, has_aux=True)(params, batch)
             acts = {}
         updates, new_opt = tx.update(grads, opt_state, params)
