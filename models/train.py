@@ -19,6 +19,10 @@ the forward/backward pass runs on bfloat16 copies of the weights and float input
 outputs are cast back to float32 before the loss. A model config field named
 ``compute_dtype`` is set to ``dtype`` unless overridden.
 
+``pins`` (models/pins.py) modify the parameters after every update (e.g. hold the
+downstream matrices' means at init); logged records then carry ``pins`` (what was removed)
+and, for archs with a reader map, ``shift`` (the mean pre-activation decomposition).
+
 A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything from
 that step is saved, so ``checkpoint.npz`` keeps the last good state.
 """

@@ -74,6 +74,7 @@ def test_reader_pin_removes_exactly_the_change_along_the_mean_input():
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_reader_pin_in_training_gpt_and_mlp(tmp_path):
     recs = _records(_run(tmp_path / "mlp", "adamw", ("reader-stream-mean",)))
     assert set(recs[0]["pins"]["reader-stream-mean"]) == {"layer0/w", "layer1/w"}
@@ -90,6 +91,7 @@ def test_reader_pin_in_training_gpt_and_mlp(tmp_path):
     assert set(last["shift"]) == {"block0.mlp", "block1.mlp"}
 
 
+@pytest.mark.slow
 def test_pinned_run_resumes_bit_exactly(tmp_path):
     kw = dict(BASE, optimizer="adamw", steps=8, log_every=2,
               pins=("downstream-mean", "reader-stream-mean"))
