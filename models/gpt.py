@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from driftlab.activations import parse_activation
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
 from driftlab.models.init import get_init
+from driftlab.models.pins import record_reader_input
 
 NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned")
@@ -213,6 +214,7 @@ def attention(x, p: dict, cfg: GPTConfig, rope):
 
 def mlp(x, p: dict, cfg: GPTConfig, tap, name: str):
     """x @ W_in -> σ (through the tap) -> @ W_out."""
+    record_reader_input(tap, name, x)  # u = x for the reader pin and shift decomposition
     pre = x @ p["w_in"].astype(x.dtype)
     h = tap(name, pre, parse_activation(cfg.act))
     return h @ p["w_out"].astype(x.dtype)
