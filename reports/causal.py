@@ -59,6 +59,41 @@ def pin_effects(pairs) -> list[dict]:
     return rows
 
 
+SHIFT_TERMS = ("dp", "drift_change", "align_change", "stream_change")
+
+
+def run_shift(run) -> dict | None:
+    """The mean pre-activation shift from step 0 to the last logged step, averaged over
+    taps, split as in models/pins.py: Δp̄ = drift_change (the reading matrix's global-mean
+    term μ·Σū) + align_change (its row means aligning with the stream) + stream_change (the
+    init reader on the changed stream), exactly up to rounding. None without records."""
+    recs = [r for r in run.metrics if r.get("shift")]
+    if len(recs) < 2 or recs[0]["step"] != 0:
+        return None
+    first, last = recs[0]["shift"], recs[-1]["shift"]
+    taps = sorted(set(first) & set(last))
+    if not taps:
+        return None
+    mean = lambda f: float(np.mean([f(t) for t in taps]))  # noqa: E731
+    return {"dp": mean(lambda t: last[t]["p_mean"] - first[t]["p_mean"]),
+            "drift_change": mean(lambda t: last[t]["drift_change"]),
+            "align_change": mean(lambda t: last[t]["align_change"]),
+            "stream_change": mean(lambda t: last[t]["p_mean_init_reader"]
+                                  - first[t]["p_mean_init_reader"])}
+
+
+def shift_table(runs) -> list[list]:
+    """Per (arch, act, data, optimizer) of unpinned runs: the terms' seed means."""
+    groups: dict = {}
+    for r in runs:
+        sh = run_shift(r)
+        if sh is not None and not r.spec["config"].get("pins"):
+            key = tuple(str(r.tags.get(k, "")) for k in ("arch", "act", "data", "optimizer"))
+            groups.setdefault(key, []).append(sh)
+    return [list(k) + [len(v)] + [f"{np.mean([x[t] for x in v]):.3g}" for t in SHIFT_TERMS]
+            for k, v in sorted(groups.items())]
+
+
 def _m(values) -> str:
     v = [x for x in values if np.isfinite(x)]
     return f"{np.mean(v):.3g}" if v else "–"
@@ -95,4 +130,14 @@ def section(pinned_runs, drift_runs, title: str) -> tuple[str, list[dict]]:
                  "Δsparsity (95% CI)", "p (pin lowers sparsity)", "Δmean/std unpinned",
                  "Δmean/std pinned", "val loss unpinned", "val loss pinned",
                  "Δ val loss (95% CI)"], table)
+    shifts = shift_table(drift_runs)
+    if shifts:
+        s += ("\n\nWhere the mean pre-activation shift comes from (unpinned runs, step 0 → "
+              "last logged step, mean over taps and seeds; models/pins.py): Δp̄ = "
+              "*drift* (the reading matrix's global mean, μ·Σū: for MLP hidden layers this "
+              "is the previous layer's downstream drift) + *align* (its row means aligning "
+              "with the stream) + *stream* (the init reader applied to the changed "
+              "stream).\n\n")
+        s += _table(["arch", "act", "data", "optimizer", "runs", "Δp̄", "drift term",
+                     "align term", "stream term"], shifts)
     return s + "\n", rows

@@ -140,3 +140,17 @@ def test_claims_with_no_effect_are_inconclusive():
     _, judged = claims.section(claims.build(drift.collect_cells(runs), [], {}, {}), "Claims")
     assert {c.verdict for c in judged if c.claim.startswith("2")} == {
         "inconclusive at this scale"}
+
+
+def test_shift_decomposition_terms_are_read_from_first_and_last_records():
+    def rec(step, p, d, a, init):
+        return {"step": step, "shift": {"t0": {"p_mean": p, "drift_change": d,
+                                               "align_change": a, "p_mean_init_reader": init}}}
+    run = fake_run({"arch": "gpt", "act": "relu", "data": "embedded", "optimizer": "adamw"},
+                   metrics=[rec(0, 0.1, 0.0, 0.0, 0.1), rec(50, -0.3, -0.05, -0.25, 0.0)])
+    sh = causal.run_shift(run)
+    assert sh == pytest.approx({"dp": -0.4, "drift_change": -0.05, "align_change": -0.25,
+                                "stream_change": -0.1})
+    assert sh["dp"] == pytest.approx(sh["drift_change"] + sh["align_change"]
+                                     + sh["stream_change"])
+    assert causal.run_shift(fake_run({}, metrics=[rec(0, 0, 0, 0, 0)])) is None
