@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.instrument import probe_shapes
-from driftlab.montecarlo.stats import MCResult, suite_threshold, z_score
+from driftlab.montecarlo.stats import MCResult, detectable_shift, suite_threshold, z_score
 
 GAUSSIAN_SCHEMES = ("fan_in_normal", "xavier_normal", "gpt2_normal")
 
@@ -212,6 +212,7 @@ class TapRow:
     curvature: float
     curvature_se: float
     sign_verdict: str
+    detectable: float  # smallest |predicted − measured| bias caught with 99% power
     seeds: int
     stein: str  # "exact (Gaussian W)" or "approximate (non-Gaussian W)"
 
@@ -238,12 +239,14 @@ def summarize(tap: str, values: list[SeedValues], n_checks: int, gaussian: bool)
     r = {k: MCResult.from_clusters([getattr(v, k) for v in values])
          for k in ("predicted", "measured", "gauss_newton", "curvature")}
     z_one = suite_threshold(n_checks, one_sided=True)
+    diff = MCResult.from_clusters([v.predicted - v.measured for v in values])
     return TapRow(tap=tap, predicted=r["predicted"].mean, predicted_se=r["predicted"].stderr,
                   measured=r["measured"].mean, measured_se=r["measured"].stderr,
                   z=paired_z(values), gauss_newton=r["gauss_newton"].mean,
                   gauss_newton_se=r["gauss_newton"].stderr, curvature=r["curvature"].mean,
                   curvature_se=r["curvature"].stderr,
                   sign_verdict=sign_verdict(r["measured"].mean, r["measured"].stderr, z_one),
+                  detectable=detectable_shift(diff.stderr, suite_threshold(n_checks)),
                   seeds=len(values),
                   stein="exact (Gaussian W)" if gaussian else "approximate (non-Gaussian W)")
 
@@ -260,6 +263,7 @@ class LayersSpec:
     batch_size: int = 32
     probes: int = 4
     exact: bool = False
+    w_draws: int = 1  # downstream-W redraws per seed (same p): averages out W's noise
     overrides: tuple = ()
     planted_scale: float = 1.0
     planted_curvature_sign: float = 1.0
@@ -278,7 +282,9 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
                progress=None) -> list[TapRow]:
     """Every tap of the architecture: clustered predicted vs measured over ``spec.seeds`` inits.
 
-    Seed s draws the init from PRNGKey(s) and the batch ``ds.sample("train", s, B, s)``.
+    Seed s draws the init from PRNGKey(s) and the batch ``ds.sample("train", s, B, s)``;
+    within a seed, ``spec.w_draws`` fresh draws of the downstream W (from the config's
+    scheme) share that p, and the cluster value is their mean (E[g | p] over W, twice).
     ``n_checks`` (default: the number of taps) sets the Bonferroni z*.
     """
     if spec.seeds < 2:
@@ -292,12 +298,36 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     for t in taps:
         if t not in all_taps:
             raise ValueError(f"unknown tap {t!r}; valid: {', '.join(all_taps)}")
-    scheme, _ = downstream_scheme(cfg)
+    scheme, gain = downstream_scheme(cfg)
+    from driftlab.models.init import get_init
+
+    w_init = get_init(scheme, gain)
     rows = []
     for tap in taps:
-        fn = jax.jit(lambda params, batch, key, tap=tap: per_seed(
-            arch, cfg, params, batch, tap, spec.probes, key, spec.exact,
-            planted_scale=spec.planted_scale, planted_curvature_sign=spec.planted_curvature_sign))
+        w_path = arch.downstream(cfg)[tap].split("/")
+
+        def with_w(params, W):
+            params = dict(params)
+            node = params
+            for part in w_path[:-1]:
+                node[part] = dict(node[part])
+                node = node[part]
+            node[w_path[-1]] = W
+            return params
+
+        def cluster(params, batch, key, tap=tap, with_w=with_w):
+            """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
+            W0 = flatten_dict(params)["/".join(w_path)]
+            def one(k):
+                W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
+                return per_seed(arch, cfg, with_w(params, W), batch, tap, spec.probes,
+                                jax.random.fold_in(k, 2), spec.exact,
+                                planted_scale=spec.planted_scale,
+                                planted_curvature_sign=spec.planted_curvature_sign)
+            outs = jax.lax.map(one, jax.random.split(key, spec.w_draws))
+            return {k: (v.max() if k == "reader_error" else v.mean()) for k, v in outs.items()}
+
+        fn = jax.jit(cluster)
         values = []
         for s in range(spec.seeds):
             params = arch.init(jax.random.PRNGKey(s), cfg)

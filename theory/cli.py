@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layers.add_argument("--batch-size", type=int, default=32)
     layers.add_argument("--probes", type=int, default=0,
                         help="Hutchinson probes per seed; 0 (default) = exact sum over the basis")
+    layers.add_argument("--w-draws", type=int, default=1,
+                        help="downstream-W redraws per seed sharing p (averaged)")
     layers.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="config override (repeatable)")
     layers.add_argument("--json", action="store_true", help="one JSON object per row")
@@ -127,10 +129,13 @@ def _layers(args) -> int:
         raise ValueError(f"--arch {args.arch!r} invalid; allowed: {', '.join(ARCH_MODULES)}")
     if args.probes < 0:
         raise ValueError(f"--probes {args.probes} invalid; allowed: 0 (exact) or a positive int")
+    if args.w_draws < 1:
+        raise ValueError(f"--w-draws {args.w_draws} invalid; allowed: a positive int")
     overrides = tuple(parse_override(t) for t in args.set)
     spec = LayersSpec(arch=args.arch, size=args.size, data=args.data, act=args.act,
                       seeds=args.seeds, batch_size=args.batch_size, probes=max(args.probes, 1),
-                      exact=args.probes == 0, overrides=overrides)
+                      exact=args.probes == 0, w_draws=args.w_draws,
+                      overrides=overrides)
     rows = [r.as_dict() for r in run_layers(spec)]
     if args.json:
         for r in rows:
