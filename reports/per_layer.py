@@ -105,6 +105,28 @@ def finalize(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _sign(mean: float, se: float, z_one: float) -> str:
+    return "+" if mean >= z_one * se else ("−" if -mean >= z_one * se else "0")
+
+
+def readme_table(rows: list[dict]) -> str:
+    """arch × layer → predicted sign, measured sign, deciding term (README table)."""
+    from driftlab.montecarlo.stats import suite_threshold
+
+    n = max(2, sum(1 for r in rows if not r["variant"].startswith("POWER")))
+    z_one = suite_threshold(n, one_sided=True)
+    lines = ["| variant | tap | seeds | predicted sign | measured sign | agree (z) | deciding term |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["variant"].startswith("POWER"):
+            continue
+        lines.append(f"| {r['variant']} | {r['tap']} | {r['seeds']} | "
+                     f"{_sign(r['predicted'], r['predicted_se'], z_one)} | "
+                     f"{_sign(r['measured'], r['measured_se'], z_one)} | "
+                     f"{'yes' if r['agree'] else 'NO'} ({r['z']:.2f}) | {r['deciding_term']} |")
+    return "\n".join(lines)
+
+
 def write_markdown(rows: list[dict], path: str) -> None:
     lines = ["## Where the theorem holds at initialization", "",
              "Per tap: Stein prediction s_W²·E[σ'(p)·Σ_t' h T_tt' | p>0] against the autodiff "
@@ -119,7 +141,8 @@ def write_markdown(rows: list[dict], path: str) -> None:
                      f"{r['predicted_se']:.2g} | {r['measured']:.3g} ± {r['measured_se']:.2g} | "
                      f"{r['z']:.2f} | {'yes' if r['agree'] else 'NO'} | {r['gauss_newton']:.3g} | "
                      f"{r['curvature']:.3g} | {r['sign_verdict']} | {r['deciding_term']} |")
-    lines += ["", "![predicted vs measured](per_layer.png)", ""]
+    lines += ["", f"Signs at one-sided z*₁ (+, −, 0 = indistinguishable):", "",
+              readme_table(rows), "", "![predicted vs measured](per_layer.png)", ""]
     open(path, "w").write("\n".join(lines))
 
 
