@@ -104,10 +104,14 @@ def _rademacher(key, shape):
 
 def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
              exact: bool = False, s_w2: float | None = None, check_reader: bool = True,
+             row_exact: bool = False,
              planted_scale: float = 1.0, planted_curvature_sign: float = 1.0):
     """Predicted, measured and Gauss–Newton ratios for one tap at one init (jit-friendly).
 
-    ``probes`` Hutchinson probe matrices R (ignored when ``exact``: the H·D basis).
+    ``probes`` Hutchinson probe matrices R (ignored when ``exact``: the H·D basis); with
+    ``row_exact`` each probe is exact over the H hidden units and Rademacher over the D
+    outputs (H HVPs per probe; removes the cross-unit noise that dominates when many
+    positions share W).
     ``planted_scale`` / ``planted_curvature_sign`` deliberately corrupt the prediction
     (power tests: ×1.05, or the curvature part's sign flipped).
     Returns a dict of jax scalars.
@@ -166,6 +170,17 @@ def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
             return tot.sum(0), gn.sum(0)
         tot, gn = jax.lax.map(column, jnp.arange(H_dim))
         q_tot, q_gn = jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
+    elif row_exact:
+        def one_probe(k):  # exact over i, Rademacher over k: no cross-unit (i ≠ i') noise
+            r = jax.random.rademacher(k, (D,), jnp.float32)
+            def column(i):
+                v = h[..., i, None] * r
+                return hvp(v) @ r, gn_hvp(v) @ r
+            tot, gn = jax.lax.map(column, jnp.arange(H_dim))
+            return jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
+        keys = jax.random.split(key, probes)
+        tot, gn = jax.lax.map(one_probe, keys)
+        q_tot, q_gn = tot.mean(0), gn.mean(0)
     else:
         def one_probe(k):
             R = _rademacher(k, (H_dim, D))
@@ -263,6 +278,7 @@ class LayersSpec:
     batch_size: int = 32
     probes: int = 4
     exact: bool = False
+    row_exact: bool = False
     w_draws: int = 1  # downstream-W redraws per seed (same p): averages out W's noise
     overrides: tuple = ()
     planted_scale: float = 1.0
@@ -321,7 +337,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
             def one(k):
                 W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
                 return per_seed(arch, cfg, with_w(params, W), batch, tap, spec.probes,
-                                jax.random.fold_in(k, 2), spec.exact,
+                                jax.random.fold_in(k, 2), spec.exact, row_exact=spec.row_exact,
                                 planted_scale=spec.planted_scale,
                                 planted_curvature_sign=spec.planted_curvature_sign)
             outs = jax.lax.map(one, jax.random.split(key, spec.w_draws))

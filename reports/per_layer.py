@@ -38,7 +38,7 @@ class Variant:
 
 def variants(seeds: dict | None = None) -> list[Variant]:
     """Issue 8's architecture variants at size tiny (seeds per arch overridable)."""
-    n = {"mlp": 64, "gpt": 32, "vit": 32, "mpsenet": 6, **(seeds or {})}
+    n = {"mlp": 64, "gpt": 64, "vit": 32, "mpsenet": 8, **(seeds or {})}
     g = lambda **kw: LayersSpec("gpt", seeds=n["gpt"], batch_size=32, probes=4, **kw)
     untied, nonorm = ("tied_head", False), ("final_norm", False)
     return [
@@ -49,16 +49,16 @@ def variants(seeds: dict | None = None) -> list[Variant]:
         Variant("gpt untied, no final norm", g(overrides=(untied, nonorm))),
         Variant("gpt fan-in init, untied, no final norm",
                 g(overrides=(untied, nonorm, ("init", "fan_in_normal")))),
-        Variant("vit", LayersSpec("vit", seeds=n["vit"], batch_size=32, probes=4)),
+        Variant("vit", LayersSpec("vit", seeds=n["vit"], batch_size=32, probes=1, row_exact=True)),
         Variant("mpsenet (Gaussian W, torch variance)",
-                LayersSpec("mpsenet", seeds=n["mpsenet"], batch_size=2, probes=4,
+                LayersSpec("mpsenet", seeds=n["mpsenet"], batch_size=2, probes=1, row_exact=True,
                            overrides=TORCH_VARIANCE_GAUSS),
                 "PyTorch-default variance, Gaussian so Stein is exact"),
     ]
 
 
 POWER = Variant("POWER: gpt default, curvature sign flipped",
-                LayersSpec("gpt", seeds=32, batch_size=32, probes=4,
+                LayersSpec("gpt", seeds=64, batch_size=32, probes=4,
                            planted_curvature_sign=-1.0), "planted error: must disagree")
 
 
