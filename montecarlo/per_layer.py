@@ -314,6 +314,12 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     for t in taps:
         if t not in all_taps:
             raise ValueError(f"unknown tap {t!r}; valid: {', '.join(all_taps)}")
+    shapes = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))
+    for t in taps:
+        shape = shapes[arch.downstream(cfg)[t]].shape
+        if len(shape) != 2 or shape[0] < shape[1]:
+            raise ValueError(f"tap {t!r}: downstream {arch.downstream(cfg)[t]} has shape {shape}; "
+                             f"the estimator needs a dense (H, D) matrix with H >= D")
     scheme, gain = downstream_scheme(cfg)
     from driftlab.models.init import get_init
 

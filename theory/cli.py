@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layers.add_argument("--batch-size", type=int, default=32)
     layers.add_argument("--probes", type=int, default=0,
                         help="Hutchinson probes per seed; 0 (default) = exact sum over the basis")
+    layers.add_argument("--row-exact", action="store_true",
+                        help="probes exact over hidden units, Rademacher over outputs "
+                             "(needs --probes >= 1; lower variance when many positions share W)")
     layers.add_argument("--w-draws", type=int, default=1,
                         help="downstream-W redraws per seed sharing p (averaged)")
     layers.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -129,12 +132,15 @@ def _layers(args) -> int:
         raise ValueError(f"--arch {args.arch!r} invalid; allowed: {', '.join(ARCH_MODULES)}")
     if args.probes < 0:
         raise ValueError(f"--probes {args.probes} invalid; allowed: 0 (exact) or a positive int")
+    if args.row_exact and args.probes == 0:
+        raise ValueError("--row-exact needs --probes >= 1 (--probes 0 is already exact)")
     if args.w_draws < 1:
         raise ValueError(f"--w-draws {args.w_draws} invalid; allowed: a positive int")
     overrides = tuple(parse_override(t) for t in args.set)
     spec = LayersSpec(arch=args.arch, size=args.size, data=args.data, act=args.act,
                       seeds=args.seeds, batch_size=args.batch_size, probes=max(args.probes, 1),
                       exact=args.probes == 0, w_draws=args.w_draws,
+                      row_exact=args.row_exact,
                       overrides=overrides)
     rows = [r.as_dict() for r in run_layers(spec)]
     if args.json:
