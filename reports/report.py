@@ -237,7 +237,7 @@ def section_theory(rows: list[dict] | None) -> str:
 
 
 def section_first_step(runs, out: Path) -> tuple[str, list]:
-    s = f"## {SECTIONS[2]}\n\n"
+    s = f"## {SECTIONS[4]}\n\n"
     if not runs:
         return s + "Not run (preset `first_step`).\n", []
     rows = collect_first_step(runs)
@@ -262,7 +262,7 @@ def section_first_step(runs, out: Path) -> tuple[str, list]:
 
 
 def section_sparsity_law(runs, out: Path) -> tuple[str, list]:
-    s = f"## {SECTIONS[3]}\n\n"
+    s = f"## {SECTIONS[5]}\n\n"
     if not runs:
         return s + "Not run (preset `sparsity_law`).\n", []
     pts = collect_sparsity_law(runs)
@@ -312,10 +312,27 @@ def _spike_setup(runs: list[Run]) -> tuple[list[str], str, str]:
     return order, clipped[0] if clipped else "", gelu2
 
 
-def section_per_layer(out: Path) -> tuple[str, dict]:
-    """The per-layer theorem's table (reports/per_layer/, `driftlab theory layers`)."""
+PER_LAYER_DIR = Path(__file__).with_name("per_layer")
+
+
+def section_per_layer(out: Path, per_layer_dir: Path = PER_LAYER_DIR) -> tuple[str, list]:
+    """The per-layer theorem at init (reports/per_layer/, made by ``python -m
+    driftlab.reports.per_layer``): its table and figure, and its rows for claim 1."""
     s = f"## {SECTIONS[1]}\n\n"
-    return s + "Not run (`driftlab theory layers`).\n", {}
+    md, js = per_layer_dir / "per_layer.md", per_layer_dir / "per_layer.json"
+    if not (md.exists() and js.exists()):
+        return s + "Not run (`python -m driftlab.reports.per_layer`).\n", []
+    try:
+        rows = json.loads(js.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{js}: not valid JSON ({err})") from None
+    body = md.read_text().split("\n", 1)[1] if md.read_text().startswith("## ") else \
+        md.read_text()
+    fig = per_layer_dir / "per_layer.png"
+    if fig.exists():
+        body = body.replace("](per_layer.png)", f"]({os.path.relpath(fig, out)})")
+    return s + f"From `{os.path.relpath(per_layer_dir)}` (driftlab theory layers, tiny " \
+        f"models).\n" + body.lstrip("\n") + "\n", rows
 
 
 def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None = None,
@@ -333,7 +350,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     t0 = time.time()
     th = theory_results(theory, out, theory_cache)
     s_th = section_theory(th)
-    s_layers, signs = section_per_layer(out)
+    s_layers, layer_rows = section_per_layer(out)
     s_drift, cells = drift.section(ok["drift"], out, SECTIONS[2], provenance(ok["drift"]))
     s_pins, pin_rows = causal.section(ok.get("pins", []), ok["drift"], SECTIONS[3])
     s_first, _ = section_first_step(ok["first_step"], out)
@@ -344,7 +361,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_spk, _, comp = spikes.section(ok["spikes"], out, SECTIONS[7], provenance(ok["spikes"]),
                                     order, main_clip, gelu2_clip)
     s_opt = f"## {SECTIONS[8]}\n\nNot run (preset `optimizers`).\n"
-    s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, signs),
+    s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, layer_rows),
                                  SECTIONS[9])
     sizes = sorted({r.tags.get("size", "?") for r in runs})
     head = ["# driftlab report: weight drift, sparsity and spikes",
