@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from driftlab.activations import parse_activation
 from driftlab.montecarlo import traced
 from driftlab.montecarlo.stats import MCResult
 from driftlab.montecarlo.traced import ShapeClass
@@ -273,10 +274,12 @@ def outgoing_gram_after_sgd_cluster(key, params: dict, shape: tuple, inputs: int
 
     At initialization this is 0 (the v_i are independent); to first order one step adds
     −2η·k·s2²·E[h_i h_j] < 0, as co-active units learn to share the output error.
-    ``shape`` is (ShapeClass, steps); η is params["lr"].
+    ``shape`` is (ShapeClass, steps, activation name); η is params["lr"]. The activation
+    is static here: differentiating through the traced switch would compile every branch's
+    gradient (several seconds) for a kernel that serves one check.
     """
-    shape, steps = shape
-    act = lambda p: traced.activation(params, p)
+    shape, steps, act_name = shape
+    act = parse_activation(act_name)
     lr = params["lr"]
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
     n, d, k = shape.width, shape.d_in, shape.d_out
@@ -305,5 +308,5 @@ def estimate_outgoing_gram_after_sgd(setting: BlockSetting, budget: Budget = Bud
     """Monte Carlo E⟨v_i, v_j⟩ over co-active pairs after ``steps`` SGD steps (see the cluster)."""
     dtype = _dtype(budget)
     params = {**traced.setting_params(setting, dtype), "lr": jnp.asarray(lr, dtype)}
-    return run_kernel(outgoing_gram_after_sgd_cluster, (ShapeClass.of(setting), steps), params, budget,
+    return run_kernel(outgoing_gram_after_sgd_cluster, (ShapeClass.of(setting), steps, setting.act), params, budget,
                       label=f"{setting.describe()} after {steps} SGD steps")
