@@ -485,8 +485,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
             batch = get_batch("train", step)
             wstats = weight_fn(params) if (log_now and cfg.instrument) else None
             step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
-            params, opt_state, logs, guard = step_fn(params, opt_state, batch,
-                                                     jnp.asarray(step, jnp.int32), guard)
+            params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step), guard)
             steps_run += 1
             if not sync_now:
                 bar.update(1)
