@@ -20,7 +20,9 @@ outputs are cast back to float32 before the loss. A model config field named
 ``compute_dtype`` is set to ``dtype`` unless overridden.
 
 A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything from
-that step is saved, so ``checkpoint.npz`` keeps the last good state.
+that step is saved, so ``checkpoint.npz`` keeps the last good state. Finiteness is
+checked on the device and read only on logged, checkpoint and last steps
+(models.nonfinite), so the host does not wait for every step.
 """
 
 from __future__ import annotations

@@ -153,10 +153,11 @@ def _timed_with_compile(fn, repeats: int):
     return max(0.0, first - t_run), t_run, result
 
 
-def _plain_jax_best(setting: BlockSetting, analytic: float, seconds_per_try: float, repeats: int):
+def _plain_jax_best(setting: BlockSetting, analytic: float, seconds_per_try: float, repeats: int,
+                    inputs=PLAIN_JAX_INPUTS):
     """(precision/s, B, chunk) of the best plain_jax B; each B gets about ``seconds_per_try``."""
     best = None
-    for b in PLAIN_JAX_INPUTS:
+    for b in inputs:
         chunk = min(4096, max(1, 2**24 // (setting.width * (setting.d_in + b) + b * setting.d_in)))
         probe = Budget(draws=2 * chunk, inputs_per_draw=b, chunk=chunk)
         t_probe, _ = _timed(lambda: plain_jax_estimator(setting, probe), 1)
@@ -183,12 +184,14 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
         # automatic B and chunk at the same expected SE (pilot on this device), the better of
         # the two configs counts against plain_jax (both are shown)
         t_pilot = time.perf_counter()
-        auto_budget, _ = autotune.choose_budget(setting, budget, inputs=PLAIN_JAX_INPUTS + (inputs,))
+        tried = (4, inputs) if quick else PLAIN_JAX_INPUTS + (inputs,)  # quick: fewer compiles
+        auto_budget, _ = autotune.choose_budget(setting, budget, inputs=tried)
         t_pilot = time.perf_counter() - t_pilot
         auto_compile_s, t_auto, auto = _timed_with_compile(lambda: estimate_grad_positive(setting, auto_budget),
                                                            repeats)
         p_auto = _precision_per_s(auto, analytic, t_auto)
-        p_plain, plain_b, plain_chunk = _plain_jax_best(setting, analytic, 0.5 if quick else 1.5, repeats)
+        p_plain, plain_b, plain_chunk = _plain_jax_best(setting, analytic, 0.5 if quick else 1.5, repeats,
+                                                        (4, 16) if quick else PLAIN_JAX_INPUTS)
         t_np, base_np = _timed(lambda: numpy_estimator(setting, budget), max(1, repeats // 2))
         # fresh weights per sample: bound memory (chunk·n·d ≤ 2²⁴ floats) and the sample count
         chunk = max(8, min(4096, 2**24 // (setting.width * setting.d_in)))
