@@ -24,7 +24,9 @@ downstream matrices' means at init); logged records then carry ``pins`` (what wa
 and, for archs with a reader map, ``shift`` (the mean pre-activation decomposition).
 
 A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything from
-that step is saved, so ``checkpoint.npz`` keeps the last good state.
+that step is saved, so ``checkpoint.npz`` keeps the last good state. Finiteness is
+checked on the device and read only on logged, checkpoint and last steps
+(models.nonfinite), so the host does not wait for every step.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import numpy as np
 import optax
 
 from driftlab.activations import parse_activation
-from driftlab.models import checkpoint, instrument, pins, sharding
+from driftlab.models import checkpoint, instrument, nonfinite, pins, sharding
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
@@ -262,6 +264,10 @@ class Functions(NamedTuple):
     plain_step: Callable  # the same update without tap statistics (for steps that are not logged)
     eval_step: Callable  # (params, batch) -> (loss, metrics, tap stats without gradients)
     weight_fn: Callable  # params -> per-matrix weight statistics (mean, std, frac_neg)
+    # train_step / plain_step under models.nonfinite.guarded: (params, opt_state, batch,
+    # step, guard) -> (params, opt_state, logs, guard); what the loop runs (no sync per step)
+    guarded_train_step: Callable = None
+    guarded_plain_step: Callable = None
 
 
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
@@ -390,7 +396,9 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
                      jax.jit(train_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(plain_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(eval_step, out_shardings=rep),
-                     jax.jit(weight_fn, out_shardings=rep))
+                     jax.jit(weight_fn, out_shardings=rep),
+                     jax.jit(nonfinite.guarded(train_step), out_shardings=rep, donate_argnums=donate),
+                     jax.jit(nonfinite.guarded(plain_step), out_shardings=rep, donate_argnums=donate))
 
 
 # --------------------------------------------------------------------------- summary
@@ -527,26 +535,32 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     bar = tqdm(total=cfg.steps, initial=step0, disable=not (cfg.progress and main),
                desc=f"{cfg.arch}/{cfg.act}", unit="step")
     t_loop, steps_run = time.time(), 0
+    # Finiteness is checked on the device (models.nonfinite); the host reads it only on
+    # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
+    guard = sharding.replicate(nonfinite.init_guard(), mesh)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
+            done = step + 1
+            sync_now = log_now or done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
             batch = get_batch("train", step)
             wstats = weight_fn(params) if (log_now and cfg.instrument) else None
-            step_fn = train_step if log_now else fns.plain_step
-            new_params, new_opt, logs, finite = step_fn(params, opt_state, batch,
-                                                        jnp.asarray(step, jnp.int32), pin_ref)
-            if not bool(sharding.to_host(finite)):
-                loss_val = float(sharding.to_host(logs["loss"]))
-                if out and main:
-                    _append_jsonl(out / METRICS_FILE, {"step": step, "event": "non_finite",
-                                                       "loss": loss_val})
-                raise NonFiniteLossError(step, loss_val, last_ckpt, ckpt_path)
-            params, opt_state = new_params, new_opt
+            step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
+            params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
+                                                     guard, pin_ref)
             steps_run += 1
+            if not sync_now:
+                bar.update(1)
+                continue
+            ok, bad_step, bad_loss = nonfinite.read_guard(guard, sharding.to_host)
+            if not ok:  # params/opt_state are the state before bad_step; nothing of it saved
+                if out and main:
+                    _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
+                                                       "loss": bad_loss})
+                raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
             if log_now:
                 last_logs = logs
             final_loss = float(sharding.to_host(logs["loss"]))
-            done = step + 1
             rate = steps_run / max(time.time() - t_loop, 1e-9)
             if log_now:
                 record = {"step": step, **_to_python({"loss": logs["loss"],
