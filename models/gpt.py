@@ -36,7 +36,7 @@ from driftlab.models.init import get_init
 NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned")
 BRANCH_SCALES = ("none", "attn", "both")  # which residual branches get 1/sqrt(2·n_layer)
-INITS = ("gpt2_normal", "fan_in_normal")
+INITS = ("gpt2_normal", "fan_in_normal", "torch_default")
 DTYPES = ("float32", "bfloat16")
 ATTN_IMPLS = ("auto", "xla", "cudnn")
 
