@@ -33,7 +33,7 @@ def tiny_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("opt")
     dirs = []
-    for cfg in oc.optimizer_configs(40, [0, 1], root, log_every=10):
+    for cfg in oc.optimizer_configs(40, [0, 1], root, log_every=1):
         # Tiny model (the grid's shape is checked above); keeps the test < 60 s on 2 cores.
         cfg = dataclasses.replace(cfg, size="tiny", eval_batches=1, model_overrides=tuple(
             (k, v) for k, v in cfg.model_overrides
@@ -57,8 +57,9 @@ def test_section_and_figure_end_to_end(tiny_runs, tmp_path):
     assert all(np.isfinite(b["drift_z"]) for r in runs for b in r["blocks"].values())
     rows = oc.compare(runs)
     assert len(rows) == 6 and all(r["n"] == 2 for r in rows)
-    png = oc.optimizer_figure(tiny_runs, tmp_path / "optimizers.png")
-    assert (tmp_path / "optimizers.png").stat().st_size > 10_000 and png.endswith(".png")
+    md_path = oc.write_section(tiny_runs, tmp_path)
+    assert (tmp_path / "optimizers.png").stat().st_size > 10_000
+    assert open(md_path).read().endswith("![drift and sparsity by optimizer](optimizers.png)\n")
 
 
 def _fake_runs(drift_by_opt, n_seeds=8, seed=0):
