@@ -191,3 +191,21 @@ def test_paper_gpt_recipe_trains_and_resumes_bit_exactly(tmp_path):
     lrs = {r["step"]: r["lr"] for r in _records(full_dir)}
     assert lrs[0] == pytest.approx(0.005 / 4) and lrs[8] == pytest.approx(0.005)
     assert lrs[23] == pytest.approx(0.005 / 8)
+
+
+def test_cli_flags_override_the_recipe():
+    import argparse
+
+    from driftlab.models.train_cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(
+        ["--recipe", "paper-gpt", "--lr", "0.01", "--steps", "100", "--warmup-steps", "10",
+         "--warmdown-steps", "20", "--set", "init=fan_in_normal", "--set", "n_layer=3"]))
+    assert (cfg.lr, cfg.steps, cfg.optimizer, cfg.adam_beta2) == (0.01, 100, "muon", 0.95)
+    model = dict(cfg.model_overrides)
+    assert model["init"] == "fan_in_normal" and model["n_layer"] == 3
+    assert model["branch_scale"] == "attn" and cfg.recipe == "paper-gpt@1"
+    plain = config_from_args(parser.parse_args([]))
+    assert plain == TrainConfig()  # without a recipe: TrainConfig's defaults
