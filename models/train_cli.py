@@ -6,6 +6,7 @@ Example::
 
     driftlab train --arch mlp --act relu --data synthetic --steps 200 --out runs/mlp-relu
     driftlab train --arch gpt --act clipped_relu2:15 --set n_layer=4 --json
+    driftlab train --arch gpt --set n_layer=4 --pin downstream-mean --out runs/pinned
 
 Exit codes: 0 done, 2 bad value (the field is named), 3 non-finite loss (the last good
 checkpoint is kept).
@@ -93,6 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-instrument", action="store_true",
                         help="skip the per-tap statistics")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--pin", action="append", default=[], metavar="NAME",
+                        help="causal intervention after every update (repeatable): "
+                        "downstream-mean or reader-stream-mean (models/pins.py)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable)")
     parser.add_argument("--json", action="store_true",
@@ -110,7 +114,7 @@ def config_from_args(args: argparse.Namespace):
     if given.get("arch", "mlp") not in ARCHS:
         raise ValueError(f"--arch={given['arch']!r} invalid; allowed: {', '.join(ARCHS)}")
     given.update(resume=args.resume, instrument=not args.no_instrument,
-                 progress=not args.no_progress,
+                 progress=not args.no_progress, pins=tuple(args.pin),
                  model_overrides=tuple(parse_override(s) for s in args.set))
     recipe = getattr(args, "recipe", None)
     if recipe is not None:
