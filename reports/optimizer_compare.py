@@ -11,6 +11,9 @@ optimizer differs:
 * ``sgd``: plain SGD on every parameter, lr :data:`SGD_LR` (trains without diverging here).
 
 Seed s gives every optimizer the same init and batch order, so comparisons are paired by seed.
+Step sizes are not matched, by design (each optimizer at the recipe's lr): per entry of a
+(256, 64) ``w_out``, Muon's step is 5e-4 · ‖NS₅‖_F/√numel ≈ 5e-4/16 ≈ 3e-5, AdamW's ≈ 5e-3
+early on, so a smaller Muon drift can partly be a smaller step, not a different direction.
 
 Per run and block i the analysis reads ``summary.json``: z_i = Δmean(W_out,i)/SE_i, the mean
 change of ``block{i}/mlp/w_out`` in units of its init standard error SE = std(W₀)/√numel;
