@@ -93,6 +93,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     schedule: str = "constant"
+    warmdown_steps: int = 0  # schedule="wcd": linear decay to 0 over the last warmdown_steps
+    adam_beta2: float = 0.999  # AdamW's β₂ (also the AdamW part of optimizer="muon")
+    muon_lr_ratio: float = 0.1  # optimizer="muon": Muon's lr = muon_lr_ratio · lr
+    recipe: str | None = None  # "name@version" of the recipe applied (models/recipes.py)
     grad_clip: float | None = None
     dtype: str = "float32"
     seed: int = 0
@@ -126,7 +130,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise _bad(name, v, "a positive integer")
-        for name in ("warmup_steps", "checkpoint_every", "eval_batches", "seed"):
+        for name in ("warmup_steps", "warmdown_steps", "checkpoint_every", "eval_batches",
+                     "seed"):
             v = getattr(self, name)
             if not _is_int(v) or v < 0:
                 raise _bad(name, v, "a non-negative integer")
@@ -144,6 +149,16 @@ class TrainConfig:
             raise _bad("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
         if self.schedule not in SCHEDULES:
             raise _bad("schedule", self.schedule, ", ".join(SCHEDULES))
+        if self.schedule == "wcd" and self.warmup_steps + self.warmdown_steps > self.steps:
+            raise _bad("warmdown_steps", self.warmdown_steps,
+                       f"warmup_steps + warmdown_steps <= steps = {self.steps}")
+        if not _is_num(self.adam_beta2) or not 0 <= self.adam_beta2 < 1:
+            raise _bad("adam_beta2", self.adam_beta2, "a number in [0, 1)")
+        if not _is_num(self.muon_lr_ratio) or not (self.muon_lr_ratio > 0
+                                                   and math.isfinite(self.muon_lr_ratio)):
+            raise _bad("muon_lr_ratio", self.muon_lr_ratio, "a positive finite number")
+        if self.recipe is not None and not isinstance(self.recipe, str):
+            raise _bad("recipe", self.recipe, "None or a 'name@version' string")
         if self.dtype not in DTYPES:
             raise _bad("dtype", self.dtype, ", ".join(DTYPES))
         for name in ("instrument", "resume", "progress"):
@@ -208,6 +223,9 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",
             "warmup_steps", "schedule", "grad_clip", "dtype", "seed")
     ident = {k: getattr(cfg, k) for k in keep}
+    for k in ("warmdown_steps", "adam_beta2", "muon_lr_ratio"):  # only when not default,
+        if getattr(cfg, k) != getattr(TrainConfig, k):  # so earlier checkpoints keep theirs
+            ident[k] = getattr(cfg, k)
     if cfg.act_l1:  # only when set, so earlier checkpoints keep their identity
         ident["act_l1"] = cfg.act_l1
     ident["model"] = dataclasses.asdict(mcfg)
@@ -272,7 +290,8 @@ class Functions(NamedTuple):
 
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
 _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
-                "schedule", "grad_clip", "dtype", "eps", "instrument", "act_l1", "pins")
+                "schedule", "grad_clip", "dtype", "eps", "instrument", "act_l1", "pins",
+                "warmdown_steps", "adam_beta2", "muon_lr_ratio")
 
 
 def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
@@ -297,8 +316,10 @@ _CACHE: dict = {}
 
 def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
     """Build the jitted functions of :class:`Functions` (see there)."""
-    schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule)
-    tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip)
+    schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule,
+                             cfg.warmdown_steps)
+    tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip,
+                        cfg.adam_beta2, cfg.muon_lr_ratio)
 
     # One compiled program for init (eager random ops would compile one by one); fp32
     # master weights whatever the model's init returns.

@@ -2,6 +2,8 @@
 
 Example::
 
+    driftlab train --recipe paper-gpt --act relu --size small --out runs/paper-relu
+
     driftlab train --arch mlp --act relu --data synthetic --steps 200 --out runs/mlp-relu
     driftlab train --arch gpt --act clipped_relu2:15 --set n_layer=4 --json
     driftlab train --arch gpt --set n_layer=4 --pin downstream-mean --out runs/pinned
@@ -39,32 +41,54 @@ def parse_override(text: str) -> tuple[str, object]:
     return field, tuple(value) if isinstance(value, list) else value
 
 
+# CLI option -> TrainConfig field, for the options whose value is given on the command line.
+_FIELDS = {"arch": "arch", "act": "act", "data": "data", "size": "size", "steps": "steps",
+           "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
+           "schedule": "schedule", "warmup_steps": "warmup_steps",
+           "warmdown_steps": "warmdown_steps", "adam_beta2": "adam_beta2",
+           "muon_lr_ratio": "muon_lr_ratio", "weight_decay": "weight_decay",
+           "grad_clip": "grad_clip", "dtype": "dtype", "seed": "seed", "eps": "eps",
+           "log_every": "log_every", "checkpoint_every": "checkpoint_every",
+           "eval_batches": "eval_batches", "out": "out"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``driftlab train`` options."""
+    """Register the ``driftlab train`` options.
+
+    Value options default to None ("not given") so that a ``--recipe`` can fill them and
+    an explicit flag still overrides the recipe; the effective defaults are TrainConfig's.
+    """
     from driftlab.models.train import TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--arch", default=d.arch, help=f"one of {', '.join(ARCHS)}")
-    parser.add_argument("--act", default=d.act, help="activation name, e.g. relu, gelu, "
-                        "clipped_relu2:15")
-    parser.add_argument("--data", default=d.data,
-                        help="synthetic, embedded, or a path in the architecture's format")
-    parser.add_argument("--size", default=d.size, help="tiny, small or paper")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--optimizer", default=d.optimizer, help="sgd, momentum or adamw")
-    parser.add_argument("--schedule", default=d.schedule, help="constant, cosine or linear")
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--recipe", default=None,
+                        help="named recipe applied first (e.g. paper-gpt); flags override it")
+    parser.add_argument("--arch", help=f"one of {', '.join(ARCHS)} (default {d.arch})")
+    parser.add_argument("--act", help="activation name, e.g. relu, gelu, "
+                        f"clipped_relu2:15 (default {d.act})")
+    parser.add_argument("--data", help="synthetic, embedded, or a path in the "
+                        f"architecture's format (default {d.data})")
+    parser.add_argument("--size", help=f"tiny, small or paper (default {d.size})")
+    parser.add_argument("--steps", type=int, help=f"default {d.steps}")
+    parser.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    parser.add_argument("--lr", type=float, help=f"default {d.lr}")
+    parser.add_argument("--optimizer", help=f"sgd, momentum, adamw or muon (default {d.optimizer})")
+    parser.add_argument("--schedule", help=f"constant, cosine, linear or wcd (default {d.schedule})")
+    parser.add_argument("--warmup-steps", type=int, help=f"default {d.warmup_steps}")
+    parser.add_argument("--warmdown-steps", type=int,
+                        help=f"wcd: linear decay to 0 over the last N steps (default {d.warmdown_steps})")
+    parser.add_argument("--adam-beta2", type=float, help=f"default {d.adam_beta2}")
+    parser.add_argument("--muon-lr-ratio", type=float,
+                        help=f"muon: Muon lr = ratio x lr (default {d.muon_lr_ratio})")
+    parser.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
     parser.add_argument("--grad-clip", type=float, default=None)
-    parser.add_argument("--dtype", default=d.dtype, help="float32 or bfloat16")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--eps", type=float, default=d.eps,
-                        help="|h| < eps counts as sparse (smooth activations)")
-    parser.add_argument("--log-every", type=int, default=d.log_every)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    parser.add_argument("--eval-batches", type=int, default=d.eval_batches)
+    parser.add_argument("--dtype", help=f"float32 or bfloat16 (default {d.dtype})")
+    parser.add_argument("--seed", type=int, help=f"default {d.seed}")
+    parser.add_argument("--eps", type=float,
+                        help=f"|h| < eps counts as sparse (smooth activations; default {d.eps})")
+    parser.add_argument("--log-every", type=int, help=f"default {d.log_every}")
+    parser.add_argument("--checkpoint-every", type=int, help=f"default {d.checkpoint_every}")
+    parser.add_argument("--eval-batches", type=int, help=f"default {d.eval_batches}")
     parser.add_argument("--out", default=None, help="run directory (metrics, checkpoint)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     parser.add_argument("--no-instrument", action="store_true",
@@ -80,22 +104,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """A validated TrainConfig from parsed arguments (ValueError names a bad field)."""
+    """A validated TrainConfig from parsed arguments (ValueError names a bad field):
+    TrainConfig defaults, then the recipe (``--recipe``), then the flags given."""
+    from driftlab.models.recipes import recipe_config
     from driftlab.models.train import TrainConfig
 
-    if args.arch not in ARCHS:
-        raise ValueError(f"--arch={args.arch!r} invalid; allowed: {', '.join(ARCHS)}")
-    cfg = TrainConfig(
-        arch=args.arch, act=args.act, data=args.data, size=args.size, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        schedule=args.schedule, warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, dtype=args.dtype,
-        seed=args.seed, eps=args.eps, log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, eval_batches=args.eval_batches,
-        out=args.out, resume=args.resume, instrument=not args.no_instrument,
-        progress=not args.no_progress, pins=tuple(args.pin),
-        model_overrides=tuple(parse_override(s) for s in args.set))
-    return cfg.validate()
+    given = {field: getattr(args, opt) for opt, field in _FIELDS.items()
+             if getattr(args, opt, None) is not None}
+    if given.get("arch", "mlp") not in ARCHS:
+        raise ValueError(f"--arch={given['arch']!r} invalid; allowed: {', '.join(ARCHS)}")
+    given.update(resume=args.resume, instrument=not args.no_instrument,
+                 progress=not args.no_progress, pins=tuple(args.pin),
+                 model_overrides=tuple(parse_override(s) for s in args.set))
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None:
+        return recipe_config(recipe, **given)
+    return TrainConfig(**given).validate()
 
 
 def _print_table(summary: dict) -> None:
