@@ -510,6 +510,31 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
     return specs
 
 
+# --------------------------------------------------------------------------- 7. optimizers
+
+OPTIMIZERS_VERSION = "1"
+
+
+def _optimizers_grid(size: str, seeds: int) -> list[RunSpec]:
+    """Muon (the paper-gpt recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
+    and schedule (reports/optimizer_compare.py): ``cpu`` at its GRID_STEPS, ``tiny`` 8 steps."""
+    from driftlab.reports.optimizer_compare import GRID_STEPS, OPTIMIZERS, optimizer_configs
+
+    steps = GRID_STEPS if size == "cpu" else 8
+    specs = []
+    configs = optimizer_configs(steps, range(seeds), "unused", log_every=50 if size == "cpu"
+                                else 1)
+    for cfg in configs:
+        opt = OPTIMIZERS[len(specs) // seeds]
+        cfg = dataclasses.replace(cfg, out=None).validate()
+        specs.append(RunSpec("optimizers", OPTIMIZERS_VERSION, "train", cfg,
+                             tuple(sorted({"arch": "gpt", "act": cfg.act, "optimizer": opt,
+                                           "seed": cfg.seed, "size": size,
+                                           "data": cfg.data}.items())),
+                             f"optimizers_{opt}_s{cfg.seed}"))
+    return specs
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p for p in (
         Preset("drift", DRIFT_VERSION, "downstream weight mean and E[g | p > 0] over "
@@ -528,6 +553,8 @@ PRESETS: dict[str, Preset] = {
         Preset("spikes", SPIKES_VERSION, "GPT-nano activation spikes: relu² vs clipped "
                "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1,
                                           "paper": 5}),
+        Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt "
+               "recipe) vs AdamW vs SGD", _optimizers_grid, {"tiny": 2, "cpu": 3}),
     )
 }
 

@@ -312,6 +312,19 @@ def _spike_setup(runs: list[Run]) -> tuple[list[str], str, str]:
     return order, clipped[0] if clipped else "", gelu2
 
 
+def section_optimizers(runs: list[Run], out: Path) -> str:
+    """Muon vs AdamW vs SGD (reports/optimizer_compare.py) with its own Holm family."""
+    from driftlab.reports.optimizer_compare import optimizer_figure, optimizer_section
+
+    s = f"## {SECTIONS[8]}\n\n"
+    if not runs:
+        return s + "Not run (preset `optimizers`).\n"
+    dirs = [r.path for r in sorted(runs, key=lambda r: r.spec["run_id"])]
+    path = optimizer_figure(dirs, out / "optimizers.png")
+    body = optimizer_section(dirs, figure=os.path.relpath(path, out))
+    return s + body.split("\n", 1)[1].lstrip("\n")
+
+
 PER_LAYER_DIR = Path(__file__).with_name("per_layer")
 
 
@@ -360,7 +373,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     order, main_clip, gelu2_clip = _spike_setup(ok["spikes"])
     s_spk, _, comp = spikes.section(ok["spikes"], out, SECTIONS[7], provenance(ok["spikes"]),
                                     order, main_clip, gelu2_clip)
-    s_opt = f"## {SECTIONS[8]}\n\nNot run (preset `optimizers`).\n"
+    s_opt = section_optimizers(ok.get("optimizers", []), out)
     s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, layer_rows),
                                  SECTIONS[9])
     sizes = sorted({r.tags.get("size", "?") for r in runs})
