@@ -127,26 +127,55 @@ def _taps_of(run: Run) -> dict[str, dict]:
     return run.summary.get("layers", {})
 
 
+# Output-head paths of summaries written before output heads were listed separately.
+_LEGACY_HEADS = ("head/w", "wte")
+
+
+def _drift_layers(run: Run) -> tuple[dict, dict]:
+    """(hidden layers {tap: entry}, heads {head path: entry}) of a run's summary: the
+    tap → downstream map of ``arch.downstream`` without output heads, and the heads
+    (``arch.output_heads``) as the zero-drift control. Older summaries listed the head
+    among the layers; it is moved out here."""
+    heads = dict(run.summary.get("heads", {}))
+    head_paths = set(heads) if "heads" in run.summary else set(_LEGACY_HEADS)
+    layers = {}
+    for tap, entry in _taps_of(run).items():
+        if entry.get("downstream") in head_paths:
+            heads.setdefault(entry["downstream"], {"reads": tap, **entry})
+        else:
+            layers[tap] = entry
+    return layers, heads
+
+
+def _mean_rel_change(rec: dict, entries) -> list[float]:
+    return [rec["weights"][e["downstream"]]["mean_change"] / e["w_std_init"] for e in entries
+            if e.get("w_std_init") and e.get("downstream") in rec.get("weights", {})]
+
+
 def run_drift_curve(run: Run) -> dict:
-    """Per logged step: mean over taps of Δmean(W_down)/std(W_down at init) and of
-    E[∂ℓ/∂p | p > 0] (grad_pos_mean)."""
-    layers = _taps_of(run)
-    steps, w_rel, gpos = [], [], []
+    """Per logged step: mean over hidden layers (output heads excluded) of
+    Δmean(W_down)/std(W_down at init) and of E[∂ℓ/∂p | p > 0] (grad_pos_mean), and the
+    same relative drift averaged over the output heads (``w_rel_heads``, NaN without
+    heads), the zero-drift control."""
+    layers, heads = _drift_layers(run)
+    steps, w_rel, gpos, w_heads = [], [], [], []
     for rec in run.metrics:
-        ws = [rec["weights"][l["downstream"]]["mean_change"] / l["w_std_init"]
-              for l in layers.values()
-              if l.get("w_std_init") and l["downstream"] in rec.get("weights", {})]
+        ws = _mean_rel_change(rec, layers.values())
         gs = [rec["taps"][t]["grad_pos_mean"] for t in layers
               if "grad_pos_mean" in rec.get("taps", {}).get(t, {})]
         if ws and gs:
+            hs = _mean_rel_change(rec, heads.values())
             steps.append(rec["step"])
             w_rel.append(float(np.mean(ws)))
             gpos.append(float(np.mean(gs)))
-    return {"steps": np.array(steps), "w_rel": np.array(w_rel), "gpos": np.array(gpos)}
+            w_heads.append(float(np.mean(hs)) if hs else float("nan"))
+    return {"steps": np.array(steps), "w_rel": np.array(w_rel), "gpos": np.array(gpos),
+            "w_rel_heads": np.array(w_heads)}
 
 
 def collect_drift(runs: list[Run]) -> dict:
-    """{arch: {act: {"steps", "w_rel" (seeds × T), "gpos" (seeds × T)}}} on common steps."""
+    """{arch: {act: {"steps", "w_rel" (seeds × T), "gpos" (seeds × T), "w_rel_heads"
+    (seeds × T, the output heads' relative drift)}}} on common steps."""
     groups: dict = {}
     for r in runs:
         groups.setdefault(r.tags["arch"], {}).setdefault(r.tags["act"], []).append(
@@ -161,7 +190,8 @@ def collect_drift(runs: list[Run]) -> dict:
             out.setdefault(arch, {})[act] = {
                 "steps": np.array(common),
                 "w_rel": np.stack([c["w_rel"][i] for c, i in zip(cs, pick)]),
-                "gpos": np.stack([c["gpos"][i] for c, i in zip(cs, pick)])}
+                "gpos": np.stack([c["gpos"][i] for c, i in zip(cs, pick)]),
+                "w_rel_heads": np.stack([c["w_rel_heads"][i] for c, i in zip(cs, pick)])}
     return out
 
 
@@ -214,9 +244,18 @@ def collect_tradeoff(runs: list[Run]) -> list[dict]:
     return pts
 
 
+def _all_taps(run: Run) -> dict[str, dict]:
+    """Every tap's summary statistics (``taps``; older summaries: the mapped layers)."""
+    return run.summary.get("taps") or _taps_of(run)
+
+
 def collect_spikes(runs: list[Run]) -> list[dict]:
-    """Per activation (grid order): per-seed max over layers of spike_ratio and max|h|,
-    per-layer mean spike ratio, validation loss and sparsity."""
+    """Per activation (grid order), over every tap (not only mapped ones): per-seed max
+    over layers of spike_ratio = max|h|/median|h|, of max|h| and (when logged) of
+    spike_ratio_p = max|p|/median|p| and of the massive-activation count; per-layer mean
+    ratios; validation loss and sparsity. Compare activations by ``spike_ratio_p``: for
+    ReLU² the h-ratio is the square of the p-ratio. ``amplification`` and
+    ``amplification_p`` are the mean ratio over that of ReLU."""
     groups: dict = {}
     for r in runs:
         groups.setdefault(r.tags["act"], []).append(r)
@@ -227,22 +266,32 @@ def collect_spikes(runs: list[Run]) -> list[dict]:
     rows = []
     for act in order:
         rs = groups[act]
-        layer_names = sorted(_taps_of(rs[0]))
+        taps = [_all_taps(r) for r in rs]
+        layer_names = sorted(taps[0])
+
+        def per_seed_max(key):
+            return [max((l.get(key, float("nan")) for l in t.values()), default=float("nan"))
+                    for t in taps]
+
         rows.append({
             "act": act, "n": len(rs),
-            "spike_ratio": [max(l["spike_ratio"] for l in _taps_of(r).values()) for r in rs],
-            "max_abs": [max(l["max_abs"] for l in _taps_of(r).values()) for r in rs],
+            "spike_ratio": per_seed_max("spike_ratio"),
+            "max_abs": per_seed_max("max_abs"),
+            "spike_ratio_p": per_seed_max("spike_ratio_p"),
+            "massive_count": per_seed_max("massive_count"),
             "val_loss": [r.summary.get("val_loss", float("nan")) for r in rs],
-            "sparsity": [float(np.mean([l["sparsity"] for l in _taps_of(r).values()]))
-                         for r in rs],
-            "per_layer_ratio": {n: float(np.mean([_taps_of(r)[n]["spike_ratio"] for r in rs]))
+            "sparsity": [float(np.mean([l["sparsity"] for l in t.values()])) for t in taps],
+            "per_layer_ratio": {n: float(np.mean([t[n]["spike_ratio"] for t in taps]))
                                 for n in layer_names},
-            "per_layer_max": {n: float(np.mean([_taps_of(r)[n]["max_abs"] for r in rs]))
+            "per_layer_ratio_p": {n: float(np.mean([t[n].get("spike_ratio_p", float("nan"))
+                                                    for t in taps])) for n in layer_names},
+            "per_layer_max": {n: float(np.mean([t[n]["max_abs"] for t in taps]))
                               for n in layer_names}})
     relu = next((r for r in rows if r["act"] == "relu"), None)
     for row in rows:
-        row["amplification"] = (float(np.mean(row["spike_ratio"]) / np.mean(relu["spike_ratio"]))
-                                if relu else float("nan"))
+        for key, amp in (("spike_ratio", "amplification"), ("spike_ratio_p", "amplification_p")):
+            row[amp] = (float(np.mean(row[key]) / np.mean(relu[key])) if relu
+                        else float("nan"))
     return rows
 
 
