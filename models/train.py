@@ -354,8 +354,9 @@ def _validate(eval_step, params, get_batch, n_batches: int) -> tuple[dict, dict]
 
 # Tap statistics copied into the summary: forward ones from validation at the final
 # parameters, gradient ones from the last logged training step.
-VAL_TAP_STATS = ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs")
-TRAIN_TAP_STATS = ("grad_pos_mean", "grad_pos_frac", "frac_pos")
+VAL_TAP_STATS = ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs",
+                 "spike_ratio_p", "max_abs_p", "median_abs_p", "massive_count", "massive_frac")
+TRAIN_TAP_STATS = ("grad_pos_mean", "grad_pos_frac", "grad_positions_frac", "frac_pos")
 
 
 def _layer_entry(path: str, init_w: dict, init_means: dict, final_w: dict, val_stats: dict,
