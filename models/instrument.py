@@ -149,6 +149,8 @@ def gradient_carrying_positions(g) -> jax.Array:
     (ViT with CLS pooling: every token but CLS in the last block's MLP; the earlier blocks
     reach the CLS token through attention from every token). Counting it would dilute
     gradient statistics by the fraction of such positions (~1/17 for the last ViT block).
+    A position where every p <= 0 under ReLU also has g = 0 there; it holds no positive
+    p, so excluding it changes nothing but grad_positions_frac.
     """
     if g.ndim <= 2:
         return jnp.ones((1,) * g.ndim, bool)
