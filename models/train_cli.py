@@ -128,7 +128,10 @@ def _print_table(summary: dict) -> None:
           + (f", val loss {summary['val_loss']:.4g}" if "val_loss" in summary else ""))
     print(f"{'tap':<16}{'downstream':<22}{'Δmean(W)':>11}{'/SE':>8}{'sparsity':>10}"
           f"{'spike':>9}")
-    for name, e in summary["layers"].items():
+    # output heads last, labelled: the zero-drift control, not a hidden layer
+    rows = list(summary["layers"].items()) + [
+        (f"[head] {e.get('reads') or '-'}", e) for e in summary.get("heads", {}).values()]
+    for name, e in rows:
         change = e.get("w_mean_change", float("nan"))
         se = e.get("w_mean_se", float("nan"))
         print(f"{name:<16}{e['downstream']:<22}{change:>11.2e}{change / se:>8.1f}"
