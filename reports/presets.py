@@ -213,7 +213,15 @@ CPU_MODELS = {
 }
 # GPT-nano 12×768 (the paper's width and depth), sequence 1024, bf16: each run ~4-5 min of
 # one H100, so drift (1 seed × 2 optimizers), pins (2) and spikes (4) fit in ~40 minutes.
-GPU_GPT = ModelScale("paper", (("block_size", 1024),), 16, 1500, 6e-4, 1e-1, "bfloat16")
+GPU_GPT = ModelScale("paper", (("block_size", 1024), ("init", "torch_default")), 16, 1500,
+                     6e-4, 1e-1, "bfloat16")
+# Paper-matching scales (``paper``, ``gpu``) use the paper code's init, PyTorch's default
+# nn.Linear U(±1/√fan_in) (models/init.py); MP-SENet's default already is.
+PAPER_INIT = (("init", "torch_default"),)
+
+
+def _paper_init(arch: str, size: str) -> tuple:
+    return PAPER_INIT if size in ("paper", "gpu") and arch != "mpsenet" else ()
 
 _STEPS = {"tiny": 30, "small": 500, "paper": 5000}
 _BATCH = {"tiny": 16, "small": 64, "paper": 256}
@@ -303,7 +311,7 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
                                     batch_size=(TINY_MPSENET_BATCH if size == "tiny"
                                                 and arch == "mpsenet" else _BATCH[size]),
                                     optimizer="adamw", seed=seed, log_every=log_every,
-                                    eval_batches=2))
+                                    eval_batches=2, model_overrides=_paper_init(arch, size)))
     return specs
 
 
@@ -464,7 +472,7 @@ def _tradeoff_grid(size: str, seeds: int) -> list[RunSpec]:
                                 act_l1=c["act_l1"], optimizer="adamw", seed=seed,
                                 log_every=max(1, steps // 10), eval_batches=8,
                                 model_overrides=(("depth", c["depth"]), ("gain", c["gain"]))
-                                + width))
+                                + width + _paper_init("mlp", size)))
     return specs
 
 
@@ -506,7 +514,7 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
                                 arch="gpt", act=act, data="embedded", size=size, steps=steps,
                                 batch_size=_BATCH[size], lr=3e-3 if size == "tiny" else 1e-3,
                                 optimizer="adamw", seed=seed, log_every=max(1, steps // 10),
-                                eval_batches=4))
+                                eval_batches=4, model_overrides=_paper_init("gpt", size)))
     return specs
 
 

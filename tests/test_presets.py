@@ -92,3 +92,11 @@ def test_decisive_scale_meets_the_issue():
     for s in pins:  # every pinned run has its unpinned partner in the drift grid
         cfg = {k: v for k, v in config_dict(s.config).items() if k != "pins"}
         assert json.dumps(cfg, sort_keys=True) in drift_ids
+
+
+def test_paper_matching_scales_use_the_paper_codes_init():
+    for name, scale in (("drift", "paper"), ("spikes", "paper"), ("tradeoff", "paper"),
+                        ("spikes", "gpu"), ("drift", "gpu")):
+        for s in get_preset(name).grid(scale, 1):
+            want = "torch_default" if s.config.arch != "mpsenet" else None
+            assert dict(s.config.model_overrides).get("init") == want, (name, scale)
