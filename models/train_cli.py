@@ -5,8 +5,9 @@ Example::
     driftlab train --arch mlp --act relu --data synthetic --steps 200 --out runs/mlp-relu
     driftlab train --arch gpt --act clipped_relu2:15 --set n_layer=4 --json
 
-Exit codes: 0 done, 2 bad value (the field is named), 3 non-finite loss (the last good
-checkpoint is kept).
+Exit codes: 0 done, 2 bad value (the field is named; also a reused --out without
+--resume/--overwrite, or an unreadable checkpoint), 3 non-finite loss (the last good
+checkpoint is kept), 143/130 stopped by SIGTERM/SIGINT after writing a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import sys
 
 ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
@@ -38,73 +40,136 @@ def parse_override(text: str) -> tuple[str, object]:
     return field, tuple(value) if isinstance(value, list) else value
 
 
+# (option, TrainConfig field, type, help). Every default is None on the parser so that
+# a resumed run can tell the options given on the command line from those it takes from
+# the run's own config.json.
+_OPTIONS = (
+    ("--arch", "arch", str, f"one of {', '.join(ARCHS)}"),
+    ("--act", "act", str, "activation name, e.g. relu, gelu, clipped_relu2:15"),
+    ("--data", "data", str, "synthetic, embedded, or a path in the architecture's format"),
+    ("--size", "size", str, "tiny, small or paper"),
+    ("--steps", "steps", int, "total steps of the run (a resumed run continues to it)"),
+    ("--batch-size", "batch_size", int, "global batch, split over all devices"),
+    ("--lr", "lr", float, "peak learning rate"),
+    ("--optimizer", "optimizer", str, "sgd, momentum or adamw"),
+    ("--schedule", "schedule", str, "constant, cosine or linear"),
+    ("--warmup-steps", "warmup_steps", int, "linear warmup steps"),
+    ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
+    ("--grad-clip", "grad_clip", float, "clip the global gradient norm (none: no clipping)"),
+    ("--dtype", "dtype", str, "float32 or bfloat16"),
+    ("--seed", "seed", int, "seed of init and data order"),
+    ("--eps", "eps", float, "|h| < eps counts as sparse (smooth activations)"),
+    ("--log-every", "log_every", int, "log metrics every N steps"),
+    ("--checkpoint-every", "checkpoint_every", int, "also checkpoint every N steps (0: off)"),
+    ("--checkpoint-minutes", "checkpoint_minutes", float,
+     "checkpoint after this much wall time (0: off)"),
+    ("--eval-batches", "eval_batches", int, "validation batches evaluated at the end"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``driftlab train`` options."""
+    """Register the ``driftlab train`` options (help shows each default)."""
     from driftlab.models.train import TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--arch", default=d.arch, help=f"one of {', '.join(ARCHS)}")
-    parser.add_argument("--act", default=d.act, help="activation name, e.g. relu, gelu, "
-                        "clipped_relu2:15")
-    parser.add_argument("--data", default=d.data,
-                        help="synthetic, embedded, or a path in the architecture's format")
-    parser.add_argument("--size", default=d.size, help="tiny, small or paper")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--optimizer", default=d.optimizer, help="sgd, momentum or adamw")
-    parser.add_argument("--schedule", default=d.schedule, help="constant, cosine or linear")
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--grad-clip", type=float, default=None)
-    parser.add_argument("--dtype", default=d.dtype, help="float32 or bfloat16")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--eps", type=float, default=d.eps,
-                        help="|h| < eps counts as sparse (smooth activations)")
-    parser.add_argument("--log-every", type=int, default=d.log_every)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    parser.add_argument("--eval-batches", type=int, default=d.eval_batches)
-    parser.add_argument("--out", default=None, help="run directory (metrics, checkpoint)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    for flag, field, kind, text in _OPTIONS:
+        default = getattr(d, field)
+        parser.add_argument(flag, type=kind, default=None, dest=field,
+                            help=f"{text} (default: {default})")
+    parser.add_argument("--out", default=None,
+                        help="run directory: config.json, metrics.jsonl, checkpoint.npz "
+                             "(default: none, nothing is written)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUT from its checkpoint, with its own "
+                             "config.json (options given here override it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in OUT (without it a reused OUT is refused)")
     parser.add_argument("--no-instrument", action="store_true",
                         help="skip the per-tap statistics")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a model config field (repeatable)")
+                        help="override a model config field (repeatable), e.g. n_layer=4")
     parser.add_argument("--json", action="store_true",
                         help="print the final summary as one JSON object on stdout")
 
 
+def _stored_train_config(out: str) -> dict:
+    """The ``train`` section of OUT/config.json ({} if absent); ValueError if unreadable."""
+    from pathlib import Path
+
+    path = Path(out) / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text())["train"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable run config ({type(err).__name__}); "
+                         f"pass every option explicitly with --overwrite") from None
+    return stored if isinstance(stored, dict) else {}
+
+
 def config_from_args(args: argparse.Namespace):
-    """A validated TrainConfig from parsed arguments (ValueError names a bad field)."""
+    """A validated TrainConfig from parsed arguments (ValueError names a bad field).
+
+    Options not given take TrainConfig's defaults, or, with ``--resume``, the values in
+    the run's own ``OUT/config.json``.
+    """
+    import dataclasses
+
     from driftlab.models.train import TrainConfig
 
-    if args.arch not in ARCHS:
-        raise ValueError(f"--arch={args.arch!r} invalid; allowed: {', '.join(ARCHS)}")
-    cfg = TrainConfig(
-        arch=args.arch, act=args.act, data=args.data, size=args.size, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        schedule=args.schedule, warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, dtype=args.dtype,
-        seed=args.seed, eps=args.eps, log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, eval_batches=args.eval_batches,
-        out=args.out, resume=args.resume, instrument=not args.no_instrument,
-        progress=not args.no_progress,
-        model_overrides=tuple(parse_override(s) for s in args.set))
-    return cfg.validate()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = dataclasses.asdict(TrainConfig())
+    if args.resume and args.out is not None:
+        stored = _stored_train_config(args.out)
+        for key, value in stored.items():
+            if key in fields and key not in ("out", "resume", "overwrite", "progress"):
+                values[key] = tuple(tuple(kv) for kv in value) \
+                    if key == "model_overrides" else value
+    for _, field, _, _ in _OPTIONS:
+        if getattr(args, field, None) is not None:
+            values[field] = getattr(args, field)
+    if values["arch"] not in ARCHS:
+        raise ValueError(f"--arch={values['arch']!r} invalid; allowed: {', '.join(ARCHS)}")
+    values.update(out=args.out, resume=args.resume, overwrite=args.overwrite,
+                  progress=not args.no_progress)
+    if args.no_instrument:
+        values["instrument"] = False
+    if args.set:
+        values["model_overrides"] = tuple(parse_override(s) for s in args.set)
+    return TrainConfig(**values).validate()
 
 
-def _print_table(summary: dict) -> None:
-    print(f"{summary['arch']}/{summary['act']}: {summary['steps']} steps, "
-          f"final loss {summary['final_loss']:.4g}"
-          + (f", val loss {summary['val_loss']:.4g}" if "val_loss" in summary else ""))
-    print(f"{'tap':<16}{'downstream':<22}{'Δmean(W)':>11}{'/SE':>8}{'sparsity':>10}"
-          f"{'spike':>9}")
+def _fmt(value, spec: str) -> str:
+    """``value`` formatted with ``spec``; "—" for a missing or non-finite number."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return format(value, spec)
+
+
+def format_table(summary: dict) -> str:
+    """The human-readable summary: a header line, then one row per tap with columns sized
+    to their contents (two spaces apart, so long names and large values never merge)."""
+    val = [f"val {k[4:]} {_fmt(v, '.4g')}" for k, v in summary.items()
+           if k.startswith("val_") and isinstance(v, (int, float))]
+    head = (f"{summary['arch']}/{summary['act']}: {summary['steps']} steps, final loss "
+            f"{_fmt(summary.get('final_loss'), '.4g')}, "
+            + (", ".join(val) if val else "no validation (--eval-batches 0)"))
+    cols = ("tap", "downstream", "Δmean(W)", "Δ/SE", "sparsity", "spike")
+    rows = []
     for name, e in summary["layers"].items():
-        change = e.get("w_mean_change", float("nan"))
-        se = e.get("w_mean_se", float("nan"))
-        print(f"{name:<16}{e['downstream']:<22}{change:>11.2e}{change / se:>8.1f}"
-              f"{e.get('sparsity', float('nan')):>10.3f}{e.get('spike_ratio', float('nan')):>9.1f}")
+        change, se = e.get("w_mean_change"), e.get("w_mean_se")
+        ratio = change / se if change is not None and se else None
+        rows.append((name, e["downstream"], _fmt(change, ".2e"), _fmt(ratio, ".1f"),
+                     _fmt(e.get("sparsity"), ".3f"), _fmt(e.get("spike_ratio"), ".1f")))
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+              for i, c in enumerate(cols)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([head, line(cols)] + [line(r) for r in rows])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +182,13 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"driftlab train: {err}", file=sys.stderr)
         return 3
+    if summary["status"] == "interrupted":
+        print(f"driftlab train: {summary['signal']} at step {summary['steps']}: checkpoint "
+              f"written to {summary['checkpoint']}; continue with --out {cfg.out} --resume",
+              file=sys.stderr)
+        return 128 + (15 if summary["signal"] == "SIGTERM" else 2)
     if args.json:
         print(json.dumps(summary, default=str))
     else:
-        _print_table(summary)
+        print(format_table(summary))
     return 0
