@@ -438,10 +438,11 @@ def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=N
         for i, spec in enumerate(todo):
             t = time.time()
             res = run_one(spec, out)
-            if res["status"] == "claimed":
+            if res["status"] in ("claimed", "skipped"):  # another worker has it / did it
                 skipped.append(res["run_id"])
-                log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: claimed by another "
-                    f"worker ({res['by']}), left to it")
+                log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: " + (
+                    f"claimed by another worker ({res['by']}), left to it"
+                    if res["status"] == "claimed" else "finished by another worker"))
                 continue
             ran.append(res["run_id"])
             log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: {res['status']} "
