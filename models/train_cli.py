@@ -155,6 +155,8 @@ def format_table(summary: dict) -> str:
     head = (f"{summary['arch']}/{summary['act']}: {summary['steps']} steps, final loss "
             f"{_fmt(summary.get('final_loss'), '.4g')}, "
             + (", ".join(val) if val else "no validation (--eval-batches 0)"))
+    if str(summary.get("data", "")).endswith("synthetic-fallback"):
+        head += "\ndata: synthetic signals (embedded:synthetic-fallback, no real speech installed)"
     cols = ("tap", "downstream", "Δmean(W)", "Δ/SE", "sparsity", "spike")
     rows = []
     for name, e in summary["layers"].items():

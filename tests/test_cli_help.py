@@ -60,3 +60,8 @@ def test_pytest_summary_line_is_not_hidden():
     assert "-q" not in addopts.split()
     ci = (root / ".ci" / "run").read_text()
     assert "python -m pytest -q" not in ci
+
+
+def test_train_table_says_when_speech_fell_back_to_synthetic():
+    text = format_table(_summary(data="embedded:synthetic-fallback"))
+    assert "synthetic signals" in text.splitlines()[1]

@@ -176,3 +176,23 @@ def test_unwritable_out_is_refused_even_as_root(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(run_dir.os, "access", lambda *_: False)
     _one_line_exit_2(capsys, ["train", "--out", str(tmp_path / "run")], r"not writable")
+
+
+def test_synthetic_fallback_is_said_on_stderr_and_in_the_summary(tmp_path, monkeypatch, capsys):
+    """mpsenet --data embedded without installed speech falls back to synthetic signals;
+    the engine says so (tested through the MLP's loader to stay fast)."""
+    import driftlab.models.data.images as images
+
+    real = images.load_images
+
+    def fallback(source, seed, **kw):
+        ds = real("synthetic", seed, **kw)
+        return type(ds)(sample=ds.sample, meta={**ds.meta, "name": "embedded:synthetic-fallback"})
+
+    monkeypatch.setattr(images, "load_images", fallback)
+    out = tmp_path / "run"
+    res = train(TrainConfig(**{**BASE, "steps": 1}, out=str(out)))
+    assert "synthetic signals" in capsys.readouterr().err
+    assert res["data"] == "embedded:synthetic-fallback"
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["data"]["name"] == "embedded:synthetic-fallback"
