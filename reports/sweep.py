@@ -304,7 +304,8 @@ def _run_claimed(spec: RunSpec, run_dir: Path) -> dict:
     if spec.kind != "first_step":
         # The engine wrote summary.json; record the wall time of the whole run too.
         summary["sweep_seconds"] = time.time() - t0
-    return {"run_id": spec.run_id, "status": summary.get("status", "ok")}
+    return {"run_id": spec.run_id, "status": summary.get("status", "ok"),
+            "signal": summary.get("signal")}
 
 
 # --------------------------------------------------------------------------- summary.csv
@@ -389,6 +390,7 @@ class SweepResult:
     skipped: list
     csv: str
     seconds: float
+    interrupted: str | None = None  # the signal that stopped it (SIGTERM/SIGINT), if any
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -433,7 +435,7 @@ def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=N
     todo = [s for s in mine if not is_finished(s, out / s.run_id)]
     skipped = [s.run_id for s in mine if s not in todo]
     log = log or (lambda *_: None)
-    ran = []
+    ran, interrupted = [], None
     if executor == "local":
         for i, spec in enumerate(todo):
             t = time.time()
@@ -447,13 +449,16 @@ def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=N
             ran.append(res["run_id"])
             log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: {res['status']} "
                 f"({time.time() - t:.1f} s)")
+            if res["status"] == "interrupted":  # SIGTERM/SIGINT: checkpointed, stop here
+                interrupted = res.get("signal") or "signal"
+                break
     elif todo:
         for res in _submitit_run(todo, out, executor_options or {}):
             ran.append(res["run_id"])
             log(f"[{preset} submitit] {res['run_id']}: {res['status']}")
     csv_path = write_summary_csv(grid, out)
     return SweepResult(preset, str(out), len(grid), len(mine), ran, skipped, str(csv_path),
-                       time.time() - t0)
+                       time.time() - t0, interrupted)
 
 
 def preset_names(name: str) -> list[str]:

@@ -75,3 +75,44 @@ def test_two_concurrent_sweeps_run_each_run_once(tmp_path):
                  for line in (out / spec.run_id / "metrics.jsonl").read_text().splitlines()]
         assert steps == [0, 1, 2]
     assert not list((out / ".claims").iterdir())  # every claim released
+
+
+def test_sweep_stops_after_a_signal_and_resumes(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import driftlab.models.data.images as images
+
+    real = images.load_images
+
+    def signalling(source, seed, **kw):
+        ds = real(source, seed, **kw)
+
+        def sample(split, step, batch_size, seed_):
+            if split == "train" and step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return ds.sample(split, step, batch_size, seed_)
+
+        return type(ds)(sample=sample, meta=ds.meta)
+
+    specs = _specs()
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(images, "load_images", signalling)
+    res = run_sweep("drift", out=out, specs=specs, log=None)
+    assert res.interrupted == "SIGTERM" and res.ran == [specs[0].run_id]  # the second never started
+    assert (out / specs[0].run_id / "checkpoint.npz").exists()
+    monkeypatch.setattr(images, "load_images", real)
+    again = run_sweep("drift", out=out, specs=specs, log=None)
+    assert again.interrupted is None and sorted(again.ran) == sorted(s.run_id for s in specs)
+    steps = [json.loads(line)["step"] for line in
+             (out / specs[0].run_id / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2]
+
+
+def test_sweep_out_under_a_file_is_refused(tmp_path, capsys):
+    from driftlab.cli import main
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["sweep", "drift", "--out", str(f / "sub")]) == 2
+    assert "lies under the file" in capsys.readouterr().err
