@@ -11,7 +11,7 @@ the spec; finished runs are skipped, so re-running an interrupted sweep resumes 
 (unfinished engine runs continue from their checkpoint). ``OUT/summary.csv`` has one
 row per finished run of the grid and is rebuilt after every sweep.
 Concurrent workers (local processes, SLURM array jobs) sharing ``OUT`` claim each run
-atomically first (reports/claims.py); a run claimed by another live worker is left to it
+atomically first (reports/run_claims.py); a run claimed by another live worker is left to it
 (status ``claimed``).
 
 Run kinds: ``train`` (the engine), ``sparsity_law`` (the engine in segments, the
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from driftlab.reports import claims
+from driftlab.reports import run_claims as claims
 from driftlab.reports.presets import (PRESETS, FirstStepConfig, RunSpec, get_preset,
                                       sparsity_law_steps, spec_from_dict)
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 
-from driftlab.reports import claims
+from driftlab.reports import run_claims as claims
 from driftlab.reports.presets import get_preset
 from driftlab.reports.sweep import run_one, run_sweep
 
