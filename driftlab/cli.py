@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                                          formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
+    from driftlab import compilation_cache
+
+    compilation_cache.enable()
     try:
         return int(module.run(args) or 0)
     except (UsageError, ValueError) as err:

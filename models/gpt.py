@@ -4,7 +4,12 @@ Pre-norm blocks (RMSNorm by default, LayerNorm optional), rotary (default) or le
 positions, causal self-attention through ``jax.nn.dot_product_attention`` (so a GPU
 can use cuDNN flash attention in bf16), no biases, a 4x MLP whose activation goes
 through ``tap("block{i}.mlp", p, act)``, residual branches optionally scaled by
-1/sqrt(2·n_layer), a final norm, and the token embedding tied to the output head.
+1/sqrt(2·n_layer), a final norm (``final_norm``), and the token embedding tied to the
+output head (``tied_head``; untied adds a (D, V) ``head`` matrix).
+
+Init (``init``): ``gpt2_normal`` N(0, 0.02²) by default (nanoGPT); ``fan_in_normal``
+N(0, gain²/fan_in); ``torch_default`` U(±gain/√fan_in), PyTorch's nn.Linear default
+(not Gaussian: the per-layer Stein prediction is then approximate).
 
 Parameters (weights are (fan_in, fan_out), applied as x @ W)::
 
@@ -32,11 +37,12 @@ import jax.numpy as jnp
 from driftlab.activations import parse_activation
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
 from driftlab.models.init import get_init
+from driftlab.models.pins import record_reader_input
 
 NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned")
 BRANCH_SCALES = ("none", "attn", "both")  # which residual branches get 1/sqrt(2·n_layer)
-INITS = ("gpt2_normal", "fan_in_normal")
+INITS = ("gpt2_normal", "fan_in_normal", "torch_default")
 DTYPES = ("float32", "bfloat16")
 ATTN_IMPLS = ("auto", "xla", "cudnn")
 
@@ -73,6 +79,8 @@ class GPTConfig:
     branch_scale: str = "attn"
     init: str = "gpt2_normal"
     init_gain: float = 1.0
+    tied_head: bool = True  # False: a separate (D, V) head matrix, same init scheme
+    final_norm: bool = True  # False: the head reads the residual stream directly
     compute_dtype: str = "float32"
     attn_impl: str = "auto"  # "auto" lets JAX choose (XLA on CPU, cuDNN where it can)
 
@@ -90,6 +98,8 @@ class GPTConfig:
             _positive(name, value, float)
         _choice("norm", self.norm, NORMS)
         _choice("norm_affine", self.norm_affine, (True, False))
+        _choice("tied_head", self.tied_head, (True, False))
+        _choice("final_norm", self.final_norm, (True, False))
         _choice("pos", self.pos, POSITIONS)
         _choice("branch_scale", self.branch_scale, BRANCH_SCALES)
         _choice("init", self.init, INITS)
@@ -163,7 +173,10 @@ def init(key, cfg: GPTConfig) -> dict:
             "ln2": norm_params(),
             "mlp": {"w_in": dense(k[4], D, H), "w_out": dense(k[5], H, D)},
         }
-    params["ln_f"] = norm_params()
+    if cfg.final_norm:
+        params["ln_f"] = norm_params()
+    if not cfg.tied_head:
+        params["head"] = w_init(jax.random.fold_in(key, 2), (D, V), D, V)
     return params
 
 
@@ -213,6 +226,7 @@ def attention(x, p: dict, cfg: GPTConfig, rope):
 
 def mlp(x, p: dict, cfg: GPTConfig, tap, name: str):
     """x @ W_in -> σ (through the tap) -> @ W_out."""
+    record_reader_input(tap, name, x)  # u = x for the reader pin and shift decomposition
     pre = x @ p["w_in"].astype(x.dtype)
     h = tap(name, pre, parse_activation(cfg.act))
     return h @ p["w_out"].astype(x.dtype)
@@ -243,8 +257,10 @@ def apply(params: dict, batch, cfg: GPTConfig, tap=plain_tap):
         blk = params[f"block{i}"]
         x = x + s_attn * attention(norm(x, blk["ln1"], cfg), blk["attn"], cfg, rope)
         x = x + s_mlp * mlp(norm(x, blk["ln2"], cfg), blk["mlp"], cfg, tap, f"block{i}.mlp")
-    x = norm(x, params["ln_f"], cfg)
-    return x @ wte.T
+    if cfg.final_norm:
+        x = norm(x, params["ln_f"], cfg)
+    head = wte.T if cfg.tied_head else params["head"].astype(dtype)
+    return x @ head
 
 
 def loss(logits, batch, cfg: GPTConfig):
@@ -274,7 +290,9 @@ def param_count(cfg: GPTConfig, include_position: bool = True) -> int:
     D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
     norm_p = D if cfg.norm_affine else 0
     per_block = 4 * D * D + 2 * D * H + 2 * norm_p
-    n = V * D + cfg.n_layer * per_block + norm_p
+    n = V * D + cfg.n_layer * per_block + (norm_p if cfg.final_norm else 0)
+    if not cfg.tied_head:
+        n += D * V
     if include_position and cfg.pos == "learned":
         n += cfg.block_size * D
     return n

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from driftlab.activations import parse_activation
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
 from driftlab.models.init import SCHEMES, get_init
+from driftlab.models.pins import record_reader_input
 
 TASKS = ("classify", "regress")
 
@@ -131,6 +132,7 @@ def apply(params: dict, batch, cfg: MLPConfig, tap=plain_tap):
         x = x.astype(jnp.float32)
     act = parse_activation(cfg.act)
     for i in range(cfg.depth):
+        record_reader_input(tap, f"layer{i}", x)  # for the reader pin (models/pins.py)
         x = tap(f"layer{i}", _dense(x, params[f"layer{i}"]), act)
     return _dense(x, params["head"]).astype(jnp.float32)
 

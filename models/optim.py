@@ -2,8 +2,12 @@
 
 ``make_schedule`` gives a linear warmup from 0 to ``lr`` over ``warmup_steps``, then
 ``constant``, ``cosine`` (to 0 at ``steps``) or ``linear`` (to 0 at ``steps``) decay.
+``wcd`` is warmup–constant–warmdown (the paper's code, modded-nanogpt's ``get_lr``): the
+multiplier is (t+1)/W for t < W, 1 until S − D, then (S − t)/D, reaching 0 at t = S.
 ``make_optimizer`` chains optional global-norm clipping with ``sgd``, ``momentum``
-(SGD with heavy-ball momentum 0.9) or ``adamw``.
+(SGD with heavy-ball momentum 0.9), ``adamw``, or ``muon``: per-parameter routing by the
+rule table :data:`MUON_ROUTES` (first match of path regex and rank wins) between Muon
+(models/muon.py, at ``muon_lr_ratio`` × the schedule) and AdamW (β = 0.9/``adam_beta2``).
 
 The schedule is a function of the optimizer's own step counter, which lives in the
 optimizer state; a resumed run restores that state, so it continues on the same
@@ -12,17 +16,80 @@ schedule as an uninterrupted one.
 
 from __future__ import annotations
 
+import re
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "momentum", "adamw")
-SCHEDULES = ("constant", "cosine", "linear")
+from driftlab.models.muon import muon
+
+OPTIMIZERS = ("sgd", "momentum", "adamw", "muon")
+SCHEDULES = ("constant", "cosine", "linear", "wcd")
 MOMENTUM = 0.9
 
 
-def make_schedule(lr: float, steps: int, warmup_steps: int = 0, schedule: str = "constant"):
-    """Learning rate as a function of the step: linear warmup, then the named decay."""
+class Route(NamedTuple):
+    """Parameters whose "/"-joined path matches ``pattern`` (re.search) and whose rank is
+    ``rank`` (None: any rank) go to the optimizer labelled ``label``."""
+
+    pattern: str
+    rank: int | None
+    label: str
+
+
+# The one routing table for every architecture (first match wins). Muon gets the 2-D
+# matrices inside transformer blocks (GPT: attn/w_q..w_o, mlp/w_in, w_out; ViT: the same
+# blocks) and the MLP's hidden-to-hidden matrices (layer1/w, …: the MLP's analogue of
+# block matrices); embeddings, the (tied) head, the MLP's input layer, norms, biases and
+# 4-D convolutions go to AdamW, as in the paper's code.
+MUON_ROUTES = (
+    Route(r"^block\d+/", 2, "muon"),
+    Route(r"^layer[1-9]\d*/w$", 2, "muon"),
+    Route(r"", None, "adamw"),
+)
+
+
+def route_labels(params, routes=MUON_ROUTES):
+    """The label tree of ``params`` (same structure, a route label per leaf)."""
+    def label(path, leaf):
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        for r in routes:
+            if re.search(r.pattern, name) and (r.rank is None or jnp.ndim(leaf) == r.rank):
+                return r.label
+        raise ValueError(f"no route matches parameter {name!r} (rank {jnp.ndim(leaf)}); "
+                         f"add a catch-all Route('', None, label)")
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def wcd_schedule(lr: float, steps: int, warmup_steps: int, warmdown_steps: int):
+    """η_t = lr · min((t+1)/W, 1, (S − t)/D) with W = warmup, D = warmdown, S = steps
+    (terms with W = 0 or D = 0 dropped); η_t = 0 for t >= S."""
+    if warmup_steps + warmdown_steps > steps:
+        raise ValueError(f"warmup_steps + warmdown_steps = {warmup_steps + warmdown_steps} "
+                         f"invalid; allowed: <= steps = {steps}")
+
+    def schedule(t):
+        t = jnp.asarray(t, jnp.float32)
+        mult = jnp.ones_like(t)
+        if warmup_steps > 0:
+            mult = jnp.minimum(mult, (t + 1) / warmup_steps)
+        if warmdown_steps > 0:
+            mult = jnp.minimum(mult, (steps - t) / warmdown_steps)
+        return lr * jnp.clip(mult, 0.0, 1.0)
+
+    return schedule
+
+
+def make_schedule(lr: float, steps: int, warmup_steps: int = 0, schedule: str = "constant",
+                  warmdown_steps: int = 0):
+    """Learning rate as a function of the step: linear warmup, then the named decay
+    (``wcd``: see :func:`wcd_schedule`; ``warmdown_steps`` is used by it alone)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} invalid; allowed: {', '.join(SCHEDULES)}")
+    if schedule == "wcd":
+        return wcd_schedule(lr, steps, warmup_steps, warmdown_steps)
     decay_steps = max(steps - warmup_steps, 1)
     if schedule == "constant":
         main = optax.constant_schedule(lr)
@@ -37,11 +104,15 @@ def make_schedule(lr: float, steps: int, warmup_steps: int = 0, schedule: str = 
 
 
 def make_optimizer(name: str, schedule, weight_decay: float = 0.0,
-                   grad_clip: float | None = None) -> optax.GradientTransformation:
+                   grad_clip: float | None = None, adam_beta2: float = 0.999,
+                   muon_lr_ratio: float = 0.1, routes=MUON_ROUTES
+                   ) -> optax.GradientTransformation:
     """The named optimizer on ``schedule``, after global-norm clipping when ``grad_clip`` is set.
 
     For ``sgd``/``momentum`` a non-zero ``weight_decay`` adds ``weight_decay · w`` to the
-    gradient (L2); ``adamw`` uses decoupled decay.
+    gradient (L2); ``adamw`` uses decoupled decay. ``muon``: :func:`route_labels` sends each
+    parameter to Muon (lr = ``muon_lr_ratio`` · schedule, decoupled decay) or to AdamW
+    (β₁ = 0.9, β₂ = ``adam_beta2``) through one ``optax.multi_transform``.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer={name!r} invalid; allowed: {', '.join(OPTIMIZERS)}")
@@ -49,7 +120,13 @@ def make_optimizer(name: str, schedule, weight_decay: float = 0.0,
     if grad_clip is not None:
         parts.append(optax.clip_by_global_norm(grad_clip))
     if name == "adamw":
-        parts.append(optax.adamw(schedule, weight_decay=weight_decay))
+        parts.append(optax.adamw(schedule, b2=adam_beta2, weight_decay=weight_decay))
+    elif name == "muon":
+        muon_part = muon(lambda t: muon_lr_ratio * schedule(t), weight_decay=weight_decay)
+        parts.append(optax.multi_transform(
+            {"muon": muon_part,
+             "adamw": optax.adamw(schedule, b2=adam_beta2, weight_decay=weight_decay)},
+            lambda params: route_labels(params, routes)))
     else:
         if weight_decay:
             parts.append(optax.add_decayed_weights(weight_decay))

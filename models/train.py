@@ -19,8 +19,14 @@ the forward/backward pass runs on bfloat16 copies of the weights and float input
 outputs are cast back to float32 before the loss. A model config field named
 ``compute_dtype`` is set to ``dtype`` unless overridden.
 
+``pins`` (models/pins.py) modify the parameters after every update (e.g. hold the
+downstream matrices' means at init); logged records then carry ``pins`` (what was removed)
+and, for archs with a reader map, ``shift`` (the mean pre-activation decomposition).
+
 A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything from
-that step is saved, so ``checkpoint.npz`` keeps the last good state.
+that step is saved, so ``checkpoint.npz`` keeps the last good state. Finiteness is
+checked on the device and read only on logged, checkpoint and last steps
+(models.nonfinite), so the host does not wait for every step.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ import numpy as np
 import optax
 
 from driftlab.activations import parse_activation
-from driftlab.models import checkpoint, instrument, interrupt, run_dir, sharding
+from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, run_dir,
+                             sharding)
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
@@ -88,6 +95,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     schedule: str = "constant"
+    warmdown_steps: int = 0  # schedule="wcd": linear decay to 0 over the last warmdown_steps
+    adam_beta2: float = 0.999  # AdamW's β₂ (also the AdamW part of optimizer="muon")
+    muon_lr_ratio: float = 0.1  # optimizer="muon": Muon's lr = muon_lr_ratio · lr
+    recipe: str | None = None  # "name@version" of the recipe applied (models/recipes.py)
     grad_clip: float | None = None
     dtype: str = "float32"
     seed: int = 0
@@ -102,6 +113,10 @@ class TrainConfig:
     resume: bool = False
     eval_batches: int = 4  # validation batches evaluated at the end
     progress: bool = True
+    # λ of the L1 activation penalty λ·mean_taps(mean|h|) added to the training loss: a
+    # knob that raises ReLU sparsity without a larger lr (reports' trade-off sweep).
+    act_l1: float = 0.0
+    pins: tuple = ()  # causal interventions after every update, names from pins.PINS
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field and its allowed values."""
@@ -119,7 +134,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise _bad(name, v, "a positive integer")
-        for name in ("warmup_steps", "checkpoint_every", "eval_batches", "seed"):
+        for name in ("warmup_steps", "warmdown_steps", "checkpoint_every", "eval_batches",
+                     "seed"):
             v = getattr(self, name)
             if not _is_int(v) or v < 0:
                 raise _bad(name, v, "a non-negative integer")
@@ -127,6 +143,8 @@ class TrainConfig:
             raise _bad("lr", self.lr, "a positive finite number")
         if not _is_num(self.weight_decay) or not self.weight_decay >= 0:
             raise _bad("weight_decay", self.weight_decay, "a number >= 0")
+        if not _is_num(self.act_l1) or not (self.act_l1 >= 0 and math.isfinite(self.act_l1)):
+            raise _bad("act_l1", self.act_l1, "a finite number >= 0")
         if not _is_num(self.eps) or not self.eps >= 0:
             raise _bad("eps", self.eps, "a number >= 0")
         if self.grad_clip is not None and (not _is_num(self.grad_clip) or not self.grad_clip > 0):
@@ -135,6 +153,16 @@ class TrainConfig:
             raise _bad("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
         if self.schedule not in SCHEDULES:
             raise _bad("schedule", self.schedule, ", ".join(SCHEDULES))
+        if self.schedule == "wcd" and self.warmup_steps + self.warmdown_steps > self.steps:
+            raise _bad("warmdown_steps", self.warmdown_steps,
+                       f"warmup_steps + warmdown_steps <= steps = {self.steps}")
+        if not _is_num(self.adam_beta2) or not 0 <= self.adam_beta2 < 1:
+            raise _bad("adam_beta2", self.adam_beta2, "a number in [0, 1)")
+        if not _is_num(self.muon_lr_ratio) or not (self.muon_lr_ratio > 0
+                                                   and math.isfinite(self.muon_lr_ratio)):
+            raise _bad("muon_lr_ratio", self.muon_lr_ratio, "a positive finite number")
+        if self.recipe is not None and not isinstance(self.recipe, str):
+            raise _bad("recipe", self.recipe, "None or a 'name@version' string")
         if self.dtype not in DTYPES:
             raise _bad("dtype", self.dtype, ", ".join(DTYPES))
         if not _is_num(self.checkpoint_minutes) or not self.checkpoint_minutes >= 0:
@@ -144,6 +172,7 @@ class TrainConfig:
                 raise _bad(name, getattr(self, name), "True, False")
         if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
             raise _bad("out", self.out, "None or a non-empty directory path")
+        pins.validate_pins(self.pins, self.arch)
         if self.resume and self.out is None:
             raise _bad("resume", True, "True only together with an out directory")
         if not isinstance(self.model_overrides, tuple) or not all(
@@ -205,7 +234,14 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",
             "warmup_steps", "schedule", "grad_clip", "dtype", "seed")
     ident = {k: getattr(cfg, k) for k in keep}
+    for k in ("warmdown_steps", "adam_beta2", "muon_lr_ratio"):  # only when not default,
+        if getattr(cfg, k) != getattr(TrainConfig, k):  # so earlier checkpoints keep theirs
+            ident[k] = getattr(cfg, k)
+    if cfg.act_l1:  # only when set, so earlier checkpoints keep their identity
+        ident["act_l1"] = cfg.act_l1
     ident["model"] = dataclasses.asdict(mcfg)
+    if cfg.pins:  # only when set, so unpinned checkpoints keep their identity
+        ident["pins"] = list(cfg.pins)
     return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))
 
 
@@ -231,21 +267,42 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # --------------------------------------------------------------------------- step functions
 
 
+class _L1Tap:
+    """Wraps a tap and collects mean|h| of every activation (the L1 penalty's terms);
+    other tap methods (e.g. the pins' ``reader_input``) pass through."""
+
+    def __init__(self, tap):
+        self.tap, self.l1 = tap, []
+
+    def __call__(self, name, p, act):
+        h = self.tap(name, p, act)
+        self.l1.append(jnp.mean(jnp.abs(h.astype(jnp.float32))))
+        return h
+
+    def __getattr__(self, attr):
+        return getattr(self.tap, attr)
+
+
 class Functions(NamedTuple):
     """The compiled pieces of a run (shared by runs that differ only in seed/out/logging)."""
 
     schedule: Callable
     tx: optax.GradientTransformation
     initialize: Callable  # key -> (fp32 params, opt_state)
-    train_step: Callable  # (params, opt_state, batch, step) -> (params, opt_state, logs, finite)
+    train_step: Callable  # (params, opt_state, batch, step[, pin_ref]) -> (params, opt_state, logs, finite)
     plain_step: Callable  # the same update without tap statistics (for steps that are not logged)
     eval_step: Callable  # (params, batch) -> (loss, metrics, tap stats without gradients)
     weight_fn: Callable  # params -> per-matrix weight statistics (mean, std, frac_neg)
+    # train_step / plain_step under models.nonfinite.guarded: (params, opt_state, batch,
+    # step, guard) -> (params, opt_state, logs, guard); what the loop runs (no sync per step)
+    guarded_train_step: Callable = None
+    guarded_plain_step: Callable = None
 
 
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
 _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
-                "schedule", "grad_clip", "dtype", "eps", "instrument")
+                "schedule", "grad_clip", "dtype", "eps", "instrument", "act_l1", "pins",
+                "warmdown_steps", "adam_beta2", "muon_lr_ratio")
 
 
 def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
@@ -270,8 +327,10 @@ _CACHE: dict = {}
 
 def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
     """Build the jitted functions of :class:`Functions` (see there)."""
-    schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule)
-    tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip)
+    schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule,
+                             cfg.warmdown_steps)
+    tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip,
+                        cfg.adam_beta2, cfg.muon_lr_ratio)
 
     # One compiled program for init (eager random ops would compile one by one); fp32
     # master weights whatever the model's init returns.
@@ -291,37 +350,63 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
         cbatch = batch
         if mixed:
             params, cbatch = _cast_floats(params, compute), _cast_floats(batch, compute)
+        if cfg.act_l1:
+            tap = _L1Tap(tap)
         outputs = arch.apply(params, cbatch, mcfg, tap)
         outputs = _cast_floats(outputs, jnp.float32)
-        return arch.loss(outputs, batch, mcfg)
+        value, metrics = arch.loss(outputs, batch, mcfg)
+        if cfg.act_l1:
+            metrics = {**metrics, "act_l1_penalty": sum(tap.l1) / len(tap.l1)}
+        return value, metrics
+
+    def objective(value, metrics):
+        """The training loss: the model's loss plus the L1 activation penalty (validation
+        reports the model's loss alone)."""
+        if cfg.act_l1:
+            return value + cfg.act_l1 * metrics["act_l1_penalty"]
+        return value
+
+    reader_map = pins.readers(arch.name, mcfg)
 
     def loss_fn(params, probes, batch):
         rec = instrument.TapRecorder(probes)
-        value, metrics = forward(rec, params, batch)
+        tap = pins.ReaderInputs(rec)  # ū of each reading matrix's input (models/pins.py)
+        value, metrics = forward(tap, params, batch)
         acts = instrument.tap_stats(rec.records, None, cfg.eps, cfg.batch_size)
         ps = {k: jax.lax.stop_gradient(p) for k, (p, _) in rec.records.items()}
-        return value, (metrics, acts, ps)
+        return objective(value, metrics), (metrics, acts, ps, tap.means)
 
-    def train_step(params, opt_state, batch, step, instrumented=cfg.instrument):
+    def train_step(params, opt_state, batch, step, pin_ref=None, instrumented=cfg.instrument):
+        shift = {}
         if instrumented:
             probes = instrument.zero_probes(shapes)
-            (value, (metrics, acts, ps)), (grads, gprobes) = jax.value_and_grad(
+            (value, (metrics, acts, ps, u_means)), (grads, gprobes) = jax.value_and_grad(
                 loss_fn, argnums=(0, 1), has_aux=True)(params, probes, batch)
             for name in acts:
                 acts[name].update(instrument.gradient_stats(ps[name], gprobes[name],
                                                             cfg.batch_size))
+            if pin_ref is not None:
+                shift = pins.shift_decomposition(params, ps, u_means, pin_ref, reader_map)
         else:
             def plain(params_, batch_):
-                return forward(lambda _n, p, act: act(p), params_, batch_)
-            (value, metrics), grads = jax.value_and_grad(plain, has_aux=True)(params, batch)
+                tap = pins.ReaderInputs(lambda _n, p, act: act(p))
+                value_, metrics_ = forward(tap, params_, batch_)
+                return objective(value_, metrics_), (metrics_, tap.means)
+            (value, (metrics, u_means)), grads = jax.value_and_grad(plain, has_aux=True)(
+                params, batch)
             acts = {}
         updates, new_opt = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
+        if cfg.pins and pin_ref is None:
+            raise ValueError("train_step: TrainConfig.pins is set but no pin_ref was given")
+        new_params, pin_logs = pins.apply_pins(new_params, cfg.pins, pin_ref, u_means,
+                                               reader_map)
         finite = jnp.isfinite(value)
         for leaf in jax.tree_util.tree_leaves(new_params):
             finite &= jnp.all(jnp.isfinite(leaf))
         logs = {"loss": value, "metrics": metrics, "grad_norm": optax.tree.norm(grads),
-                "lr": jnp.asarray(schedule(step), jnp.float32), "taps": acts}
+                "lr": jnp.asarray(schedule(step), jnp.float32), "taps": acts,
+                "pins": pin_logs, "shift": shift}
         return new_params, new_opt, logs, finite
 
     def eval_step(params, batch):
@@ -343,7 +428,9 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
                      jax.jit(train_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(plain_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(eval_step, out_shardings=rep),
-                     jax.jit(weight_fn, out_shardings=rep))
+                     jax.jit(weight_fn, out_shardings=rep),
+                     jax.jit(nonfinite.guarded(train_step), out_shardings=rep, donate_argnums=donate),
+                     jax.jit(nonfinite.guarded(plain_step), out_shardings=rep, donate_argnums=donate))
 
 
 # --------------------------------------------------------------------------- summary
@@ -462,6 +549,8 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     train_step, eval_step = fns.train_step, fns.eval_step
     init_params, opt_state = jax.device_get(fns.initialize(jax.random.fold_in(key, 0)))
     init_w = instrument.weight_matrices(init_params)
+    pin_ref = sharding.replicate(pins.reference(init_params, cfg.pins, arch.name, mcfg,
+                                                arch.downstream(mcfg)), mesh)
     # Init means through the same compiled reduction as the logged means, and changes
     # taken on the host, so that mean_change is exactly 0 at step 0.
     init_means = {k: v["mean"] for k, v in
@@ -523,27 +612,35 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     bar = tqdm(total=cfg.steps, initial=step0, disable=not (cfg.progress and main),
                desc=f"{cfg.arch}/{cfg.act}", unit="step")
     t_loop, steps_run = time.time(), 0
+    # Finiteness is checked on the device (models.nonfinite); the host reads it only on
+    # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
+    guard = sharding.replicate(nonfinite.init_guard(), mesh)
     stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
+            done = step + 1
+            sync_now = log_now or done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
             batch = get_batch("train", step)
             wstats = weight_fn(params) if (log_now and cfg.instrument) else None
-            step_fn = train_step if log_now else fns.plain_step
-            new_params, new_opt, logs, finite = step_fn(params, opt_state, batch,
-                                                        jnp.asarray(step, jnp.int32))
-            if not bool(sharding.to_host(finite)):
-                loss_val = float(sharding.to_host(logs["loss"]))
-                if out and main:
-                    _append_jsonl(out / METRICS_FILE, {"step": step, "event": "non_finite",
-                                                       "loss": loss_val})
-                raise NonFiniteLossError(step, loss_val, last_ckpt, ckpt_path)
-            params, opt_state = new_params, new_opt
+            step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
+            params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
+                                                     guard, pin_ref)
             steps_run += 1
+            # a pending signal or a due wall-time checkpoint needs the host state now
+            sync_now = sync_now or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt)
+            if not sync_now:
+                bar.update(1)
+                continue
+            ok, bad_step, bad_loss = nonfinite.read_guard(guard, sharding.to_host)
+            if not ok:  # params/opt_state are the state before bad_step; nothing of it saved
+                if out and main:
+                    _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
+                                                       "loss": bad_loss})
+                raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
             if log_now:
                 last_logs = logs
             final_loss = float(sharding.to_host(logs["loss"]))
-            done = step + 1
             rate = steps_run / max(time.time() - t_loop, 1e-9)
             if log_now:
                 record = {"step": step, **_to_python({"loss": logs["loss"],
@@ -554,6 +651,10 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
                 if cfg.instrument:
                     record["taps"] = _to_python(logs["taps"])
                     record["weights"] = wstats
+                    if logs["shift"]:
+                        record["shift"] = _to_python(logs["shift"])
+                if cfg.pins:
+                    record["pins"] = _to_python(logs["pins"])
                 if out and main:
                     _append_jsonl(out / METRICS_FILE, record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")

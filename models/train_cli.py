@@ -2,8 +2,11 @@
 
 Example::
 
+    driftlab train --recipe paper-gpt --act relu --size small --out runs/paper-relu
+
     driftlab train --arch mlp --act relu --data synthetic --steps 200 --out runs/mlp-relu
     driftlab train --arch gpt --act clipped_relu2:15 --set n_layer=4 --json
+    driftlab train --arch gpt --set n_layer=4 --pin downstream-mean --out runs/pinned
 
 Exit codes: 0 done, 2 bad value (the field is named; also a reused --out without
 --resume/--overwrite, or an unreadable checkpoint), 3 non-finite loss (the last good
@@ -51,9 +54,12 @@ _OPTIONS = (
     ("--steps", "steps", int, "total steps of the run (a resumed run continues to it)"),
     ("--batch-size", "batch_size", int, "global batch, split over all devices"),
     ("--lr", "lr", float, "peak learning rate"),
-    ("--optimizer", "optimizer", str, "sgd, momentum or adamw"),
-    ("--schedule", "schedule", str, "constant, cosine or linear"),
+    ("--optimizer", "optimizer", str, "sgd, momentum, adamw or muon"),
+    ("--schedule", "schedule", str, "constant, cosine, linear or wcd"),
     ("--warmup-steps", "warmup_steps", int, "linear warmup steps"),
+    ("--warmdown-steps", "warmdown_steps", int, "wcd: linear decay to 0 over the last N steps"),
+    ("--adam-beta2", "adam_beta2", float, "AdamW's beta2"),
+    ("--muon-lr-ratio", "muon_lr_ratio", float, "muon: Muon lr = ratio x lr"),
     ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
     ("--grad-clip", "grad_clip", float, "clip the global gradient norm (none: no clipping)"),
     ("--dtype", "dtype", str, "float32 or bfloat16"),
@@ -72,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from driftlab.models.train import TrainConfig
 
     d = TrainConfig()
+    parser.add_argument("--recipe", default=None,
+                        help="named recipe applied first (e.g. paper-gpt); flags override it")
     for flag, field, kind, text in _OPTIONS:
         default = getattr(d, field)
         parser.add_argument(flag, type=kind, default=None, dest=field,
@@ -87,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-instrument", action="store_true",
                         help="skip the per-tap statistics")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--pin", action="append", default=[], metavar="NAME",
+                        help="causal intervention after every update (repeatable): "
+                        "downstream-mean or reader-stream-mean (models/pins.py)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable), e.g. n_layer=4")
     parser.add_argument("--json", action="store_true",
@@ -109,34 +120,39 @@ def _stored_train_config(out: str) -> dict:
 
 
 def config_from_args(args: argparse.Namespace):
-    """A validated TrainConfig from parsed arguments (ValueError names a bad field).
-
-    Options not given take TrainConfig's defaults, or, with ``--resume``, the values in
-    the run's own ``OUT/config.json``.
-    """
+    """A validated TrainConfig from parsed arguments (ValueError names a bad field):
+    TrainConfig defaults — or, with ``--resume``, the run's own ``OUT/config.json`` — then
+    the recipe (``--recipe``), then the flags given."""
     import dataclasses
 
+    from driftlab.models.recipes import recipe_config
     from driftlab.models.train import TrainConfig
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = dataclasses.asdict(TrainConfig())
-    if args.resume and args.out is not None:
-        stored = _stored_train_config(args.out)
-        for key, value in stored.items():
-            if key in fields and key not in ("out", "resume", "overwrite", "progress"):
-                values[key] = tuple(tuple(kv) for kv in value) \
-                    if key == "model_overrides" else value
-    for _, field, _, _ in _OPTIONS:
-        if getattr(args, field, None) is not None:
-            values[field] = getattr(args, field)
-    if values["arch"] not in ARCHS:
-        raise ValueError(f"--arch={values['arch']!r} invalid; allowed: {', '.join(ARCHS)}")
-    values.update(out=args.out, resume=args.resume, overwrite=args.overwrite,
-                  progress=not args.no_progress)
+    given = {field: getattr(args, field) for _, field, _, _ in _OPTIONS
+             if getattr(args, field, None) is not None}
+    if given.get("arch", "mlp") not in ARCHS:
+        raise ValueError(f"--arch={given['arch']!r} invalid; allowed: {', '.join(ARCHS)}")
+    given.update(out=args.out, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.no_progress)
     if args.no_instrument:
-        values["instrument"] = False
+        given["instrument"] = False
+    if args.pin:
+        given["pins"] = tuple(args.pin)
     if args.set:
-        values["model_overrides"] = tuple(parse_override(s) for s in args.set)
+        given["model_overrides"] = tuple(parse_override(s) for s in args.set)
+    if getattr(args, "recipe", None) is not None:
+        return recipe_config(args.recipe, **given)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {}
+    if args.resume and args.out is not None:
+        for key, value in _stored_train_config(args.out).items():
+            if key in fields and key not in ("out", "resume", "overwrite", "progress"):
+                if key == "model_overrides":
+                    value = tuple(tuple(kv) for kv in value)
+                elif isinstance(value, list):
+                    value = tuple(value)
+                values[key] = value
+    values.update(given)
     return TrainConfig(**values).validate()
 
 

@@ -8,6 +8,11 @@ the standard error is taken over clusters (montecarlo.stats). Clusters are proce
 whatever the total sample count, and the same code runs on CPU, GPU or TPU.
 Gradients are formed by the chain rule written out (σ' by forward-mode autodiff of
 the registry activation), not by the formulas under test.
+
+Kernels take the setting's numbers (scales, μ, β, activation) as traced arguments and
+only its shape class as static (montecarlo.traced), so one compiled program serves every
+setting of a shape class; compiled programs are kept per process and, with the
+persistent cache enabled (driftlab.compilation_cache), across processes.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from driftlab.activations import parse_activation
+from driftlab.montecarlo import traced
 from driftlab.montecarlo.stats import MCResult
+from driftlab.montecarlo.traced import ShapeClass
 from driftlab.theory.setting import BlockSetting
 
 
@@ -53,12 +60,7 @@ def chunk_for(setting: BlockSetting, inputs: int, max_floats: int = 1 << 26) -> 
     return max(1, min(4096, max_floats // per_draw))
 
 
-def _value_and_slope(act, p):
-    """(σ(p), σ'(p)) elementwise, σ' by forward-mode autodiff."""
-    return jax.jvp(act, (p,), (jnp.ones_like(p),))
-
-
-def _output_grad(setting: BlockSetting, f):
+def _output_grad(shape: ShapeClass, params: dict, f):
     """E[∂ℓ/∂f | f] over the target, for a batch of outputs f (B, k).
 
     Targets enter ∂ℓ/∂f linearly — MSE: f − y with y = β·f + ξ, ξ ~ N(0, I);
@@ -66,10 +68,10 @@ def _output_grad(setting: BlockSetting, f):
     exactly (Rao–Blackwellization) keeps every estimator unbiased and removes the
     target's variance, the largest part of the raw gradient noise.
     """
-    if setting.loss == "mse":
-        grad = (1.0 - setting.target_coupling) * f
-        return grad / setting.d_out if setting.reduction == "mean" else grad
-    return jax.nn.softmax(f, axis=-1) - 1.0 / setting.d_out
+    if shape.loss == "mse":
+        grad = (1.0 - params["beta"]) * f
+        return grad / shape.d_out if shape.reduction == "mean" else grad
+    return jax.nn.softmax(f, axis=-1) - 1.0 / shape.d_out
 
 
 def _normal(key, shape, dtype, scale, mean=0.0):
@@ -78,7 +80,8 @@ def _normal(key, shape, dtype, scale, mean=0.0):
 
 # Each *_cluster function draws ``draws`` independent clusters at once (leading axis) —
 # one RNG call per array is several times faster than vmapping over per-draw keys —
-# and returns one value (or a vector of values) per cluster.
+# and returns one value (or a vector of values) per cluster. Signature:
+# (key, params, shape, inputs, dtype, draws), params traced, the rest static.
 
 def first_layer_preactivations(key, x, n: int, s1: float):
     """p = x W1ᵀ for W1 ~ N(0, s1²) (n×d) shared by the B inputs of each draw, sampled exactly.
@@ -97,57 +100,55 @@ def first_layer_preactivations(key, x, n: int, s1: float):
     return s1 * jnp.einsum("cbe,cne->cbn", chol, z)
 
 
-def preactivation_grads(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+def preactivation_grads(key, params: dict, shape: ShapeClass, inputs: int, dtype, draws: int):
     """(p, g) of shape (draws, inputs, width): pre-activations and E_target[∂ℓ/∂p | weights, x]
     for ``draws`` independent weight draws, each shared by ``inputs`` inputs."""
-    act = parse_activation(setting.act)
     k1, k2, k3 = jax.random.split(key, 3)
-    n, d, k = setting.width, setting.d_in, setting.d_out
-    w2 = _normal(k2, (draws, k, n), dtype, setting.s2, setting.w2_mean)
+    n, d, k = shape.width, shape.d_in, shape.d_out
+    w2 = _normal(k2, (draws, k, n), dtype, params["s2"], params["w2_mean"])
     x = jax.random.normal(k3, (draws, inputs, d), dtype)
-    p = first_layer_preactivations(k1, x, n, setting.s1)
-    h, slope = _value_and_slope(act, p)
-    dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h, w2))
+    p = first_layer_preactivations(k1, x, n, params["s1"])
+    h, slope = traced.value_and_slope(params, p)
+    dl_df = _output_grad(shape, params, jnp.einsum("cbn,ckn->cbk", h, w2))
     return p, slope * jnp.einsum("cbk,ckn->cbn", dl_df, w2)
 
 
-def grad_positive_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+def grad_positive_cluster(key, params: dict, shape: ShapeClass, inputs: int, dtype, draws: int):
     """Per weight draw, the estimate of E[g_i | p_i > 0] = 2·E[g_i·1{p_i > 0}].
 
     P(p_i > 0) = ½ exactly (p = W1 x is symmetric), so no ratio estimator is needed.
     """
-    p, g = preactivation_grads(key, setting, inputs, dtype, draws)
+    p, g = preactivation_grads(key, params, shape, inputs, dtype, draws)
     return 2.0 * jnp.mean(jnp.where(p > 0, g, 0.0), axis=(1, 2))
 
 
-def drift_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+def drift_cluster(key, params: dict, shape: ShapeClass, inputs: int, dtype, draws: int):
     """Per weight draw of the 3-layer block x → W1 → σ → W2 (n×n) → σ → W3 → f:
     the mean over entries of ∂ℓ/∂W1, ∂ℓ/∂W2, ∂ℓ/∂W3, averaged over the inputs.
 
     The mean of an outer-product gradient g hᵀ over its entries is mean(g)·mean(h).
     """
-    act = parse_activation(setting.act)
     k1, k2, k3, k4 = jax.random.split(key, 4)
-    n, d, k = setting.width, setting.d_in, setting.d_out
-    w1 = _normal(k1, (draws, n, d), dtype, setting.s1)
-    w2 = _normal(k2, (draws, n, n), dtype, setting.s2, setting.w2_mean)
-    w3 = _normal(k3, (draws, k, n), dtype, setting.s2)
+    n, d, k = shape.width, shape.d_in, shape.d_out
+    w1 = _normal(k1, (draws, n, d), dtype, params["s1"])
+    w2 = _normal(k2, (draws, n, n), dtype, params["s2"], params["w2_mean"])
+    w3 = _normal(k3, (draws, k, n), dtype, params["s2"])
     x = jax.random.normal(k4, (draws, inputs, d), dtype)
     p1 = jnp.einsum("cbd,cnd->cbn", x, w1)
-    h1, slope1 = _value_and_slope(act, p1)
+    h1, slope1 = traced.value_and_slope(params, p1)
     p2 = jnp.einsum("cbm,cnm->cbn", h1, w2)
-    h2, slope2 = _value_and_slope(act, p2)
-    dl_df = _output_grad(setting, jnp.einsum("cbn,ckn->cbk", h2, w3))
+    h2, slope2 = traced.value_and_slope(params, p2)
+    dl_df = _output_grad(shape, params, jnp.einsum("cbn,ckn->cbk", h2, w3))
     g2 = slope2 * jnp.einsum("cbk,ckn->cbn", dl_df, w3)
     g1 = slope1 * jnp.einsum("cbn,cnm->cbm", g2, w2)
     outer_mean = lambda g, a: jnp.mean(g.mean(-1) * a.mean(-1), axis=1)
     return jnp.stack([outer_mean(g1, x), outer_mean(g2, h1), outer_mean(dl_df, h2)], axis=-1)
 
 
-def outgoing_gram_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int):
+def outgoing_gram_cluster(key, params: dict, shape: ShapeClass, inputs: int, dtype, draws: int):
     """Per draw of W2's columns v_i: (mean_i ‖v_i‖², mean_{i≠j} ⟨v_i, v_j⟩) — the lemma."""
-    n, k = setting.width, setting.d_out
-    w2 = _normal(key, (draws, k, n), dtype, setting.s2, setting.w2_mean)
+    n, k = shape.width, shape.d_out
+    w2 = _normal(key, (draws, k, n), dtype, params["s2"], params["w2_mean"])
     col_sum = w2.sum(-1)
     diag = jnp.sum(w2**2, axis=(1, 2))
     off = jnp.sum(col_sum**2, axis=-1) - diag
@@ -155,30 +156,47 @@ def outgoing_gram_cluster(key, setting: BlockSetting, inputs: int, dtype, draws:
 
 
 @lru_cache(maxsize=256)
-def _compiled(cluster_fn, setting: BlockSetting, inputs: int, dtype, draws: int):
-    """One jitted program per (estimator, setting, shapes): repeated estimates skip compilation."""
-    return jax.jit(partial(cluster_fn, setting=setting, inputs=inputs, dtype=dtype, draws=draws))
+def compiled(cluster_fn, shape, inputs: int, dtype, draws: int):
+    """One jitted program per (kernel, shape class, sizes), called as fn(key, params):
+    every setting of the shape class, and every repeated estimate, reuses it."""
+    return jax.jit(partial(cluster_fn, shape=shape, inputs=inputs, dtype=dtype, draws=draws))
+
+
+def _dtype(budget: Budget):
+    if budget.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True)")
+    return jnp.dtype(budget.dtype)
 
 
 def run_clusters(cluster_fn, setting: BlockSetting, budget: Budget, samples_per_draw: int | None = None):
-    """Evaluate ``cluster_fn(key, setting, inputs, dtype, draws)`` for ``budget.draws`` clusters.
+    """Evaluate ``cluster_fn(key, params, shape, inputs, dtype, draws)`` for ``budget.draws``
+    clusters of ``setting`` (split into traced params and its static shape class)."""
+    dtype = _dtype(budget)
+    return run_kernel(cluster_fn, ShapeClass.of(setting), traced.setting_params(setting, dtype), budget,
+                      samples_per_draw, label=setting.describe())
+
+
+def run_kernel(cluster_fn, shape, params, budget: Budget, samples_per_draw: int | None = None,
+               label: str = ""):
+    """Evaluate ``cluster_fn(key, params, shape, inputs, dtype, draws)`` for ``budget.draws``
+    clusters; ``shape`` is static (hashable), ``params`` a pytree of traced arrays.
 
     Returns an MCResult, or a list of them when the cluster value is a vector. The draw
     count is rounded up to a whole number of chunks so one compiled program serves all.
     """
-    if budget.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True)")
-    dtype = jnp.dtype(budget.dtype)
+    dtype = _dtype(budget)
     chunk = min(budget.chunk, budget.draws)
     n_chunks = math.ceil(budget.draws / chunk)
-    fn = _compiled(cluster_fn, setting, budget.inputs_per_draw, dtype, chunk)
+    fn = compiled(cluster_fn, shape, budget.inputs_per_draw, dtype, chunk)
     base = jax.random.key(budget.seed)
     chunks = range(n_chunks)
     if budget.progress:
         from tqdm import tqdm
 
-        chunks = tqdm(chunks, desc=f"MC {setting.describe()}", unit="chunk", leave=False)
-    values = [np.asarray(fn(jax.random.fold_in(base, i))) for i in chunks]
+        chunks = tqdm(chunks, desc=f"MC {label}", unit="chunk", leave=False)
+    # dispatch every chunk before reading any back: the host never waits between chunks
+    values = [fn(jax.random.fold_in(base, i), params) for i in chunks]
+    values = [np.asarray(v) for v in values]
     values = np.concatenate(values, axis=0).astype(np.float64)
     per_draw = budget.inputs_per_draw if samples_per_draw is None else samples_per_draw
     if values.ndim == 1:
@@ -202,15 +220,25 @@ def estimate_outgoing_gram(setting: BlockSetting, budget: Budget = Budget()) -> 
     return {"diag": res[0], "offdiag": res[1]}
 
 
+def softmax_factor_cluster(key, params: dict, shape: int, inputs: int, dtype, draws: int):
+    """Per cluster, the mean over ``inputs`` draws of 1 − ‖softmax(u)‖², u ~ N(0, t² I_k);
+    ``shape`` is k, ``params["t"]`` is t."""
+    u = params["t"] * jax.random.normal(key, (draws, inputs, shape), dtype)
+    return jnp.mean(1.0 - jnp.sum(jax.nn.softmax(u, axis=-1) ** 2, axis=-1), axis=-1)
+
+
 def estimate_softmax_factor(t: float, k: int, budget: Budget = Budget()) -> MCResult:
     """Monte Carlo S(t) = E[1 − ‖softmax(u)‖²], u ~ N(0, t² I_k) (checks the quadrature)."""
-    n = budget.inputs_per_draw
+    params = {"t": jnp.asarray(t, _dtype(budget))}
+    return run_kernel(softmax_factor_cluster, k, params, budget, label=f"S({t:g}), k={k}")
 
-    def cluster(key, setting, inputs, dtype, draws):
-        u = t * jax.random.normal(key, (draws, n, k), dtype)
-        return jnp.mean(1.0 - jnp.sum(jax.nn.softmax(u, axis=-1) ** 2, axis=-1), axis=-1)
 
-    return run_clusters(cluster, BlockSetting(d_out=k), budget)
+def relu_sparsity_cluster(key, params: dict, shape, inputs: int, dtype, draws: int):
+    """Per cluster, the fraction of ReLU(W h) ≤ 0 over ``inputs`` output units and the rows
+    of ``params["h"]`` (batch, n), for W ~ N(μ, s²) with μ = params["mu"], s = params["s"]."""
+    h = params["h"]
+    w = params["mu"] + params["s"] * jax.random.normal(key, (draws, inputs, h.shape[1]), dtype)
+    return jnp.mean(jnp.einsum("cun,bn->cub", w, h) <= 0, axis=(1, 2)).astype(dtype)
 
 
 def estimate_relu_sparsity(w_mean: float, w_std: float, h: np.ndarray, budget: Budget = Budget()) -> MCResult:
@@ -218,14 +246,10 @@ def estimate_relu_sparsity(w_mean: float, w_std: float, h: np.ndarray, budget: B
 
     ``h`` is (batch, n); each cluster draws ``inputs_per_draw`` output units.
     """
-    h = jnp.asarray(h, jnp.float32)
-    units = budget.inputs_per_draw
-
-    def cluster(key, setting, inputs, dtype, draws):
-        w = w_mean + w_std * jax.random.normal(key, (draws, units, h.shape[1]), dtype)
-        return jnp.mean(jnp.einsum("cun,bn->cub", w, h) <= 0, axis=(1, 2)).astype(dtype)
-
-    return run_clusters(cluster, BlockSetting(), budget, samples_per_draw=units * h.shape[0])
+    dtype = _dtype(budget)
+    params = {"h": jnp.asarray(h, jnp.float32), "mu": jnp.asarray(w_mean, dtype), "s": jnp.asarray(w_std, dtype)}
+    return run_kernel(relu_sparsity_cluster, np.shape(h), params, budget,
+                      samples_per_draw=budget.inputs_per_draw * np.shape(h)[0], label="ReLU sparsity")
 
 
 def sample_preactivation_grads(setting: BlockSetting, budget: Budget = Budget()):
@@ -234,28 +258,33 @@ def sample_preactivation_grads(setting: BlockSetting, budget: Budget = Budget())
     Returns two float64 arrays of draws × inputs × width values; a bin's mean of g
     estimates E[g | p ∈ bin].
     """
-    fn = jax.jit(partial(preactivation_grads, setting=setting, inputs=budget.inputs_per_draw,
-                         dtype=jnp.dtype(budget.dtype), draws=budget.chunk))
+    dtype = _dtype(budget)
+    fn = compiled(preactivation_grads, ShapeClass.of(setting), budget.inputs_per_draw, dtype, budget.chunk)
+    params = traced.setting_params(setting, dtype)
     base = jax.random.key(budget.seed)
-    out = [fn(jax.random.fold_in(base, i)) for i in range(math.ceil(budget.draws / budget.chunk))]
+    out = [fn(jax.random.fold_in(base, i), params) for i in range(math.ceil(budget.draws / budget.chunk))]
     return (np.concatenate([np.asarray(o[0], np.float64).ravel() for o in out]),
             np.concatenate([np.asarray(o[1], np.float64).ravel() for o in out]))
 
 
-def outgoing_gram_after_sgd_cluster(key, setting: BlockSetting, inputs: int, dtype, draws: int,
-                                    steps: int = 5, lr: float = 0.1):
+def outgoing_gram_after_sgd_cluster(key, params: dict, shape: tuple, inputs: int, dtype, draws: int):
     """Per draw: train the block (W1 and W2) for ``steps`` full-batch SGD steps on ``inputs``
     random examples (MSE, batch mean), then the mean of ⟨v_i, v_j⟩ over unit pairs i ≠ j
     that are co-active on fresh inputs — the paper's lemma, after training.
 
     At initialization this is 0 (the v_i are independent); to first order one step adds
     −2η·k·s2²·E[h_i h_j] < 0, as co-active units learn to share the output error.
+    ``shape`` is (ShapeClass, steps, activation name); η is params["lr"]. The activation
+    is static here: differentiating through the traced switch would compile every branch's
+    gradient (several seconds) for a kernel that serves one check.
     """
-    act = parse_activation(setting.act)
+    shape, steps, act_name = shape
+    act = parse_activation(act_name)
+    lr = params["lr"]
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    n, d, k = setting.width, setting.d_in, setting.d_out
-    w1 = _normal(k1, (draws, n, d), dtype, setting.s1)
-    w2 = _normal(k2, (draws, k, n), dtype, setting.s2)
+    n, d, k = shape.width, shape.d_in, shape.d_out
+    w1 = _normal(k1, (draws, n, d), dtype, params["s1"])
+    w2 = _normal(k2, (draws, k, n), dtype, params["s2"])
     x = jax.random.normal(k3, (draws, inputs, d), dtype)
     y = jax.random.normal(k4, (draws, inputs, k), dtype)
 
@@ -277,6 +306,7 @@ def outgoing_gram_after_sgd_cluster(key, setting: BlockSetting, inputs: int, dty
 def estimate_outgoing_gram_after_sgd(setting: BlockSetting, budget: Budget = Budget(), steps: int = 5,
                                      lr: float = 0.1) -> MCResult:
     """Monte Carlo E⟨v_i, v_j⟩ over co-active pairs after ``steps`` SGD steps (see the cluster)."""
-    fn = partial(outgoing_gram_after_sgd_cluster, steps=steps, lr=lr)
-    fn.__name__ = "outgoing_gram_after_sgd_cluster"
-    return run_clusters(fn, setting, budget)
+    dtype = _dtype(budget)
+    params = {**traced.setting_params(setting, dtype), "lr": jnp.asarray(lr, dtype)}
+    return run_kernel(outgoing_gram_after_sgd_cluster, (ShapeClass.of(setting), steps, setting.act), params, budget,
+                      label=f"{setting.describe()} after {steps} SGD steps")

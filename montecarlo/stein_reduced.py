@@ -20,15 +20,13 @@ analytic side of a check, compared against the raw estimators of ``estimators``.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import chebyshev
 
-from driftlab.activations import parse_activation
-from driftlab.montecarlo.estimators import Budget
+from driftlab.montecarlo import traced
+from driftlab.montecarlo.estimators import Budget, compiled
 from driftlab.montecarlo.stats import MCResult
 from driftlab.theory import gaussian
 from driftlab.theory.expected_grad import Analytic, softmax_trace_factor
@@ -55,39 +53,40 @@ def _preactivations(key, d_in: int, scale, shape, dtype):
     return scale * r * jax.random.normal(kz, shape, dtype)
 
 
-def _ce_positive_parts(key, setting: BlockSetting, dtype, draws: int):
-    act = parse_activation(setting.act)
-    p = _preactivations(key, setting.d_in, setting.s1, (draws, setting.width), dtype)
-    h, slope = jax.jvp(act, (p,), (jnp.ones_like(p),))
+# Kernels: (key, params, shape, inputs, dtype, draws) as in montecarlo.estimators, with
+# the setting's numbers traced (montecarlo.traced) and shape = (d_in, width); ``inputs``
+# is unused (every sample is independent here).
+
+def _ce_positive_parts(key, params: dict, shape: tuple, inputs: int, dtype, draws: int):
+    d_in, width = shape
+    p = _preactivations(key, d_in, params["s1"], (draws, width), dtype)
+    h, slope = traced.value_and_slope(params, p)
     a = 2.0 * jnp.mean(jnp.where(p > 0, h * slope, 0.0), axis=-1)
-    return jnp.stack([a, setting.s2 * jnp.linalg.norm(h, axis=-1)], axis=-1)
+    return jnp.stack([a, params["s2"] * jnp.linalg.norm(h, axis=-1)], axis=-1)
 
 
-def _drift_parts(key, setting: BlockSetting, dtype, draws: int):
-    act = parse_activation(setting.act)
+def _drift_parts(key, params: dict, shape: tuple, inputs: int, dtype, draws: int):
+    d_in, width = shape
     k1, k2 = jax.random.split(key)
-    p1 = _preactivations(k1, setting.d_in, setting.s1, (draws, setting.width), dtype)
-    h1 = act(p1)
+    p1 = _preactivations(k1, d_in, params["s1"], (draws, width), dtype)
+    h1 = traced.activation(params, p1)
     norm1 = jnp.linalg.norm(h1, axis=-1, keepdims=True)
-    p2 = setting.s2 * norm1 * jax.random.normal(k2, p1.shape, dtype)
-    h2, slope2 = jax.jvp(act, (p2,), (jnp.ones_like(p2),))
-    return jnp.stack([h1.mean(-1), setting.s2 * norm1[:, 0], jnp.mean(h2 * slope2, axis=-1),
-                      setting.s2 * jnp.linalg.norm(h2, axis=-1)], axis=-1)
-
-
-@lru_cache(maxsize=128)
-def _compiled(parts_fn, setting: BlockSetting, dtype, draws: int):
-    return jax.jit(partial(parts_fn, setting=setting, dtype=dtype, draws=draws))
+    p2 = params["s2"] * norm1 * jax.random.normal(k2, p1.shape, dtype)
+    h2, slope2 = traced.value_and_slope(params, p2)
+    return jnp.stack([h1.mean(-1), params["s2"] * norm1[:, 0], jnp.mean(h2 * slope2, axis=-1),
+                      params["s2"] * jnp.linalg.norm(h2, axis=-1)], axis=-1)
 
 
 def _sample_parts(parts_fn, setting: BlockSetting, budget: Budget) -> np.ndarray:
     chunk = min(budget.chunk * budget.inputs_per_draw, budget.draws * budget.inputs_per_draw)
     total = budget.draws * budget.inputs_per_draw
-    fn = _compiled(parts_fn, setting, jnp.dtype(budget.dtype), chunk)
+    dtype = jnp.dtype(budget.dtype)
+    fn = compiled(parts_fn, (setting.d_in, setting.width), 1, dtype, chunk)
+    params = traced.setting_params(setting, dtype)
     base = jax.random.key(budget.seed + 7919)  # distinct stream from the raw estimators
     n_chunks = -(-total // chunk)
-    return np.concatenate([np.asarray(fn(jax.random.fold_in(base, i)), dtype=np.float64)
-                           for i in range(n_chunks)])
+    parts = [fn(jax.random.fold_in(base, i), params) for i in range(n_chunks)]
+    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
 
 
 def _interp_range(values: np.ndarray) -> tuple[float, float]:

@@ -143,3 +143,38 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, int]:
         return float(v.mean()), float("nan"), 1
     half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
     return float(v.mean()), float(half), int(v.size)
+
+
+def gaussian_bic(sse: float, n: int, k: int) -> float:
+    """BIC of a least-squares fit with Gaussian errors: n·ln(SSE/n) + k·ln(n)."""
+    return float(n * np.log(max(sse, 1e-300) / n) + k * np.log(n))
+
+
+def hinge_vs_line_bic(x, y, n_grid: int = 200) -> tuple[float, HingeFit]:
+    """ΔBIC = BIC(straight line, 2 parameters) − BIC(hinge, 4 parameters: a, b, c, knee).
+
+    ΔBIC > 10 is "very strong" evidence for the hinge (Kass & Raftery 1995); the report
+    claims a cliff only above that and with the after-knee slope negative and at least
+    twice as steep as before (:func:`fit_cliff`'s shape criterion).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    hinge = hinge_fit(x, y, n_grid)
+    design = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    sse_line = float(np.sum((design @ coef - y) ** 2))
+    return gaussian_bic(sse_line, x.size, 2) - gaussian_bic(hinge.sse, x.size, 4), hinge
+
+
+def slope_change_at(x, y, knee: float) -> float:
+    """c of the least-squares fit y = a + b·x + c·max(x − knee, 0) at a fixed knee (NaN
+    unless at least 2 points lie on each side of the knee)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if np.sum(x > knee) < 2 or np.sum(x <= knee) < 2:
+        return float("nan")
+    design = np.column_stack([np.ones_like(x), x, np.maximum(x - knee, 0.0)])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(coef[2])

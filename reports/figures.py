@@ -113,14 +113,18 @@ def sparsity_law(points: list[dict], path, title: str) -> str:
 
 @styled
 def tradeoff(points: list[dict], cliff: CliffFit | None, path, title: str) -> str:
-    """points: {sparsity, accuracy, act}; the hinge fit and the knee's CI band if given."""
+    """points: {sparsity, accuracy, act, diverged?}: dots, crosses for diverged runs; the
+    hinge fit and the knee's CI band if given."""
     fig, ax = plt.subplots(figsize=(6.0, 4.4))
     acts = sorted({p["act"] for p in points})
     colors = colors_for(acts)
     for act in acts:
-        ps = [p for p in points if p["act"] == act]
-        ax.scatter([p["sparsity"] for p in ps], [p["accuracy"] for p in ps], s=20,
-                   color=colors[act], label=act)
+        for diverged in (False, True):
+            ps = [p for p in points if p["act"] == act and bool(p.get("diverged")) == diverged]
+            if ps:
+                ax.scatter([p["sparsity"] for p in ps], [p["accuracy"] for p in ps], s=20,
+                           marker="x" if diverged else "o", color=colors[act],
+                           label=act + (" (diverged)" if diverged else ""))
     if cliff is not None:
         xs = np.linspace(0, 1, 200)
         ax.plot(xs, cliff.fit.predict(xs), "k-", lw=1, label="hinge fit")

@@ -10,8 +10,13 @@ report groups by, and a stable id (a readable label plus a short hash of the con
 Bump a preset's ``version`` whenever its grid changes meaning; the version is part of
 every run id, so a changed preset never reuses stale results.
 
-Sizes: ``tiny`` (CPU, seconds per run, tens of steps), ``small`` (CPU/one GPU, hundreds
-of steps), ``paper`` (accelerators, the paper's scales).
+Scales (the ``--size`` of ``driftlab sweep``; each preset maps a scale to model sizes,
+steps and seeds, see :data:`SCALES`): ``tiny`` (CPU, seconds per run, tens of steps: the
+tests' smoke scale), ``cpu`` (the decisive reduced scale: 1000-2000 steps, 3 seeds,
+synthetic and real data, SGD and AdamW; the whole reduced report in about an hour on a
+2-core CPU), ``small`` (one GPU, minutes per run), ``gpu`` (GPT-nano 12×768, sequence
+1024: the drift, pins and spikes presets in ~40 minutes of one H100), ``paper`` (the
+paper's scales, accelerators).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from driftlab.activations import parse_activation
-from driftlab.models.base import SIZES
 from driftlab.models.train import TrainConfig
 
 DRIFT_ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
@@ -125,30 +129,41 @@ class RunSpec:
         return dataclasses.replace(self, config=dataclasses.replace(self.config, **changes))
 
 
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def spec_from_dict(d: dict) -> RunSpec:
     """Rebuild a RunSpec from :meth:`RunSpec.as_dict` output (for cluster jobs)."""
     cls = FirstStepConfig if d["kind"] == "first_step" else TrainConfig
     cfg = dict(d["config"])
-    if cls is TrainConfig:
-        cfg["model_overrides"] = tuple(tuple(kv) for kv in cfg.get("model_overrides", ()))
+    if cls is TrainConfig:  # JSON turned the config's tuples into lists
+        cfg = {k: _tuples(v) for k, v in cfg.items()}
     return RunSpec(d["preset"], d["version"], d["kind"], cls(**cfg),
                    tuple(sorted(d["tags"].items())), d.get("label", ""))
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named, versioned experiment. ``grid(size, seeds)`` -> list of RunSpec."""
+    """A named, versioned experiment. ``grid(size, seeds)`` -> list of RunSpec; ``size`` is
+    one of the preset's ``scales``."""
 
     name: str
     version: str
     description: str
     build: Callable[[str, int], list] = field(repr=False)
-    default_seeds: dict = field(default_factory=lambda: {"tiny": 2, "small": 3, "paper": 5})
+    default_seeds: dict = field(default_factory=lambda: {"tiny": 2, "cpu": 3, "small": 3,
+                                                         "paper": 5})
+
+    @property
+    def scales(self) -> tuple[str, ...]:
+        return tuple(s for s in SCALES if s in self.default_seeds)
 
     def grid(self, size: str = "tiny", seeds: int | None = None) -> list[RunSpec]:
-        """Every run of this preset at ``size`` with seeds 0 … seeds-1 (deterministic order)."""
-        if size not in SIZES:
-            raise _bad("size", size, ", ".join(SIZES))
+        """Every run of this preset at scale ``size`` with seeds 0 … seeds-1 (deterministic
+        order)."""
+        if size not in self.scales:
+            raise _bad(f"size (preset {self.name!r})", size, ", ".join(self.scales))
         seeds = self.default_seeds[size] if seeds is None else seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise _bad("seeds", seeds, "a positive integer")
@@ -159,7 +174,46 @@ class Preset:
         return specs
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- scales
+
+SCALES = ("tiny", "cpu", "small", "gpu", "paper")
+
+
+@dataclass(frozen=True)
+class ModelScale:
+    """How one architecture runs at one scale: model size + overrides, batch, steps and
+    the learning rates of AdamW and of SGD with momentum 0.9."""
+
+    size: str
+    overrides: tuple = ()
+    batch_size: int = 32
+    steps: int = 100
+    lr_adamw: float = 1e-3
+    lr_sgd: float = 1e-2
+    dtype: str = "float32"
+
+    def train_fields(self, optimizer: str) -> dict:
+        return dict(size=self.size, model_overrides=self.overrides, batch_size=self.batch_size,
+                    steps=self.steps, optimizer=optimizer, dtype=self.dtype,
+                    lr=self.lr_adamw if optimizer == "adamw" else self.lr_sgd)
+
+
+# GPT-nano at CPU scale: nanoGPT's CPU recipe (4 layers, 4 heads, block 64) at width 64.
+GPT_CPU = (("n_embd", 64),)
+# The decisive CPU scale. Step counts: ≥ 2000 for GPT-nano and ≥ 1000 for the vision
+# models (issue 9); MP-SENet as long as fits (~0.09 s per step at batch 4 on 2 cores).
+# SGD learning rates from 300-step pilots (the largest of 0.01/0.03/0.1 that trains
+# stably on both data sources).
+CPU_MODELS = {
+    "mlp": ModelScale("small", (("width", 128),), 64, 1000, 1e-3, 3e-2),
+    "resnet": ModelScale("tiny", (), 64, 1000, 1e-3, 3e-2),
+    "vit": ModelScale("tiny", (), 64, 1000, 1e-3, 3e-2),
+    "gpt": ModelScale("small", GPT_CPU, 16, 2000, 3e-3, 1e-1),
+    "mpsenet": ModelScale("tiny", (), 4, 300, 1e-3, 1e-2),
+}
+# GPT-nano 12×768 (the paper's width and depth), sequence 1024, bf16: each run ~4-5 min of
+# one H100, so drift (1 seed × 2 optimizers), pins (2) and spikes (4) fit in ~40 minutes.
+GPU_GPT = ModelScale("paper", (("block_size", 1024),), 16, 1500, 6e-4, 1e-1, "bfloat16")
 
 _STEPS = {"tiny": 30, "small": 500, "paper": 5000}
 _BATCH = {"tiny": 16, "small": 64, "paper": 256}
@@ -174,22 +228,67 @@ def _train(preset: str, version: str, label: str, tags: dict, kind: str = "train
 
 # --------------------------------------------------------------------------- 1. drift
 
-DRIFT_VERSION = "1"
+DRIFT_VERSION = "2"
 TINY_HEAVY_ARCHS = ("resnet", "mpsenet")
 TINY_HEAVY_ACTS = ("relu", "tanh")
 TINY_MPSENET_BATCH = 4  # MP-SENet steps cost ~1 s at batch 16 on 2 cores
+DRIFT_DATA = ("synthetic", "embedded")
+DRIFT_OPTIMIZERS = ("momentum", "adamw")
+# MP-SENet's "embedded" source is real speech only where Debian's pocketsphinx-testdata is
+# installed (models/data/speech.py) and otherwise the synthetic generator itself, so the
+# decisive grid runs MP-SENet on synthetic speech only rather than duplicate it.
+DRIFT_DATA_OVERRIDE = {"mpsenet": ("synthetic",)}
+# At cpu scale every arch runs relu on both data sources with both optimizers; the cheap
+# archs add gelu/silu, and the MLP the tanh control, in the paper's setting (AdamW,
+# synthetic data: "the drift comes from the optimization, not the data").
+CPU_EXTRA_ACTS = {"mlp": ("gelu", "silu", "tanh"), "resnet": ("gelu", "silu"),
+                  "vit": ("gelu", "silu")}
+CPU_LOG_EVERY = 50
+
+
+def _drift_cpu_spec(preset: str, version: str, arch: str, act: str, data: str,
+                    optimizer: str, seed: int, scale: str, pins: tuple = ()) -> RunSpec:
+    """One run of the decisive grid (also the unpinned baseline of the ``pins`` preset)."""
+    ms = GPU_GPT if scale == "gpu" else CPU_MODELS[arch]
+    pin_tag = "+".join(pins) or "none"
+    label = f"{preset}_{arch}_{act}_{data}_{optimizer}" + (f"_{pin_tag}" if pins else "") \
+        + f"_s{seed}"
+    tags = {"arch": arch, "act": act, "data": data, "optimizer": optimizer, "seed": seed,
+            "size": scale}
+    if preset == "pins":
+        tags["pin"] = pin_tag
+    extra = {"pins": pins} if pins else {}
+    return _train(preset, version, label, tags, arch=arch, act=act, data=data, seed=seed,
+                  log_every=CPU_LOG_EVERY if scale == "cpu" else 100, eval_batches=8,
+                  **ms.train_fields(optimizer), **extra)
 
 
 def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
-    """Every architecture × {relu, gelu, silu, tanh} × seed on synthetic data (the paper:
-    drift comes from the optimization, not the data), AdamW without weight decay,
-    logged every step at tiny size to resolve the first steps.
+    """Downstream-weight drift and E[g | p > 0] over training.
 
-    At ``tiny`` size ResNet and MP-SENet run relu and the tanh control only: on a
-    2-core CPU their compilation (~30-60 s per activation) would dominate the reduced
-    report's time budget; ``small`` and ``paper`` run every activation. MP-SENet
-    uses batch 4 at ``tiny`` size (its steps are ~50× an MLP's).
+    ``tiny``/``small``/``paper``: every architecture × {relu, gelu, silu, tanh} × seed on
+    synthetic data, AdamW lr 1e-3 (at ``tiny`` ResNet and MP-SENet run relu and the tanh
+    control only, MP-SENet at batch 4: their compilation would dominate the smoke scale).
+    ``cpu``: the decisive grid, every architecture × {synthetic, embedded real data} ×
+    {SGD with momentum, AdamW} × seed with ReLU (see :data:`CPU_MODELS`; MP-SENet on
+    synthetic speech only, see :data:`DRIFT_DATA_OVERRIDE`), plus
+    :data:`CPU_EXTRA_ACTS` on synthetic data with AdamW. ``gpu``: GPT-nano 12×768 with
+    ReLU on the embedded text, both optimizers.
     """
+    if size in ("cpu", "gpu"):
+        specs = []
+        archs = ("gpt",) if size == "gpu" else DRIFT_ARCHS
+        for arch in archs:
+            for data in (("embedded",) if size == "gpu"
+                         else DRIFT_DATA_OVERRIDE.get(arch, DRIFT_DATA)):
+                for opt in DRIFT_OPTIMIZERS:
+                    specs += [_drift_cpu_spec("drift", DRIFT_VERSION, arch, "relu", data, opt,
+                                              seed, size) for seed in range(seeds)]
+            if size == "cpu":
+                for act in CPU_EXTRA_ACTS.get(arch, ()):
+                    specs += [_drift_cpu_spec("drift", DRIFT_VERSION, arch, act, "synthetic",
+                                              "adamw", seed, size) for seed in range(seeds)]
+        return specs
     log_every = {"tiny": 1, "small": 5, "paper": 25}[size]
     specs = []
     for arch in DRIFT_ARCHS:
@@ -197,7 +296,8 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
         for act in acts:
             for seed in range(seeds):
                 specs.append(_train("drift", DRIFT_VERSION, f"drift_{arch}_{act}_s{seed}",
-                                    {"arch": arch, "act": act, "seed": seed, "size": size},
+                                    {"arch": arch, "act": act, "seed": seed, "size": size,
+                                     "data": "synthetic", "optimizer": "adamw"},
                                     arch=arch, act=act, data="synthetic", size=size,
                                     steps=_STEPS[size], lr=1e-3,
                                     batch_size=(TINY_MPSENET_BATCH if size == "tiny"
@@ -207,12 +307,47 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
     return specs
 
 
-# --------------------------------------------------------------------------- 2. first_step
+# --------------------------------------------------------------------------- 2. pins
+
+PINS_VERSION = "1"
+PIN_NAMES = ("downstream-mean", "reader-stream-mean")
+
+
+def _pins_grid(size: str, seeds: int) -> list[RunSpec]:
+    """The causal test: the drift grid's runs with one pin each (models/pins.py), paired
+    by seed with the unpinned run of the ``drift`` preset that has the same config.
+
+    ``cpu``/``gpu``: GPT-nano on the embedded text with AdamW and the MLP on synthetic
+    data with AdamW (where the drift is clearest), each pin × seed. ``tiny``: the same at
+    the drift preset's tiny config (smoke scale; its baselines are tiny drift runs).
+    """
+    specs = []
+    cells = (("gpt", "embedded"),) if size == "gpu" else (("gpt", "embedded"),
+                                                          ("mlp", "synthetic"))
+    for arch, data in cells:
+        for pin in PIN_NAMES:
+            for seed in range(seeds):
+                if size == "tiny":
+                    specs.append(_train("pins", PINS_VERSION, f"pins_{arch}_{pin}_s{seed}",
+                                        {"arch": arch, "act": "relu", "seed": seed,
+                                         "size": size, "pin": pin, "data": "synthetic",
+                                         "optimizer": "adamw"},
+                                        arch=arch, act="relu", data="synthetic", size=size,
+                                        steps=_STEPS[size], lr=1e-3, batch_size=_BATCH[size],
+                                        optimizer="adamw", seed=seed, log_every=1,
+                                        eval_batches=2, pins=(pin,)))
+                else:
+                    specs.append(_drift_cpu_spec("pins", PINS_VERSION, arch, "relu", data,
+                                                 "adamw", seed, size, pins=(pin,)))
+    return specs
+
+
+# --------------------------------------------------------------------------- 3. first_step
 
 FIRST_STEP_VERSION = "1"
-FIRST_STEP_WIDTHS = {"tiny": (16, 64, 256), "small": (16, 64, 256, 1024),
-                     "paper": (16, 64, 256, 1024, 4096)}
-FIRST_STEP_DRAWS = {"tiny": 256, "small": 2048, "paper": 8192}
+FIRST_STEP_WIDTHS = {"tiny": (16, 64, 256), "cpu": (16, 64, 256, 1024),
+                     "small": (16, 64, 256, 1024), "paper": (16, 64, 256, 1024, 4096)}
+FIRST_STEP_DRAWS = {"tiny": 256, "cpu": 2048, "small": 2048, "paper": 8192}
 FIRST_STEP_ACTS = ("relu", "gelu", "silu", "tanh")
 
 
@@ -232,9 +367,9 @@ def _first_step_grid(size: str, seeds: int) -> list[RunSpec]:
     return specs
 
 
-# --------------------------------------------------------------------------- 3. sparsity_law
+# --------------------------------------------------------------------------- 4. sparsity_law
 
-SPARSITY_LAW_VERSION = "1"
+SPARSITY_LAW_VERSION = "2"
 # Learning rates that span little to strong drift within the run.
 SPARSITY_LAW_LRS = (1e-3, 1e-2, 3e-2)
 # Steps (from 0) at which the sweep evaluates the law on a checkpoint.
@@ -249,8 +384,12 @@ def sparsity_law_steps(total: int) -> list[int]:
 def _sparsity_law_grid(size: str, seeds: int) -> list[RunSpec]:
     """ReLU MLP with three hidden layers, no biases and fan_in_normal init (so every
     hidden pre-activation is exactly Σ_j W_ij h_j, the law's setting), on synthetic
-    data, AdamW at several learning rates."""
-    depth = {"tiny": 3, "small": 3, "paper": 4}[size]
+    data, AdamW at several learning rates (``cpu``: 1000 steps, width 128)."""
+    depth = {"paper": 4}.get(size, 3)
+    model_size = "small" if size == "cpu" else size
+    steps = {"cpu": 1000}.get(size, _STEPS.get(size, 0) * 2)
+    overrides = (("bias", False), ("depth", depth), ("init", "fan_in_normal")) + \
+        ((("width", 128),) if size == "cpu" else ())
     specs = []
     for lr in SPARSITY_LAW_LRS:
         for seed in range(seeds):
@@ -258,32 +397,43 @@ def _sparsity_law_grid(size: str, seeds: int) -> list[RunSpec]:
                                 f"sparsity_law_lr{lr:g}_s{seed}",
                                 {"arch": "mlp", "act": "relu", "lr": lr, "seed": seed,
                                  "size": size}, kind="sparsity_law",
-                                arch="mlp", act="relu", data="synthetic", size=size,
-                                steps=_STEPS[size] * 2, batch_size=_BATCH[size], lr=lr,
-                                optimizer="adamw", seed=seed, log_every=5, eval_batches=2,
-                                model_overrides=(("bias", False), ("depth", depth),
-                                                 ("init", "fan_in_normal"))))
+                                arch="mlp", act="relu", data="synthetic", size=model_size,
+                                steps=steps, batch_size=_BATCH.get(size, 64), lr=lr,
+                                optimizer="adamw", seed=seed, log_every=5 if size == "tiny"
+                                else 50, eval_batches=2, model_overrides=overrides))
     return specs
 
 
-# --------------------------------------------------------------------------- 4. tradeoff
+# --------------------------------------------------------------------------- 5. tradeoff
 
-TRADEOFF_VERSION = "1"
+TRADEOFF_VERSION = "2"
 
 
 def tradeoff_axes(size: str) -> list[dict]:
-    """The configurations of the trade-off sweep (before seeds): learning rate, weight
-    decay, init gain, depth and activation, chosen to push ReLU-family sparsity from
-    ~0 (tanh/gelu have no exact zeros) past 90% (large lr/gain kill units)."""
+    """The configurations of the trade-off sweep (before seeds).
+
+    ``cpu``: knobs that move sparsity *without* instability around a stable AdamW base
+    (lr 3e-3, gain 1, depth 3): init gain, decoupled weight decay, an L1 activation
+    penalty (TrainConfig.act_l1) and clipped-ReLU² thresholds, plus a learning-rate ladder
+    whose top rungs may diverge (the report flags them and fits the knee with and
+    without them). ``tiny``/``small``/``paper``: learning rate × weight decay × gain ×
+    depth × activation.
+    """
+    base = dict(act="relu", lr=3e-3, weight_decay=0.0, gain=1.0, depth=3, act_l1=0.0)
+    if size == "cpu":
+        configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
+        configs += [dict(base, gain=g) for g in (0.5, 2.0, 3.0, 4.0)]
+        configs += [dict(base, weight_decay=wd) for wd in (0.3, 1.0, 3.0)]
+        configs += [dict(base, act_l1=l1) for l1 in (0.01, 0.03, 0.1, 0.3, 1.0)]
+        configs += [dict(base, act=a) for a in ("relu2", "clipped_relu2:1",
+                                                 "clipped_relu2:4")]
+        return configs
     if size == "tiny":
-        configs = [dict(act="relu", lr=lr, weight_decay=0.0, gain=1.0, depth=2)
-                   for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)]
-        configs += [dict(act="relu", lr=lr, weight_decay=0.0, gain=2.0, depth=4)
-                    for lr in (1e-2, 3e-2, 1e-1, 3e-1)]
-        configs += [dict(act="relu", lr=3e-2, weight_decay=wd, gain=0.5, depth=2)
-                    for wd in (0.0, 1.0)]
-        configs += [dict(act=a, lr=1e-2, weight_decay=0.0, gain=1.0, depth=2)
-                    for a in ("gelu", "relu2")]
+        base = dict(base, depth=2)
+        configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)]
+        configs += [dict(base, lr=lr, gain=2.0, depth=4) for lr in (1e-2, 3e-2, 1e-1, 3e-1)]
+        configs += [dict(base, lr=3e-2, weight_decay=wd, gain=0.5) for wd in (0.0, 1.0)]
+        configs += [dict(base, lr=1e-2, act=a) for a in ("gelu", "relu2")]
         return configs
     lrs = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1) if size == "paper" else (1e-3, 1e-2, 1e-1)
     configs = []
@@ -291,47 +441,66 @@ def tradeoff_axes(size: str) -> list[dict]:
         for lr in lrs:
             for wd in (0.0, 0.1):
                 for gain in ((0.5, 1.0, 2.0) if size == "paper" else (1.0, 2.0)):
-                    configs.append(dict(act=act, lr=lr, weight_decay=wd, gain=gain,
+                    configs.append(dict(base, act=act, lr=lr, weight_decay=wd, gain=gain,
                                         depth={"small": 3, "paper": 4}[size]))
     return configs  # paper: 3 × 5 × 2 × 3 = 90 configurations (the paper had 79)
 
 
 def _tradeoff_grid(size: str, seeds: int) -> list[RunSpec]:
     """MLP on the embedded real digits (accuracy is meaningful), AdamW, per config × seed."""
-    steps = {"tiny": 150, "small": 2000, "paper": 10000}[size]
+    steps = {"tiny": 150, "cpu": 1000, "small": 2000, "paper": 10000}[size]
+    model_size = "small" if size == "cpu" else size
+    width = (("width", 128),) if size == "cpu" else ()
     specs = []
     for c in tradeoff_axes(size):
         for seed in range(seeds):
             label = (f"tradeoff_{c['act']}_lr{c['lr']:g}_wd{c['weight_decay']:g}"
-                     f"_g{c['gain']:g}_d{c['depth']}_s{seed}")
+                     f"_g{c['gain']:g}_d{c['depth']}_l1{c['act_l1']:g}_s{seed}")
             specs.append(_train("tradeoff", TRADEOFF_VERSION, label,
                                 {**c, "arch": "mlp", "seed": seed, "size": size},
-                                arch="mlp", act=c["act"], data="embedded", size=size,
-                                steps=steps, batch_size=max(32, _BATCH[size]), lr=c["lr"],
-                                weight_decay=c["weight_decay"], optimizer="adamw", seed=seed,
+                                arch="mlp", act=c["act"], data="embedded", size=model_size,
+                                steps=steps, batch_size=max(32, _BATCH.get(size, 64)),
+                                lr=c["lr"], weight_decay=c["weight_decay"],
+                                act_l1=c["act_l1"], optimizer="adamw", seed=seed,
                                 log_every=max(1, steps // 10), eval_batches=8,
-                                model_overrides=(("depth", c["depth"]), ("gain", c["gain"]))))
+                                model_overrides=(("depth", c["depth"]), ("gain", c["gain"]))
+                                + width))
     return specs
 
 
-# --------------------------------------------------------------------------- 5. spikes
+# --------------------------------------------------------------------------- 6. spikes
 
-SPIKES_VERSION = "1"
+SPIKES_VERSION = "2"
 SPIKE_CLIPS = (2.0, 8.0, 50.0)
+# cpu/gpu scale: thresholds that bind, from the measured distribution of the non-zero
+# ReLU² outputs of GPT-nano cpu after 1500 AdamW steps (reports/spike_clips/): per layer
+# the 99% quantile is 5.5-8.2 and the 99.9% quantile 9.9-16 (max 18-35), so clip 6
+# cuts ~1% of the non-zero outputs and clip 12 ~0.1%.
+SPIKE_CLIPS_DECISIVE = (6.0, 12.0)
+GELU2_CLIP_DECISIVE = 6.0
 
 
-def spike_activations() -> list[str]:
-    """relu (the reference), relu2, clipped_relu2 at SPIKE_CLIPS, gelu, gelu2, clipped_gelu2."""
+def spike_activations(size: str = "tiny") -> list[str]:
+    """relu (the reference), relu2, clipped_relu2 at the scale's thresholds, gelu2 and
+    clipped_gelu2 (``tiny``/``small``/``paper`` also gelu)."""
+    if size in ("cpu", "gpu"):
+        return (["relu", "relu2"] + [f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS_DECISIVE]
+                + ["gelu2", f"clipped_gelu2:{GELU2_CLIP_DECISIVE:g}"])
     return (["relu", "relu2"] + [f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS]
             + ["gelu", "gelu2", "clipped_gelu2:8"])
 
 
 def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
-    """GPT-nano on the embedded stdlib text, AdamW, per activation × seed."""
-    steps = {"tiny": 60, "small": 2000, "paper": 7000}[size]
+    """GPT-nano on the embedded stdlib text, AdamW, per activation × seed (``cpu``: the
+    drift grid's 4-layer GPT for 2000 steps; ``gpu``: 12×768, sequence 1024)."""
     specs = []
-    for act in spike_activations():
+    for act in spike_activations(size):
         for seed in range(seeds):
+            if size in ("cpu", "gpu"):
+                specs.append(_drift_cpu_spec("spikes", SPIKES_VERSION, "gpt", act, "embedded",
+                                             "adamw", seed, size))
+                continue
+            steps = {"tiny": 60, "small": 2000, "paper": 7000}[size]
             specs.append(_train("spikes", SPIKES_VERSION, f"spikes_{act}_s{seed}",
                                 {"arch": "gpt", "act": act, "seed": seed, "size": size},
                                 arch="gpt", act=act, data="embedded", size=size, steps=steps,
@@ -341,20 +510,51 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
     return specs
 
 
+# --------------------------------------------------------------------------- 7. optimizers
+
+OPTIMIZERS_VERSION = "1"
+
+
+def _optimizers_grid(size: str, seeds: int) -> list[RunSpec]:
+    """Muon (the paper-gpt recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
+    and schedule (reports/optimizer_compare.py): ``cpu`` at its GRID_STEPS, ``tiny`` 8 steps."""
+    from driftlab.reports.optimizer_compare import GRID_STEPS, OPTIMIZERS, optimizer_configs
+
+    steps = GRID_STEPS if size == "cpu" else 8
+    specs = []
+    configs = optimizer_configs(steps, range(seeds), "unused", log_every=50 if size == "cpu"
+                                else 1)
+    for cfg in configs:
+        opt = OPTIMIZERS[len(specs) // seeds]
+        cfg = dataclasses.replace(cfg, out=None).validate()
+        specs.append(RunSpec("optimizers", OPTIMIZERS_VERSION, "train", cfg,
+                             tuple(sorted({"arch": "gpt", "act": cfg.act, "optimizer": opt,
+                                           "seed": cfg.seed, "size": size,
+                                           "data": cfg.data}.items())),
+                             f"optimizers_{opt}_s{cfg.seed}"))
+    return specs
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p for p in (
-        Preset("drift", DRIFT_VERSION, "downstream weight mean and E[g | p > 0] over the "
-               "first steps, every architecture × activation", _drift_grid,
-               {"tiny": 3, "small": 3, "paper": 5}),
+        Preset("drift", DRIFT_VERSION, "downstream weight mean and E[g | p > 0] over "
+               "training, every architecture × activation (cpu: × data × optimizer)",
+               _drift_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1, "paper": 5}),
+        Preset("pins", PINS_VERSION, "causal test: sparsity and loss with each pin, paired "
+               "with the drift preset's unpinned runs", _pins_grid,
+               {"tiny": 3, "cpu": 3, "gpu": 1}),
         Preset("first_step", FIRST_STEP_VERSION, "one SGD step of the 3-layer block vs the "
                "analytic −lr·E[∂ℓ/∂W2]", _first_step_grid,
-               {"tiny": 2, "small": 4, "paper": 8}),
+               {"tiny": 2, "cpu": 4, "small": 4, "paper": 8}),
         Preset("sparsity_law", SPARSITY_LAW_VERSION, "measured ReLU sparsity vs the "
                "drift → sparsity law during training", _sparsity_law_grid),
         Preset("tradeoff", TRADEOFF_VERSION, "accuracy vs sparsity and the cliff",
-               _tradeoff_grid, {"tiny": 1, "small": 2, "paper": 1}),
+               _tradeoff_grid, {"tiny": 1, "cpu": 3, "small": 2, "paper": 1}),
         Preset("spikes", SPIKES_VERSION, "GPT-nano activation spikes: relu² vs clipped "
-               "vs gelu²", _spikes_grid, {"tiny": 3, "small": 3, "paper": 5}),
+               "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1,
+                                          "paper": 5}),
+        Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt "
+               "recipe) vs AdamW vs SGD", _optimizers_grid, {"tiny": 2, "cpu": 3}),
     )
 }
 

@@ -4,10 +4,11 @@
     write_report(["runs/reduced"], "reports/reduced", theory="run")
 
 Runs are found by their ``run.json`` (written by reports/sweep.py) under the given
-directories and grouped by preset; a preset without runs gets a "not run" note. Each
-``collect_*`` function turns runs into plain data, the ``section_*`` functions into
-Markdown (figures via reports/figures.py). The last section compares each of the
-paper's six claims (/work/shared/THEORY.md) with what these runs measured.
+directories and grouped by preset; a preset without runs gets a "not run" note. One
+module per experiment turns runs into plain data and Markdown: reports/drift.py (drift
+over training), reports/causal.py (pins), reports/cliff.py (trade-off), reports/spikes.py;
+the theorem checks, first step and sparsity law live here. The last section judges each of
+the paper's claims by a pre-registered test (reports/claims.py, reports/verdicts.py).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from driftlab.reports import figures
-from driftlab.reports.analysis import CliffFit, fit_cliff, mean_ci
-from driftlab.reports.presets import PRESETS
+from driftlab.reports.analysis import mean_ci
+from driftlab.reports import causal, claims, cliff, drift, spikes
+from driftlab.reports.presets import PRESETS, spike_activations
+from driftlab.reports.sweep import FINISHED_STATUSES
 
 THEORY_MODES = ("auto", "run", "cache", "off")
 THEORY_CACHE = "theory_checks.json"
-SECTIONS = ("Theorem checks", "Weight drift over training", "First-step drift vs theory",
-            "Drift → sparsity law", "Sparsity–accuracy trade-off", "Activation spikes",
-            "Paper's claims vs driftlab")
+SECTIONS = ("Theorem checks", "Where the theorem holds at initialization",
+            "Weight drift over training", "Causal test: removing a mechanism",
+            "First-step drift vs theory", "Drift → sparsity law", "Sparsity–accuracy trade-off",
+            "Activation spikes", "Optimizers", "Paper's claims vs driftlab")
 POSITIVE_ACTS = ("relu", "gelu", "silu")
 
 
@@ -91,7 +95,7 @@ def load_runs(dirs) -> list[Run]:
                 summary = json.loads((run_dir / "summary.json").read_text())
             except json.JSONDecodeError as err:
                 raise ValueError(f"{spec_path.parent}: unreadable run files ({err})") from None
-            if summary.get("status") != "ok":
+            if summary.get("status") not in FINISHED_STATUSES:
                 continue
             seen.add(run_dir)
             runs.append(Run(run_dir, spec, summary))
@@ -121,48 +125,6 @@ def provenance(runs: list[Run]) -> str:
 
 
 # --------------------------------------------------------------------------- collectors
-
-
-def _taps_of(run: Run) -> dict[str, dict]:
-    return run.summary.get("layers", {})
-
-
-def run_drift_curve(run: Run) -> dict:
-    """Per logged step: mean over taps of Δmean(W_down)/std(W_down at init) and of
-    E[∂ℓ/∂p | p > 0] (grad_pos_mean)."""
-    layers = _taps_of(run)
-    steps, w_rel, gpos = [], [], []
-    for rec in run.metrics:
-        ws = [rec["weights"][l["downstream"]]["mean_change"] / l["w_std_init"]
-              for l in layers.values()
-              if l.get("w_std_init") and l["downstream"] in rec.get("weights", {})]
-        gs = [rec["taps"][t]["grad_pos_mean"] for t in layers
-              if "grad_pos_mean" in rec.get("taps", {}).get(t, {})]
-        if ws and gs:
-            steps.append(rec["step"])
-            w_rel.append(float(np.mean(ws)))
-            gpos.append(float(np.mean(gs)))
-    return {"steps": np.array(steps), "w_rel": np.array(w_rel), "gpos": np.array(gpos)}
-
-
-def collect_drift(runs: list[Run]) -> dict:
-    """{arch: {act: {"steps", "w_rel" (seeds × T), "gpos" (seeds × T)}}} on common steps."""
-    groups: dict = {}
-    for r in runs:
-        groups.setdefault(r.tags["arch"], {}).setdefault(r.tags["act"], []).append(
-            run_drift_curve(r))
-    out: dict = {}
-    for arch, acts in groups.items():
-        for act, cs in acts.items():
-            common = sorted(set.intersection(*(set(c["steps"].tolist()) for c in cs)))
-            if not common:
-                continue
-            pick = [np.searchsorted(c["steps"], common) for c in cs]
-            out.setdefault(arch, {})[act] = {
-                "steps": np.array(common),
-                "w_rel": np.stack([c["w_rel"][i] for c, i in zip(cs, pick)]),
-                "gpos": np.stack([c["gpos"][i] for c, i in zip(cs, pick)])}
-    return out
 
 
 def collect_first_step(runs: list[Run]) -> list[dict]:
@@ -200,50 +162,6 @@ def collect_sparsity_law(runs: list[Run]) -> list[dict]:
                 pts.append({"lr": r.tags["lr"], "seed": r.tags["seed"], "step": rec["step"],
                             "layer": layer, **v})
     return pts
-
-
-def collect_tradeoff(runs: list[Run]) -> list[dict]:
-    """Per run: mean validation sparsity over layers and validation accuracy."""
-    pts = []
-    for r in runs:
-        sp = [l["sparsity"] for l in _taps_of(r).values() if "sparsity" in l]
-        if sp and "val_accuracy" in r.summary:
-            pts.append({"sparsity": float(np.mean(sp)), "accuracy": r.summary["val_accuracy"],
-                        **{k: r.tags[k] for k in ("act", "lr", "weight_decay", "gain", "depth")
-                           if k in r.tags}})
-    return pts
-
-
-def collect_spikes(runs: list[Run]) -> list[dict]:
-    """Per activation (grid order): per-seed max over layers of spike_ratio and max|h|,
-    per-layer mean spike ratio, validation loss and sparsity."""
-    groups: dict = {}
-    for r in runs:
-        groups.setdefault(r.tags["act"], []).append(r)
-    from driftlab.reports.presets import spike_activations
-
-    order = [a for a in spike_activations() if a in groups] + \
-        sorted(a for a in groups if a not in spike_activations())
-    rows = []
-    for act in order:
-        rs = groups[act]
-        layer_names = sorted(_taps_of(rs[0]))
-        rows.append({
-            "act": act, "n": len(rs),
-            "spike_ratio": [max(l["spike_ratio"] for l in _taps_of(r).values()) for r in rs],
-            "max_abs": [max(l["max_abs"] for l in _taps_of(r).values()) for r in rs],
-            "val_loss": [r.summary.get("val_loss", float("nan")) for r in rs],
-            "sparsity": [float(np.mean([l["sparsity"] for l in _taps_of(r).values()]))
-                         for r in rs],
-            "per_layer_ratio": {n: float(np.mean([_taps_of(r)[n]["spike_ratio"] for r in rs]))
-                                for n in layer_names},
-            "per_layer_max": {n: float(np.mean([_taps_of(r)[n]["max_abs"] for r in rs]))
-                              for n in layer_names}})
-    relu = next((r for r in rows if r["act"] == "relu"), None)
-    for row in rows:
-        row["amplification"] = (float(np.mean(row["spike_ratio"]) / np.mean(relu["spike_ratio"]))
-                                if relu else float("nan"))
-    return rows
 
 
 # --------------------------------------------------------------------------- formatting
@@ -333,38 +251,8 @@ def section_theory(rows: list[dict] | None) -> str:
     return s + "\n"
 
 
-def section_drift(runs, out: Path) -> tuple[str, dict]:
-    s = f"## {SECTIONS[1]}\n\n"
-    if not runs:
-        return s + "Not run (preset `drift`).\n", {}
-    curves = collect_drift(runs)
-    prov = provenance(runs)
-    path = figures.drift_curves(curves, out / "drift_curves.png",
-                                f"drift preset: {prov}")
-    s += _figure(path, out, f"Downstream weight-mean change (top, units of the init std, "
-                 f"mean over each model's taps) and mean ∂ℓ/∂p over positive pre-activations "
-                 f"(bottom) over training; mean ± t-based 95% CI over seeds. From {prov}; "
-                 f"AdamW lr 1e-3, synthetic data.")
-    rows, stats = [], {}
-    for arch, acts in curves.items():
-        for act, c in acts.items():
-            w_end, g0, g_end = c["w_rel"][:, -1], c["gpos"][:, 0], c["gpos"][:, -1]
-            m, h, n = mean_ci(w_end)
-            neg = bool(n >= 2 and m + h < 0)
-            stats[(arch, act)] = {"w_end": m, "w_half": h, "n": n, "negative": neg,
-                                  "g0_pos": float(np.mean(g0 > 0)),
-                                  "g_end_pos": float(np.mean(g_end > 0)),
-                                  "steps": int(c["steps"][-1])}
-            rows.append([arch, act, n, _ci(w_end), "yes" if neg else "no",
-                         _ci(g0), _ci(g_end), f"{np.mean(c['gpos'] > 0):.0%}"])
-    s += _table(["arch", "act", "seeds", "Δmean(W)/std at last step (95% CI)",
-                 "CI < 0", "E[g|p>0] step 0", "E[g|p>0] last step",
-                 "share of (seed, step) with E[g|p>0] > 0"], rows)
-    return s + "\n", stats
-
-
 def section_first_step(runs, out: Path) -> tuple[str, list]:
-    s = f"## {SECTIONS[2]}\n\n"
+    s = f"## {SECTIONS[4]}\n\n"
     if not runs:
         return s + "Not run (preset `first_step`).\n", []
     rows = collect_first_step(runs)
@@ -389,7 +277,7 @@ def section_first_step(runs, out: Path) -> tuple[str, list]:
 
 
 def section_sparsity_law(runs, out: Path) -> tuple[str, list]:
-    s = f"## {SECTIONS[3]}\n\n"
+    s = f"## {SECTIONS[5]}\n\n"
     if not runs:
         return s + "Not run (preset `sparsity_law`).\n", []
     pts = collect_sparsity_law(runs)
@@ -404,181 +292,75 @@ def section_sparsity_law(runs, out: Path) -> tuple[str, list]:
                  f"colour = step. From {prov}.")
     rows = []
     for lr in sorted({p["lr"] for p in pts}):
-        ps = [p for p in pts if p["lr"] == lr]
-        err = np.array([p["measured"] - p["predicted"] for p in ps])
-        last = max(p["step"] for p in ps)
-        rows.append([f"{lr:g}", len(ps), _f(float(np.mean([p["measured"] for p in ps
-                                                           if p["step"] == last]))),
-                     _f(float(np.mean([p["predicted"] for p in ps if p["step"] == last]))),
-                     _f(float(np.mean(err))), _f(float(np.mean(np.abs(err))))])
-    s += _table(["lr", "points", "measured at last step", "predicted at last step",
+        for layer in sorted({p["layer"] for p in pts if p["lr"] == lr}):
+            ps = [p for p in pts if p["lr"] == lr and p["layer"] == layer]
+            err = np.array([p["measured"] - p["predicted"] for p in ps])
+            last = max(p["step"] for p in ps)
+            rows.append([f"{lr:g}", layer, len(ps),
+                         _f(float(np.mean([p["measured"] for p in ps if p["step"] == last]))),
+                         _f(float(np.mean([p["predicted"] for p in ps if p["step"] == last]))),
+                         _f(float(np.mean(err))), _f(float(np.mean(np.abs(err))))])
+    all_err = np.array([p["measured"] - p["predicted"] for p in pts])
+    s += (f"Over all {len(pts)} (run, step, layer) points: mean signed error "
+          f"{_f(float(np.mean(all_err)))}, mean absolute error "
+          f"{_f(float(np.mean(np.abs(all_err))))}. Per layer (signed errors of opposite sign "
+          f"across layers would cancel in a pooled mean):\n\n")
+    s += _table(["lr", "layer", "points", "measured at last step", "predicted at last step",
                  "mean (measured − predicted)", "mean |error|"], rows)
     return s + "\n", pts
 
 
-def section_tradeoff(runs, out: Path) -> tuple[str, CliffFit | None, list]:
-    s = f"## {SECTIONS[4]}\n\n"
-    if not runs:
-        return s + "Not run (preset `tradeoff`).\n", None, []
-    pts = collect_tradeoff(runs)
-    prov = provenance(runs)
-    cliff = None
-    if len({round(p["sparsity"], 6) for p in pts}) >= 4:
-        cliff = fit_cliff([p["sparsity"] for p in pts], [p["accuracy"] for p in pts])
-    path = figures.tradeoff(pts, cliff, out / "tradeoff.png", f"tradeoff: {prov}")
-    s += ("MLP on the embedded real 8×8 digits; configurations vary learning rate, weight "
-          "decay, init gain, depth and activation. Cliff method: a continuous two-segment "
-          "least-squares fit accuracy = a + b·x + c·max(x − knee, 0) with the knee searched "
-          "on a grid between the 10% and 90% quantiles of sparsity x; 95% CI of the knee by "
-          "percentile bootstrap over configurations (500 resamples); a *cliff* requires the "
-          "slope change c < 0 with its bootstrap 97.5% quantile below 0, and the after-knee "
-          "slope negative and at least twice as steep as before.\n\n")
-    s += _figure(path, out, f"Validation accuracy vs mean activation sparsity, hinge fit and "
-                 f"the knee's 95% bootstrap CI. From {prov}.")
-    if cliff is not None:
-        s += (f"Knee at sparsity **{cliff.fit.knee:.2f}** (95% CI {cliff.knee_lo:.2f}–"
-              f"{cliff.knee_hi:.2f}); slope before {cliff.fit.b:.3g}, after "
-              f"{cliff.fit.slope_after:.3g} accuracy per unit sparsity; cliff: "
-              f"**{'yes' if cliff.is_cliff else 'no'}** ({cliff.n_points} points).\n\n")
-    else:
-        s += "Too few distinct sparsity values for a hinge fit.\n\n"
-    s += _table(["act", "lr", "wd", "gain", "depth", "sparsity", "accuracy"],
-                [[p.get("act"), p.get("lr"), p.get("weight_decay"), p.get("gain"),
-                  p.get("depth"), _f(p["sparsity"]), _f(p["accuracy"])]
-                 for p in sorted(pts, key=lambda p: p["sparsity"])])
-    return s + "\n", cliff, pts
-
-
-def section_spikes(runs, out: Path) -> tuple[str, list]:
-    s = f"## {SECTIONS[5]}\n\n"
-    if not runs:
-        return s + "Not run (preset `spikes`).\n", []
-    rows = collect_spikes(runs)
-    prov = provenance(runs)
-    path = figures.spikes(rows, out / "spikes.png", f"spikes: {prov}")
-    s += ("GPT-nano on the embedded stdlib text. Spike ratio = max|h| / median of the "
-          "non-zero |h| of each MLP activation on validation batches at the final "
-          "parameters; amplification = spike ratio (max over layers, seed mean) relative "
-          "to relu.\n\n")
-    s += _figure(path, out, f"Spike ratio (max over layers) and validation loss per "
-                 f"activation, mean ± t-based 95% CI over seeds. From {prov}.")
-    layers = sorted(rows[0]["per_layer_ratio"]) if rows else []
-    s += _table(["act", "seeds", "spike ratio (max over layers)", "max|h|", "amplification vs relu",
-                 "val loss", "sparsity"] + [f"ratio {l}" for l in layers],
-                [[r["act"], r["n"], _ci(r["spike_ratio"]), _ci(r["max_abs"]),
-                  _f(r["amplification"]), _ci(r["val_loss"]), _ci(r["sparsity"])]
-                 + [_f(r["per_layer_ratio"][l]) for l in layers] for r in rows])
-    return s + "\n", rows
-
-
-# --------------------------------------------------------------------------- claims
-
-
-def claims_table(theory, drift, first, law_pts, cliff, trade_pts, spikes_rows) -> str:
-    """The six claims of THEORY.md, our measurement, and a verdict at this scale."""
-    rows = []
-    # 1. expected-gradient theorem
-    meas, verdict = [], "not measured"
-    if theory is not None:
-        g = [r for r in theory if "E[g|p>0]" in r["claim"]]
-        ok = sum(r["verdict"] == "pass" for r in g)
-        meas.append(f"{ok}/{len(g)} E[g|p>0] checks pass (MC vs analytic, sign tests)")
-        verdict = "holds" if g and ok == len(g) else "fails"
-    pos0 = [v["g0_pos"] for (a, act), v in drift.items() if act in POSITIVE_ACTS]
-    if pos0:
-        meas.append(f"trained models at step 0: E[g|p>0] > 0 in {np.mean(pos0):.0%} of "
-                    f"(arch, act, seed) for relu/gelu/silu")
-        if verdict == "not measured":
-            verdict = "holds" if np.mean(pos0) == 1 else "partly"
-    rows.append(["1. E[g|p>0] ≥ 0 at init", "; ".join(meas) or "–", verdict])
-    # 2. negative drift
-    meas, verdict = [], "not measured"
-    pos_rows = [r for r in first if r["act"] in POSITIVE_ACTS]
-    if pos_rows:
-        neg = sum(r["measured"] + 2 * r["measured_se"] < 0 for r in pos_rows)
-        agree = sum(abs(r["z"]) < 3 for r in pos_rows)
-        tanh = [r for r in first if r["act"] == "tanh"]
-        meas.append(f"first SGD step: mean ΔW2 < 0 (2 SE) in {neg}/{len(pos_rows)} "
-                    f"(act, width) cells, |z| < 3 vs −lr·E[∂ℓ/∂W2] in {agree}/{len(pos_rows)}"
-                    + (f"; tanh max |z from 0| = "
-                       f"{max(abs(r['measured'] / r['measured_se']) for r in tanh):.1f}"
-                       if tanh else ""))
-        verdict = "holds" if neg == len(pos_rows) else "partly"
-    cells = [v for (a, act), v in drift.items() if act in POSITIVE_ACTS]
-    if cells:
-        n_neg = sum(v["negative"] for v in cells)
-        meas.append(f"over training (AdamW): downstream mean CI < 0 in {n_neg}/{len(cells)} "
-                    f"(arch, act) cells after {max(v['steps'] for v in cells) + 1} steps")
-        if verdict == "not measured":
-            verdict = "holds" if n_neg == len(cells) else "partly"
-        elif n_neg < len(cells):
-            verdict = "holds at step 1; partly over training"
-    rows.append(["2. downstream weights drift negative", "; ".join(meas) or "–", verdict])
-    # 3. generality
-    if cells:
-        archs = sorted({a for (a, act) in drift})
-        per = []
-        for a in archs:
-            cs = [v for (aa, act), v in drift.items() if aa == a and act in POSITIVE_ACTS]
-            per.append(f"{a} {sum(v['negative'] for v in cs)}/{len(cs)}")
-        all_arch = all(any(v["negative"] for (aa, act), v in drift.items()
-                           if aa == a and act in POSITIVE_ACTS) for a in archs)
-        rows.append(["3. drift in MLP/ResNet/ViT/GPT/MP-SENet",
-                     "cells with significant negative drift: " + ", ".join(per),
-                     "holds" if all_arch and all(v["negative"] for v in cells)
-                     else "partly (tiny scale, few steps)"])
-    else:
-        rows.append(["3. drift in MLP/ResNet/ViT/GPT/MP-SENet", "–", "not measured"])
-    # 4. sparsity ~90% in GPT-nano
-    relu_gpt = next((r for r in spikes_rows if r["act"] == "relu"), None)
-    if relu_gpt:
-        sp = float(np.mean(relu_gpt["sparsity"]))
-        rows.append(["4. ReLU sparsity up to ~90% (GPT-nano)",
-                     f"GPT-nano relu validation sparsity {sp:.0%} (spikes preset)",
-                     "holds" if sp >= 0.85 else "not reproduced at this scale "
-                     "(tiny model, tens of steps; the paper trains ~7k steps at 124M)"])
-    else:
-        rows.append(["4. ReLU sparsity up to ~90% (GPT-nano)", "–", "not measured"])
-    # 5. cliff
-    if cliff is not None:
-        top = max(p["sparsity"] for p in trade_pts)
-        txt = (f"knee {cliff.fit.knee:.2f} (95% CI {cliff.knee_lo:.2f}–{cliff.knee_hi:.2f}), "
-               f"cliff {'yes' if cliff.is_cliff else 'no'}, max sparsity reached {top:.0%}, "
-               f"{cliff.n_points} configs")
-        near = cliff.knee_lo <= 0.7 <= cliff.knee_hi
-        rows.append(["5. accuracy cliff above ~70% sparsity", txt,
-                     "consistent (knee CI contains 70%; our model/data/config grid, not the "
-                     "paper's)" if cliff.is_cliff and near else
-                     ("cliff found, at a different sparsity" if cliff.is_cliff else
-                      "not reproduced at this scale")])
-    else:
-        rows.append(["5. accuracy cliff above ~70% sparsity", "–", "not measured"])
-    # 6. spikes
-    if spikes_rows:
-        d = {r["act"]: r for r in spikes_rows}
-        bits, checks = [], []
-        if "relu2" in d:
-            amp = d["relu2"]["amplification"]
-            bits.append(f"relu² amplification vs relu {amp:.1f}× (paper ~25×)")
-            checks.append(amp > 2)
-        clipped = [a for a in d if a.startswith("clipped_relu2")]
-        if "relu2" in d and clipped:
-            better = [a for a in clipped if np.mean(d[a]["val_loss"]) < np.mean(d["relu2"]["val_loss"])]
-            bits.append(f"clipped relu² val loss below relu² for {len(better)}/{len(clipped)} "
-                        f"thresholds")
-            checks.append(len(better) > 0)
-        best = min(d, key=lambda a: np.mean(d[a]["val_loss"]))
-        bits.append(f"lowest val loss: {best}")
-        checks.append(best.startswith("gelu2"))
-        rows.append(["6. relu² amplifies spikes; clipping fixes; gelu² best val loss",
-                     "; ".join(bits), "holds" if all(checks) else
-                     ("partly" if any(checks) else "not reproduced at this scale")])
-    else:
-        rows.append(["6. relu² spikes, clipping, gelu²", "–", "not measured"])
-    return _table(["claim", "driftlab measurement", "verdict at this scale"], rows)
-
-
 # --------------------------------------------------------------------------- the report
+
+
+def _ok(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.summary.get("status") == "ok"]
+
+
+def _spike_setup(runs: list[Run]) -> tuple[list[str], str, str]:
+    """(activation order, the tightest relu² clip, the gelu² clip) at the runs' scale."""
+    scale = next((r.tags.get("size") for r in runs), "tiny")
+    order = spike_activations(scale)
+    clipped = sorted((a for a in order if a.startswith("clipped_relu2:")),
+                     key=lambda a: float(a.split(":")[1]))
+    gelu2 = next((a for a in order if a.startswith("clipped_gelu2:")), "")
+    return order, clipped[0] if clipped else "", gelu2
+
+
+def section_optimizers(runs: list[Run], out: Path) -> str:
+    """Muon vs AdamW vs SGD (reports/optimizer_compare.py) with its own Holm family."""
+    from driftlab.reports.optimizer_compare import optimizer_figure, optimizer_section
+
+    s = f"## {SECTIONS[8]}\n\n"
+    if not runs:
+        return s + "Not run (preset `optimizers`).\n"
+    dirs = [r.path for r in sorted(runs, key=lambda r: r.spec["run_id"])]
+    path = optimizer_figure(dirs, out / "optimizers.png")
+    body = optimizer_section(dirs, figure=os.path.relpath(path, out))
+    return s + body.split("\n", 1)[1].lstrip("\n")
+
+
+PER_LAYER_DIR = Path(__file__).with_name("per_layer")
+
+
+def section_per_layer(out: Path, per_layer_dir: Path = PER_LAYER_DIR) -> tuple[str, list]:
+    """The per-layer theorem at init (reports/per_layer/, made by ``python -m
+    driftlab.reports.per_layer``): its table and figure, and its rows for claim 1."""
+    s = f"## {SECTIONS[1]}\n\n"
+    md, js = per_layer_dir / "per_layer.md", per_layer_dir / "per_layer.json"
+    if not (md.exists() and js.exists()):
+        return s + "Not run (`python -m driftlab.reports.per_layer`).\n", []
+    try:
+        rows = json.loads(js.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{js}: not valid JSON ({err})") from None
+    body = md.read_text().split("\n", 1)[1] if md.read_text().startswith("## ") else \
+        md.read_text()
+    fig = per_layer_dir / "per_layer.png"
+    if fig.exists():
+        body = body.replace("](per_layer.png)", f"]({os.path.relpath(fig, out)})")
+    return s + f"From `{os.path.relpath(per_layer_dir)}` (driftlab theory layers, tiny " \
+        f"models).\n" + body.lstrip("\n") + "\n", rows
 
 
 def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None = None,
@@ -592,29 +374,35 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(run_dirs)
     groups = by_preset(runs)
+    ok = {name: _ok(rs) for name, rs in groups.items()}
     t0 = time.time()
     th = theory_results(theory, out, theory_cache)
     s_th = section_theory(th)
-    s_drift, drift = section_drift(groups["drift"], out)
-    s_first, first = section_first_step(groups["first_step"], out)
-    s_law, law = section_sparsity_law(groups["sparsity_law"], out)
-    s_trade, cliff, trade = section_tradeoff(groups["tradeoff"], out)
-    s_spk, spk = section_spikes(groups["spikes"], out)
-    claims = claims_table(th, drift, first, law, cliff, trade, spk)
+    s_layers, layer_rows = section_per_layer(out)
+    s_drift, cells = drift.section(ok["drift"], out, SECTIONS[2], provenance(ok["drift"]))
+    s_pins, pin_rows = causal.section(ok.get("pins", []), ok["drift"], SECTIONS[3])
+    s_first, _ = section_first_step(ok["first_step"], out)
+    s_law, _ = section_sparsity_law(ok["sparsity_law"], out)
+    s_trade, trade = cliff.section(groups["tradeoff"], out, SECTIONS[6],
+                                   provenance(groups["tradeoff"]))
+    order, main_clip, gelu2_clip = _spike_setup(ok["spikes"])
+    s_spk, _, comp = spikes.section(ok["spikes"], out, SECTIONS[7], provenance(ok["spikes"]),
+                                    order, main_clip, gelu2_clip)
+    s_opt = section_optimizers(ok.get("optimizers", []), out)
+    s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, layer_rows),
+                                 SECTIONS[9])
     sizes = sorted({r.tags.get("size", "?") for r in runs})
     head = ["# driftlab report: weight drift, sparsity and spikes",
             "",
             f"Runs: {len(runs)} finished runs from {', '.join(map(str, run_dirs)) or '–'} "
-            f"(sizes: {', '.join(sizes) or '–'}). "
+            f"(scales: {', '.join(sizes) or '–'}). "
             + (f"Regenerate with:\n\n```\n{command}\n```\n" if command else "")]
     if sizes and set(sizes) <= {"tiny"}:
-        head.append("**Scale warning.** These are *tiny* CPU runs (tens to a few hundred "
-                    "steps, models of a few thousand to ~100k parameters). Signs at "
-                    "initialization and over the first steps are meaningful; the paper's "
-                    "large-scale numbers (~90% sparsity, a cliff at ~70%, ~25× spikes) are "
-                    "not expected to reproduce here and the verdicts below say so.\n")
-    body = "\n".join(head + [s_th, s_drift, s_first, s_law, s_trade, s_spk,
-                             f"## {SECTIONS[6]}\n", claims, "",
+        head.append("**Scale warning.** These are *tiny* smoke-scale CPU runs (tens of "
+                    "steps): only signs at initialization and over the first steps mean "
+                    "anything; the decisive reduced report is made at scale `cpu`.\n")
+    body = "\n".join(head + [s_th, s_layers, s_drift, s_pins, s_first, s_law, s_trade, s_spk,
+                             s_opt, s_claims, "",
                              f"_Report built in {time.time() - t0:.0f} s._\n"])
     path = out / "report.md"
     path.write_text(body)

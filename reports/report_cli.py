@@ -1,9 +1,17 @@
-"""``driftlab report [RUN_DIRS...] --out DIR [--theory/--no-theory] [--theory-json FILE]``."""
+"""``driftlab report [RUN_DIRS...] --out DIR [--theory/--no-theory] [--theory-json FILE]
+[--sweep SCALE --workers N]``.
+
+With ``--sweep SCALE`` the command first runs (or resumes) every preset defined at that
+scale into the single RUN_DIR, split over ``--workers`` processes (disjoint shards), then
+writes the report: the reduced report is ``driftlab report runs/reduced --sweep cpu
+--workers 2 --out reports/reduced``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cached `driftlab theory check --json` output to use")
     parser.add_argument("--rerun-theory", action="store_true",
                         help="run the theorem checks even if a cache exists")
+    parser.add_argument("--sweep", default=None, metavar="SCALE",
+                        help="first run/resume `driftlab sweep all --size SCALE` into RUN_DIR")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel sweep processes with --sweep (disjoint shards)")
     parser.add_argument("--command", default=None,
                         help="the command line to quote as 'regenerate with' (default: this one)")
 
@@ -30,12 +42,25 @@ def run(args) -> int:
 
     check_output_dir(args.out)  # before reading runs or running checks
 
+    if args.sweep is not None:
+        from driftlab.reports.presets import PRESETS
+
+        scales = sorted({s for p in PRESETS.values() for s in p.scales})
+        if args.sweep not in scales:
+            raise ValueError(f"sweep={args.sweep!r} invalid; allowed: {', '.join(scales)}")
+        if len(args.run_dirs) != 1:
+            raise ValueError("run_dirs: --sweep needs exactly one run directory")
+        if args.workers < 1:
+            raise ValueError(f"workers={args.workers!r} invalid; allowed: a positive integer")
+        Path(args.run_dirs[0]).mkdir(parents=True, exist_ok=True)
     for d in args.run_dirs:
         if not Path(d).is_dir():
             raise ValueError(f"run_dirs: {d!r} is not a directory")
     if args.theory_json is not None and not Path(args.theory_json).is_file():
         raise ValueError(f"theory_json={args.theory_json!r} invalid; allowed: an existing "
                          f"file written by `driftlab theory check --json`")
+    if args.sweep is not None and not _sweep_first(args):
+        return 1
     if not args.theory:
         mode = "off"
     elif args.rerun_theory:
@@ -48,6 +73,7 @@ def run(args) -> int:
 
     command = args.command or " ".join(
         ["driftlab report", *map(shlex.quote, args.run_dirs), "--out", shlex.quote(args.out)]
+        + (["--sweep", args.sweep, "--workers", str(args.workers)] if args.sweep else [])
         + (["--no-theory"] if mode == "off" else [])
         + (["--theory-json", shlex.quote(args.theory_json)] if mode == "cache" else []))
     t0 = time.time()
@@ -59,3 +85,20 @@ def run(args) -> int:
     print(f"driftlab report: done in {time.time() - t0:.0f} s", file=sys.stderr)
     print(path)
     return 0
+
+
+def _sweep_first(args) -> bool:
+    """``driftlab sweep all --size SCALE --shard i/N`` in N processes; True if all succeed."""
+    import subprocess
+
+    procs = []
+    for i in range(args.workers):
+        argv = ["sweep", "all", "--size", args.sweep, "--shard", f"{i}/{args.workers}",
+                "--out", args.run_dirs[0]]
+        procs.append(subprocess.Popen([sys.executable, "-c", "import sys; from driftlab.cli "
+                                       "import main; sys.exit(main(sys.argv[1:]))", *argv]))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        print(f"driftlab report: sweep workers exited with {codes}; re-run the same command "
+              f"to resume (finished runs are skipped)", file=sys.stderr)
+    return not any(codes)

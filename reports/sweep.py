@@ -82,10 +82,15 @@ def _read_json(path: Path):
         return None
 
 
+# "diverged": the engine stopped on a non-finite loss; deterministic, so re-running it
+# would diverge again. The report keeps such runs as flagged points.
+FINISHED_STATUSES = ("ok", "diverged")
+
+
 def is_finished(spec: RunSpec, run_dir: Path) -> bool:
     """True when ``run_dir`` holds a completed run of exactly this spec."""
     summary = _read_json(run_dir / SUMMARY_FILE)
-    return (summary is not None and summary.get("status") == "ok"
+    return (summary is not None and summary.get("status") in FINISHED_STATUSES
             and _read_json(run_dir / RUN_FILE) == spec.as_dict())
 
 
@@ -103,7 +108,16 @@ def _start(spec: RunSpec, run_dir: Path, keep: bool) -> None:
 def _run_train(spec: RunSpec, run_dir: Path) -> dict:
     from driftlab.models.train import train
 
-    return train(_engine_config(spec, run_dir))
+    from driftlab.models.train import NonFiniteLossError
+
+    cfg = _engine_config(spec, run_dir)
+    try:
+        return train(cfg)
+    except NonFiniteLossError as err:
+        summary = {"status": "diverged", "reason": str(err), "arch": cfg.arch, "act": cfg.act,
+                   "steps": err.step, "final_loss": err.loss}
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        return summary
 
 
 def _engine_config(spec: RunSpec, run_dir: Path):

@@ -13,7 +13,8 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", help="drift, first_step, sparsity_law, tradeoff, spikes or all")
-    parser.add_argument("--size", default="tiny", help="tiny (CPU), small or paper")
+    parser.add_argument("--size", default="tiny", help="scale: tiny (CPU smoke), cpu (the "
+                        "decisive reduced scale), small, gpu (one H100) or paper")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per configuration (default: the preset's for the size)")
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th grid entry from I")
@@ -30,12 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _validate(args) -> list[str]:
     """Check every value before JAX starts; ValueError names the field and allowed values."""
-    from driftlab.models.base import SIZES
+    from driftlab.reports.presets import get_preset
     from driftlab.reports.sweep import EXECUTORS, parse_shard, preset_names
 
     names = preset_names(args.preset)
-    if args.size not in SIZES:
-        raise ValueError(f"size={args.size!r} invalid; allowed: {', '.join(SIZES)}")
+    if args.preset == "all":  # every preset defined at that scale
+        names = [n for n in names if args.size in get_preset(n).scales]
+    for name in names:
+        scales = get_preset(name).scales
+        if args.size not in scales:
+            raise ValueError(f"size={args.size!r} invalid for preset {name!r}; allowed: "
+                             f"{', '.join(scales)}")
+    if not names:
+        raise ValueError(f"size={args.size!r} invalid; no preset is defined at that scale")
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"seeds={args.seeds!r} invalid; allowed: a positive integer")
     parse_shard(args.shard)

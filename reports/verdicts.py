@@ -145,6 +145,40 @@ def two_sample(a, b, direction: str = "greater", paired: bool = False,
                       "one-sided Welch t test", direction, 0.0)
 
 
+def from_summary(mean: float, se: float, n: int, direction: str = "greater",
+                 null: float = 0.0, alpha: float = ALPHA) -> TestResult:
+    """One-sided t test from a mean, its standard error over n independent clusters (e.g.
+    init seeds) and n − 1 degrees of freedom, for estimates whose per-unit values are not
+    kept (montecarlo/per_layer.py reports mean ± clustered SE)."""
+    _check(direction)
+    if n < 2 or not (se > 0) or not math.isfinite(mean):
+        return TestResult(int(n), float(mean), float("nan"), float("nan"), float("nan"), 1.0,
+                          1.0, "one-sided t test (summary)", direction, null)
+    t = (mean - null) / se
+    p_greater, p_less = float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+    half = stats.t.ppf(1 - alpha / 2, n - 1) * se
+    p, p_opp = (p_greater, p_less) if direction == "greater" else (p_less, p_greater)
+    return TestResult(int(n), float(mean), mean - half, mean + half,
+                      float((mean - null) / (se * math.sqrt(n))), p, p_opp,
+                      "one-sided t test (summary)", direction, null)
+
+
+def every_unit(results: list[TestResult]) -> TestResult:
+    """"The claim holds for every member" (e.g. every layer) from per-member tests.
+
+    Intersection–union: the claim's p-value is the largest member p (valid without any
+    correction); the opposite ("some member goes the other way") is a union, so its
+    p-value is Bonferroni's min(1, m · smallest opposite p). The reported mean and CI are
+    the weakest member's (the one with the largest claim p).
+    """
+    if not results:
+        raise ValueError("every_unit needs at least one result")
+    weakest = max(results, key=lambda r: r.p)
+    p_opp = min(1.0, len(results) * min(r.p_opposite for r in results))
+    return replace(weakest, p=weakest.p, p_opposite=p_opp,
+                   method=f"intersection–union over {len(results)}")
+
+
 def holm(pvalues) -> list[float]:
     """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1), input order."""
     p = np.asarray(pvalues, dtype=float)
@@ -183,6 +217,7 @@ class ClaimTest:
     unit: str = "seed"
     method: str = "t"
     note: str = ""
+    # A pre-computed test (from_summary / every_unit) used when ``values`` is empty.
     result: TestResult | None = field(default=None, compare=False)
     p_adj: float = float("nan")
     p_opposite_adj: float = float("nan")
@@ -196,7 +231,8 @@ class ClaimTest:
 
 def judge(claims: list[ClaimTest], alpha: float = ALPHA) -> list[ClaimTest]:
     """Run every claim's test, Holm-adjust the 2m one-sided p-values together, set verdicts."""
-    results = [one_sided(c.values, c.direction, c.null, c.method, alpha) for c in claims]
+    results = [c.result if (not c.values and c.result is not None)
+               else one_sided(c.values, c.direction, c.null, c.method, alpha) for c in claims]
     adj = holm([r.p for r in results] + [r.p_opposite for r in results])
     m = len(claims)
     out = []
@@ -220,7 +256,7 @@ def claims_markdown(rows: list[ClaimTest]) -> str:
         r = c.result
         h1 = f"{'>' if c.direction == 'greater' else '<'} {_g(c.null)}"
         p = c.p_adj if c.verdict != (REVERSED if c.kind == "sign" else FAILS) else c.p_opposite_adj
-        lines.append("| " + " | ".join([
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in [
             c.claim, f"{c.quantity} ({c.unit}){'; ' + c.note if c.note else ''}", h1,
             str(r.n), f"{_g(r.mean)} [{_g(r.ci_low)}, {_g(r.ci_high)}]", _g(r.effect, 2),
             f"{_g(p, 2)} ({r.method})", f"**{c.verdict}**"]) + " |")

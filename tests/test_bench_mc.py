@@ -14,13 +14,21 @@ def test_baselines_are_unbiased_estimators_of_the_same_quantity():
     a = expected_grad_positive_mse(s).value
     straight = mc.straightforward_estimator(s, samples=32768, chunk=8192)
     numpy_res = mc.numpy_estimator(s, Budget(draws=4096, inputs_per_draw=8, chunk=1024))
+    plain = mc.plain_jax_estimator(s, Budget(draws=4096, inputs_per_draw=8, chunk=1024))
     assert abs(straight.mean - a) <= 4.5 * straight.stderr
     assert abs(numpy_res.mean - a) <= 4.5 * numpy_res.stderr
+    assert abs(plain.mean - a) <= 4.5 * plain.stderr
+    # the baseline must be able to fail: a wrong loss scale is caught at this SE
+    assert abs(plain.mean - 0.9 * a) > 4.5 * plain.stderr
 
 
 def test_quick_bench_prints_json_rows(capsys):
     assert main(["bench", "mc", "--quick", "--repeats", "1", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 5
+    assert len(rows) == 8
+    plain = [r for r in rows if r["baseline"] == "plain_jax"]
+    assert len(plain) == 1 and plain[0]["target"] == 2.0 and "auto B=" in plain[0]["note"]
+    timing = [r for r in rows if "compile_s" in r]
+    assert timing and all(r["compile_s"] >= 0 and r["run_s"] > 0 for r in timing)
     for row in rows:
         assert row["value"] > 0 and row["ratio"] > 0 and {"baseline", "baseline_value", "target"} <= set(row)

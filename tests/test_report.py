@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from driftlab.cli import main
-from driftlab.reports import report
+from driftlab.reports import drift, report
 from driftlab.reports.analysis import fit_cliff, hinge_fit, mean_ci, t_band
 from driftlab.reports.presets import get_preset
 from driftlab.reports.sweep import run_sweep
@@ -61,6 +61,7 @@ def runs_dir(tmp_path_factory):
     plan = {
         "drift": _shrink("drift", lambda t: t["arch"] == "mlp" and t["act"] in ("relu", "tanh"),
                          steps=4, eval_batches=1),
+        "pins": _shrink("pins", lambda t: t["arch"] == "mlp", steps=4, eval_batches=1),
         "first_step": _shrink("first_step", lambda t: t["width"] == 16 and t["act"] == "relu",
                               draws=16),
         "sparsity_law": _shrink("sparsity_law", lambda t: t["lr"] == 1e-2 and t["seed"] == 0,
@@ -95,8 +96,8 @@ def test_every_preset_produces_its_figure_and_the_report_has_every_section(
         runs_dir, theory_json, tmp_path):
     runs = report.load_runs([runs_dir])
     groups = report.by_preset(runs)
-    assert all(groups[name] for name in ("drift", "first_step", "sparsity_law", "tradeoff",
-                                         "spikes"))
+    assert all(groups[name] for name in ("drift", "pins", "first_step", "sparsity_law",
+                                         "tradeoff", "spikes"))
     out = tmp_path / "report"
     path = report.write_report([runs_dir], out, theory="cache", theory_cache=str(theory_json))
     text = path.read_text()
@@ -108,7 +109,9 @@ def test_every_preset_produces_its_figure_and_the_report_has_every_section(
         assert f"]({png})" in text
     assert "size tiny" in text and "seeds 0–1 (2)" in text  # captions name runs and seeds
     claims = text.split("## Paper's claims vs driftlab")[1]
-    assert claims.count("\n| ") >= 1 + 6 and "not measured" not in claims
+    # Rows with a test: per-layer claim 1 (checked in), step-0 sign, drift early/end, pins.
+    assert claims.count("\n| ") >= 1 + 6 and "**" in claims
+    assert "downstream-mean" in text.split("## Causal test")[1].split("## ")[0]
     assert "Scale warning" in text
     with open(out / "summary.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -117,8 +120,8 @@ def test_every_preset_produces_its_figure_and_the_report_has_every_section(
     row = report.collect_first_step(groups["first_step"])[0]
     assert row["measured"] < 0 and abs(row["z"]) < 5
     # The drift curves start at exactly zero change (step 0 is before any update).
-    curves = report.collect_drift(groups["drift"])
-    assert np.all(curves["mlp"]["relu"]["w_rel"][:, 0] == 0)
+    curves = drift.curves_by_arch(groups["drift"])
+    assert np.all(curves["mlp"]["relu/synthetic/adamw"]["w_rel"][:, 0] == 0)
 
 
 def test_report_cli(runs_dir, theory_json, tmp_path, capsys):

@@ -48,3 +48,27 @@ def test_too_little_data_is_inconclusive_and_bad_input_is_named():
         V.one_sided([1, 2], "up")
     with pytest.raises(ValueError, match="kind"):
         V.ClaimTest("c", "q", (1.0,), kind="maybe")
+
+
+def test_from_summary_matches_the_t_test_on_the_values():
+    from driftlab.reports.verdicts import from_summary
+
+    x = np.array([0.3, 0.1, 0.5, 0.2, 0.4, 0.25])
+    direct = V.one_sided(x, "greater")
+    summ = from_summary(x.mean(), x.std(ddof=1) / np.sqrt(x.size), x.size, "greater")
+    assert summ.p == pytest.approx(direct.p) and summ.p_opposite == pytest.approx(
+        direct.p_opposite)
+    assert (summ.ci_low, summ.ci_high) == pytest.approx((direct.ci_low, direct.ci_high))
+
+
+def test_every_unit_needs_every_member_and_flags_any_reversal():
+    from driftlab.reports.verdicts import ClaimTest, every_unit, from_summary, judge
+
+    strong = from_summary(1.0, 0.1, 64)
+    null = from_summary(0.0, 0.1, 64)
+    negative = from_summary(-1.0, 0.1, 64)
+    claims = [ClaimTest("all strong", "g", (), result=every_unit([strong, strong])),
+              ClaimTest("one null", "g", (), result=every_unit([strong, null])),
+              ClaimTest("one reversed", "g", (), result=every_unit([strong, negative]))]
+    words = [c.verdict for c in judge(claims)]
+    assert words == ["holds", "inconclusive at this scale", "reversed"]

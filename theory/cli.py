@@ -1,4 +1,4 @@
-"""``driftlab theory {check, predict, plots}``."""
+"""``driftlab theory {check, predict, plots, layers}``."""
 
 from __future__ import annotations
 
@@ -42,9 +42,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="smaller samples (for tests); the full run takes about 8 min on a "
                             "laptop CPU")
 
+    layers = sub.add_parser("layers", help="per-tap Stein prediction vs measured E[g|p>0] at init "
+                                           "(theory/per_layer.py)")
+    layers.add_argument("--arch", required=True, help="mlp, vit, gpt, mpsenet (resnet: not "
+                                                      "covered, see README)")
+    layers.add_argument("--size", default="tiny")
+    layers.add_argument("--data", default="synthetic", help="synthetic, embedded or a PATH")
+    layers.add_argument("--act", default=None, help="activation (default: the arch's)")
+    layers.add_argument("--seeds", type=int, default=64, help="independent init seeds (clusters)")
+    layers.add_argument("--batch-size", type=int, default=32)
+    layers.add_argument("--probes", type=int, default=0,
+                        help="Hutchinson probes per seed; 0 (default) = exact sum over the basis")
+    layers.add_argument("--row-exact", action="store_true",
+                        help="probes exact over hidden units, Rademacher over outputs "
+                             "(needs --probes >= 1; lower variance when many positions share W)")
+    layers.add_argument("--w-draws", type=int, default=1,
+                        help="downstream-W redraws per seed sharing p (averaged)")
+    layers.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="config override (repeatable)")
+    layers.add_argument("--json", action="store_true", help="one JSON object per row")
+
 
 def run(args) -> int:
-    return {"check": _check, "predict": _predict, "plots": _plots}[args.action](args)
+    return {"check": _check, "predict": _predict, "plots": _plots,
+            "layers": _layers}[args.action](args)
 
 
 def run_with_progress(seed: int = 0, show: bool = True, stream=None) -> list:
@@ -178,3 +199,43 @@ def _plots(args) -> int:
     for path in make_all(args.out, seed=args.seed, quick=args.quick):
         print(path)
     return 0
+
+
+def _layers(args) -> int:
+    from driftlab.models.base import ARCH_MODULES
+    from driftlab.models.train_cli import parse_override
+    from driftlab.montecarlo.per_layer import LayersSpec, run_layers
+
+    if args.arch not in ARCH_MODULES:
+        raise ValueError(f"--arch {args.arch!r} invalid; allowed: {', '.join(ARCH_MODULES)}")
+    if args.probes < 0:
+        raise ValueError(f"--probes {args.probes} invalid; allowed: 0 (exact) or a positive int")
+    if args.row_exact and args.probes == 0:
+        raise ValueError("--row-exact needs --probes >= 1 (--probes 0 is already exact)")
+    if args.w_draws < 1:
+        raise ValueError(f"--w-draws {args.w_draws} invalid; allowed: a positive int")
+    overrides = tuple(parse_override(t) for t in args.set)
+    spec = LayersSpec(arch=args.arch, size=args.size, data=args.data, act=args.act,
+                      seeds=args.seeds, batch_size=args.batch_size, probes=max(args.probes, 1),
+                      exact=args.probes == 0, w_draws=args.w_draws,
+                      row_exact=args.row_exact,
+                      overrides=overrides)
+    rows = [r.as_dict() for r in run_layers(spec)]
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(format_layers(rows))
+    return 0
+
+
+def format_layers(rows: list[dict]) -> str:
+    head = (f"{'tap':16} {'predicted ± SE':>22} {'measured ± SE':>22} {'z':>6} "
+            f"{'gauss_newton':>12} {'curvature':>12}  sign_verdict")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['tap']:16} {r['predicted']:11.3e} ± {r['predicted_se']:8.2e} "
+                     f"{r['measured']:11.3e} ± {r['measured_se']:8.2e} {r['z']:6.2f} "
+                     f"{r['gauss_newton']:12.3e} {r['curvature']:12.3e}  {r['sign_verdict']}")
+    lines.append(f"seeds = {rows[0]['seeds']}; Stein step {rows[0]['stein']}")
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ Rows, all measured in one process (ratios compare runs taken side by side):
   run (the practical peak of this machine): ratio = MFU against that peak.
 * ``engine loop vs bare step [arch size]`` (MLP always, GPT in full runs): steps/s of
   a whole ``train()`` call (host-side batch sampling, logging every 10 steps,
-  per-weight statistics, one host sync per step, initialization) against the bare
+  per-weight statistics, finiteness read on logged steps only, initialization) against the bare
   instrumented step.
 
 Timing: each step function is compiled and warmed up (the first call after
@@ -397,7 +397,7 @@ def engine_row(arch_name: str, size: str, bare_instrumented_s: float) -> dict:
     rate = steps / (time.perf_counter() - t0)
     return _row(f"engine loop vs bare step [{arch_name} {size}]", rate, "steps/s",
                 "bare instrumented step", 1.0 / bare_instrumented_s, None,
-                f"{steps} steps incl. init, per-weight stats every 10 steps, host sync per step")
+                f"{steps} steps incl. init, per-weight stats every 10 steps, host sync on logged steps only")
 
 
 def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:

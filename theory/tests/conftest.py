@@ -4,7 +4,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from driftlab import compilation_cache
 from driftlab.theory.checks import CheckResult, Evaluator, run_checks
+
+compilation_cache.enable()  # the suite's programs compile once per machine, not per run
 
 
 @dataclass(frozen=True)

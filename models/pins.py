@@ -1,0 +1,214 @@
+"""Causal interventions ("pins") applied after every optimizer update, and the per-layer
+decomposition of the mean pre-activation shift.
+
+A pin is named in ``TrainConfig.pins`` (CLI ``--pin NAME``, repeatable); allowed names are
+:data:`PINS`. With parameters W after optax's update (the update itself is untouched:
+gradients, optimizer moments, weight decay and clipping are as without the pin):
+
+``downstream-mean``
+    For every downstream matrix (``arch.downstream(cfg)`` values, the matrix reading a
+    tap's activation h): W ← W − mean(W) + mean(W₀), W₀ the matrix at initialization.
+    Only the global mean of W is held at its init value; every other component of the
+    update is kept. Logged per matrix as the mean removed this step, mean(W) − mean(W₀).
+
+``reader-stream-mean``
+    For every reading matrix R (the one producing a tap's pre-activation, p = u R [+ b];
+    :func:`readers`): R ← R − û ûᵀ (R − R₀), with û = ū/|ū| and ū the mean of the
+    reader's input u over the current batch (and tokens). This removes the component of
+    the cumulative change R − R₀ along the mean-input direction in R's input space, so
+    that after the pin ū (R − R₀) = 0: on the current batch every unit's mean
+    pre-activation is the one the init reader would give, ū R₀ (+ b). Changes along
+    input directions orthogonal to ū, and biases, are kept. Since ū is re-measured every
+    step, the pin follows the stream's current mean direction. Logged per matrix as
+    removed_fro = ‖û ûᵀ(R − R₀)‖_F and removed_p_mean = mean_k ū·(R − R₀)_{:,k} (the
+    mean pre-activation shift removed). Implemented for :data:`READER_ARCHS`.
+
+When both are set, the reader pin runs first and ``downstream-mean`` last (in the MLP a
+hidden matrix is both a reader and a downstream matrix; the mean pin then holds exactly).
+
+Models report a reader's input through :func:`record_reader_input` (a no-op for taps
+without a ``reader_input`` method); :class:`ReaderInputs` wraps a tap to collect ū.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from driftlab.models.checkpoint import flatten_dict
+
+DOWNSTREAM_MEAN = "downstream-mean"
+READER_STREAM_MEAN = "reader-stream-mean"
+PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN)
+READER_ARCHS = ("gpt", "mlp")
+_TINY = 1e-30
+
+
+class Reader(NamedTuple):
+    """The matrix producing a tap's pre-activation, p = u @ weight (+ bias)."""
+
+    weight: str  # "/"-joined parameter path, shape (fan_in, units)
+    bias: str | None
+    feeds: str | None  # the tap whose output h is u (MLP hidden layers), else None
+
+
+def validate_pins(pins, arch: str) -> None:
+    """Raise ValueError naming ``TrainConfig.pins`` and the allowed values."""
+    allowed = f"a tuple of distinct names from {', '.join(PINS)}"
+    if not isinstance(pins, tuple) or not all(isinstance(p, str) for p in pins):
+        raise ValueError(f"TrainConfig.pins={pins!r} invalid; allowed: {allowed}")
+    for p in pins:
+        if p not in PINS:
+            raise ValueError(f"TrainConfig.pins: unknown pin {p!r}; allowed: {', '.join(PINS)}")
+    if len(set(pins)) != len(pins):
+        raise ValueError(f"TrainConfig.pins={pins!r} invalid; allowed: {allowed}")
+    if READER_STREAM_MEAN in pins and arch not in READER_ARCHS:
+        raise ValueError(f"TrainConfig.pins: {READER_STREAM_MEAN!r} is not implemented for "
+                         f"arch={arch!r}; allowed archs: {', '.join(READER_ARCHS)}")
+
+
+def readers(arch: str, mcfg) -> dict[str, Reader]:
+    """{tap: Reader} for the archs of :data:`READER_ARCHS`, {} for the others.
+
+    GPT: ``block{i}.mlp`` is read from u = norm₂(x) (the normalized residual stream) by
+    ``block{i}/mlp/w_in`` (no bias). MLP: ``layer{i}`` is read from u = h_{i-1} (the input
+    image for i = 0) by ``layer{i}/w`` with bias ``layer{i}/b``; for i >= 1 that matrix is
+    also the downstream matrix of tap ``layer{i-1}``.
+    """
+    if arch == "gpt":
+        return {f"block{i}.mlp": Reader(f"block{i}/mlp/w_in", None, None)
+                for i in range(mcfg.n_layer)}
+    if arch == "mlp":
+        return {f"layer{i}": Reader(f"layer{i}/w", f"layer{i}/b" if mcfg.bias else None,
+                                    f"layer{i - 1}" if i else None)
+                for i in range(mcfg.depth)}
+    return {}
+
+
+def record_reader_input(tap, name: str, u) -> None:
+    """Hand the input u of tap ``name``'s reading matrix to the tap, if it records it."""
+    record = getattr(tap, "reader_input", None)
+    if record is not None:
+        record(name, u)
+
+
+class ReaderInputs:
+    """A tap wrapper that forwards every call and records ū, the mean of each reader's
+    input over all leading (batch, token) axes, in float32 and without gradient."""
+
+    def __init__(self, tap):
+        self.tap = tap
+        self.means: dict[str, jax.Array] = {}
+
+    def __call__(self, name: str, p, act):
+        return self.tap(name, p, act)
+
+    def reader_input(self, name: str, u) -> None:
+        u = jax.lax.stop_gradient(u).astype(jnp.float32)
+        self.means[name] = jnp.mean(jnp.reshape(u, (-1, u.shape[-1])), axis=0)
+
+
+def reference(init_params, pins: tuple, arch: str, mcfg, downstream: dict) -> dict:
+    """What the pins and the shift decomposition need from the init parameters W₀:
+    ``down_mean0`` {path: mean(W₀)} (downstream-mean), ``reader_w0`` {path: R₀} (reader
+    pin), ``row_mean0`` {tap: c₀ = R₀ row means} and ``mean0`` {tap: μ(R₀)} (decomposition).
+    Recomputed from the seed on resume, so pinned runs resume bit-exactly."""
+    flat = flatten_dict(init_params)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    ref = {"down_mean0": {}, "reader_w0": {}, "row_mean0": {}, "mean0": {}}
+    if DOWNSTREAM_MEAN in pins:
+        ref["down_mean0"] = {path: jnp.mean(f32(flat[path])) for path in downstream.values()}
+    for tap, r in readers(arch, mcfg).items():
+        w0 = f32(flat[r.weight])
+        ref["row_mean0"][tap] = jnp.mean(w0, axis=1)
+        ref["mean0"][tap] = jnp.mean(w0)
+        if READER_STREAM_MEAN in pins:
+            ref["reader_w0"][r.weight] = w0
+    return ref
+
+
+def _replace_leaf(tree: dict, path: str, value) -> dict:
+    """A copy of nested dict ``tree`` with the leaf at "/"-joined ``path`` replaced (the
+    tree structure, empty sub-dicts included, is kept for the optimizer state)."""
+    head, _, rest = path.partition("/")
+    return {**tree, head: _replace_leaf(tree[head], rest, value) if rest else value}
+
+
+def apply_pins(params, pins: tuple, ref: dict, input_means: dict, reader_map: dict):
+    """(pinned params, logs) after an update; see the module docstring for the maths.
+
+    logs: {"downstream-mean": {path: mean(W) − mean(W₀) removed}, "reader-stream-mean":
+    {path: {"removed_fro", "removed_p_mean"}}}, only for the pins that are set.
+    """
+    if not pins:
+        return params, {}
+    flat = flatten_dict(params)
+    logs = {}
+    if READER_STREAM_MEAN in pins:
+        logs[READER_STREAM_MEAN] = {}
+        for tap, r in reader_map.items():
+            w, w0 = flat[r.weight], ref["reader_w0"][r.weight]
+            u_bar = input_means[tap]
+            norm = jnp.sqrt(jnp.sum(u_bar * u_bar))
+            u_hat = u_bar / jnp.maximum(norm, _TINY)
+            proj = u_hat @ (w.astype(jnp.float32) - w0)  # ûᵀ(R − R₀), one entry per unit
+            flat[r.weight] = (w - jnp.outer(u_hat, proj)).astype(w.dtype)
+            params = _replace_leaf(params, r.weight, flat[r.weight])
+            logs[READER_STREAM_MEAN][r.weight] = {
+                "removed_fro": jnp.sqrt(jnp.sum(proj * proj)),
+                "removed_p_mean": norm * jnp.mean(proj)}
+    if DOWNSTREAM_MEAN in pins:
+        logs[DOWNSTREAM_MEAN] = {}
+        for path, m0 in ref["down_mean0"].items():
+            w = flat[path]
+            shift = jnp.mean(w.astype(jnp.float32)) - m0
+            params = _replace_leaf(params, path, (w - shift).astype(w.dtype))
+            logs[DOWNSTREAM_MEAN][path] = shift
+    return params, logs
+
+
+def shift_decomposition(params, ps: dict, input_means: dict, ref: dict,
+                        reader_map: dict) -> dict:
+    """Per tap, the mean pre-activation P̄ = mean over batch, tokens and units of p = u R + b.
+
+    With ū_j the input mean, c_j = mean_k R_jk the row means of R (fan_in × units),
+    μ = mean(R) and b̄ = mean(b) (0 without bias):
+
+        P̄ = μ Σ_j ū_j  +  Σ_j ū_j (c_j − μ)  +  b̄
+             drift        align                bias
+
+    ``drift`` is the term of R's global mean (for MLP hidden layers R is the downstream
+    matrix of the previous tap ``feeds``, so this is that layer's drift term μ·Σh);
+    ``align`` is the alignment of R's row means with the stream. Relative to init
+    (R₀, c₀, μ₀), exactly:
+
+        P̄ = p_mean_init_reader + drift_change + align_change,
+        p_mean_init_reader = Σ_j ū_j c₀_j + b̄   (the init reader on the current stream),
+        drift_change = (μ − μ₀) Σ_j ū_j,  align_change = Σ_j ū_j ((c_j − c₀_j) − (μ − μ₀)).
+
+    ``p_mean`` is P̄ measured on the recorded p (equal to drift + align + bias up to
+    rounding, and up to bfloat16 rounding of p under mixed precision); ``u_sum`` = Σ_j ū_j.
+    Parameters are those before the step's update, as for every record of that step.
+    """
+    flat = flatten_dict(params)
+    out = {}
+    for tap, r in reader_map.items():
+        w = flat[r.weight].astype(jnp.float32)
+        u_bar = input_means[tap]
+        row, mu = jnp.mean(w, axis=1), jnp.mean(w)
+        row0, mu0 = ref["row_mean0"][tap], ref["mean0"][tap]
+        u_sum = jnp.sum(u_bar)
+        bias = jnp.mean(flat[r.bias].astype(jnp.float32)) if r.bias else jnp.float32(0.0)
+        out[tap] = {
+            "p_mean": jnp.mean(ps[tap].astype(jnp.float32)),
+            "u_sum": u_sum,
+            "drift": mu * u_sum,
+            "align": jnp.sum(u_bar * (row - mu)),
+            "bias": bias,
+            "p_mean_init_reader": jnp.sum(u_bar * row0) + bias,
+            "drift_change": (mu - mu0) * u_sum,
+            "align_change": jnp.sum(u_bar * ((row - row0) - (mu - mu0))),
+        }
+    return out

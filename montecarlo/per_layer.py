@@ -1,0 +1,377 @@
+"""Per-tap Stein prediction of E[∂ℓ/∂p | p > 0] for any architecture, against autodiff.
+
+Setting (theory/per_layer.py): a tap computes h = σ(p) and a matrix W (the tap's
+downstream matrix, ``arch.downstream(cfg)[tap]``, i.i.d. N(0, s_W²), independent of p)
+reads it densely, z_t = h_t W at every position t that shares W (tokens, patches, frames
+and the examples of the batch); ℓ depends on (W, h) only through z. Stein's lemma on W:
+
+    E[g_{t,i} | p] = s_W² σ'(p_{t,i}) Σ_{t'} h_{t',i} E[T_{tt'} | p],   T_{tt'} = Σ_k ∂²ℓ/∂z_{tk}∂z_{t'k}.
+
+Per init seed (one cluster) this module computes, over one batch and the same W draw,
+
+* ``measured``  = B · Σ_{p>0} g / #(p>0), g = ∂ℓ/∂p by autodiff (models/instrument.py's
+  ``grad_pos_mean``, the training metric's units);
+* ``predicted`` = B · Σ_{p>0} q / #(p>0), q_{t,i} = s_W² σ'(p_{t,i}) (Rᵀ-contraction of
+  ∇²_z ℓ · (h R))_{t,i} with R a Rademacher (H × D) probe matrix, E_R[R_{ik} R_{i'k'}] =
+  δ_{ii'} δ_{kk'} (Hutchinson), or the exact sum over the H·D basis matrices of R;
+* ``gauss_newton`` the same with ∇²_z ℓ replaced by its Gauss–Newton part J_zᵀ ∇²_y ℓ J_z
+  (y the model outputs fed to ``arch.loss``), and ``curvature`` = predicted − gauss_newton.
+
+Given p both ``predicted`` and ``measured`` have the same conditional mean, so the paired
+difference has mean 0 across seeds; the SE is clustered over seeds (SD / √seeds).
+
+How z is reached without touching the architecture: the tap adds e·W⁺ to h (W⁺ the
+pseudo-inverse, W⁺ W = I_D when W (H × D) has full column rank, H ≥ D), which shifts z by
+exactly e. So ℓ_z(e) = ℓ(z + e) is available for any model in which h feeds W only and W
+is dense over h's last axis; :func:`per_seed` checks this (∇_h ℓ = ∇_z ℓ Wᵀ) and raises
+ValueError when it fails (e.g. ResNet, whose activations also feed the identity shortcut
+and whose readers are convolutions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from driftlab.models.checkpoint import flatten_dict
+from driftlab.models.instrument import probe_shapes
+from driftlab.montecarlo.stats import MCResult, detectable_shift, suite_threshold, z_score
+
+GAUSSIAN_SCHEMES = ("fan_in_normal", "xavier_normal", "gpt2_normal")
+
+
+def init_variance(scheme: str, gain: float, fan_in: int, fan_out: int) -> float:
+    """Var of one entry of a matrix drawn from a models/init.py scheme."""
+    if scheme == "fan_in_normal":
+        return gain**2 / fan_in
+    if scheme == "torch_default":  # U(±gain/√fan_in): variance bound²/3
+        return gain**2 / (3 * fan_in)
+    if scheme == "xavier_normal":
+        return 2 * gain**2 / (fan_in + fan_out)
+    if scheme == "gpt2_normal":
+        return (0.02 * gain) ** 2
+    raise ValueError(f"init scheme {scheme!r} has no known variance; valid: fan_in_normal, "
+                     f"torch_default, xavier_normal, gpt2_normal")
+
+
+def downstream_scheme(cfg) -> tuple[str, float]:
+    """(scheme, gain) of the downstream matrices: the config's ``init`` and ``init_gain``/``gain``."""
+    scheme = getattr(cfg, "init", None)
+    gain = getattr(cfg, "init_gain", getattr(cfg, "gain", 1.0))
+    if scheme is None:
+        raise ValueError(f"{type(cfg).__name__} has no 'init' field; cannot tell s_W²")
+    return scheme, float(gain)
+
+
+class _StreamTap:
+    """Tap that, at ``target`` only, adds ``p_probe`` to p and ``h_shift`` to σ(p), and records p."""
+
+    def __init__(self, target: str, p_probe=None, h_shift=None):
+        self.target, self.p_probe, self.h_shift = target, p_probe, h_shift
+        self.p = None
+
+    def __call__(self, name, p, act):
+        if name != self.target:
+            return act(p)
+        if self.p_probe is not None:
+            p = p + self.p_probe.astype(p.dtype)
+        self.p = p
+        h = act(p)
+        if self.h_shift is not None:
+            h = h + self.h_shift.astype(h.dtype)
+        return h
+
+
+@dataclass(frozen=True)
+class SeedValues:
+    """One cluster (init seed): the four per-tap ratios in grad_pos_mean units."""
+
+    predicted: float
+    measured: float
+    gauss_newton: float
+    n_pos: int
+
+    @property
+    def curvature(self) -> float:
+        return self.predicted - self.gauss_newton
+
+
+def _rademacher(key, shape):
+    return jax.random.rademacher(key, shape, jnp.float32)
+
+
+def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
+             exact: bool = False, s_w2: float | None = None, check_reader: bool = True,
+             row_exact: bool = False,
+             planted_scale: float = 1.0, planted_curvature_sign: float = 1.0):
+    """Predicted, measured and Gauss–Newton ratios for one tap at one init (jit-friendly).
+
+    ``probes`` Hutchinson probe matrices R (ignored when ``exact``: the H·D basis); with
+    ``row_exact`` each probe is exact over the H hidden units and Rademacher over the D
+    outputs (H HVPs per probe; removes the cross-unit noise that dominates when many
+    positions share W).
+    ``planted_scale`` / ``planted_curvature_sign`` deliberately corrupt the prediction
+    (power tests: ×1.05, or the curvature part's sign flipped).
+    Returns a dict of jax scalars.
+    """
+    w_path = arch.downstream(cfg)[tap]
+    W = flatten_dict(params)[w_path].astype(jnp.float32)
+    if W.ndim != 2 or W.shape[0] < W.shape[1]:
+        raise ValueError(f"tap {tap!r}: downstream {w_path} has shape {W.shape}; the estimator "
+                         f"needs a dense (H, D) matrix with H >= D")
+    if s_w2 is None:
+        scheme, gain = downstream_scheme(cfg)
+        s_w2 = init_variance(scheme, gain, W.shape[0], W.shape[1])
+    W_pinv = jnp.linalg.pinv(W)  # (D, H)
+    B = int(jax.tree_util.tree_leaves(batch)[0].shape[0])
+
+    shapes = probe_shapes(lambda t, pr, b: arch.apply(pr, b, cfg, t), params, batch)
+    p_shape = shapes[tap].shape
+    z_shape = p_shape[:-1] + (W.shape[1],)
+
+    def run(p_probe, e):
+        t = _StreamTap(tap, p_probe, e @ W_pinv)
+        out = arch.apply(params, batch, cfg, t)
+        return out, t.p
+
+    def loss_of(p_probe, e):
+        out, p = run(p_probe, e)
+        return arch.loss(out, batch, cfg)[0], p
+
+    zero_p = jnp.zeros(p_shape, jnp.float32)
+    zero_e = jnp.zeros(z_shape, jnp.float32)
+    (g, ge), p = jax.grad(loss_of, argnums=(0, 1), has_aux=True)(zero_p, zero_e)
+    p = jax.lax.stop_gradient(p)
+    act_fn = _act(cfg)
+    h = act_fn(p)
+    dsig = jax.jvp(act_fn, (p,), (jnp.ones_like(p),))[1]
+
+    grad_e = lambda e: jax.grad(lambda ee: loss_of(zero_p, ee)[0])(e)
+    hvp = lambda v: jax.jvp(grad_e, (zero_e,), (v,))[1]
+
+    out0 = run(zero_p, zero_e)[0]
+    y_of = lambda e: run(zero_p, e)[0]
+    loss_y = lambda y: arch.loss(y, batch, cfg)[0]
+
+    def gn_hvp(v):
+        jv = jax.jvp(y_of, (zero_e,), (v,))[1]
+        hjv = jax.jvp(jax.grad(loss_y), (out0,), (jv,))[1]
+        return jax.vjp(y_of, zero_e)[1](hjv)[0]
+
+    H_dim, D = W.shape
+    if exact:
+        def column(i):  # Σ_k over basis R = e_i e_kᵀ: v = h[..., i] ⊗ e_k, read back u[..., k]
+            def one(k):
+                v = h[..., i, None] * jax.nn.one_hot(k, D)
+                return hvp(v)[..., k], gn_hvp(v)[..., k]
+            tot, gn = jax.vmap(one)(jnp.arange(D))
+            return tot.sum(0), gn.sum(0)
+        tot, gn = jax.lax.map(column, jnp.arange(H_dim))
+        q_tot, q_gn = jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
+    elif row_exact:
+        def one_probe(k):  # exact over i, Rademacher over k: no cross-unit (i ≠ i') noise
+            r = jax.random.rademacher(k, (D,), jnp.float32)
+            def column(i):
+                v = h[..., i, None] * r
+                return hvp(v) @ r, gn_hvp(v) @ r
+            tot, gn = jax.lax.map(column, jnp.arange(H_dim))
+            return jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
+        keys = jax.random.split(key, probes)
+        tot, gn = jax.lax.map(one_probe, keys)
+        q_tot, q_gn = tot.mean(0), gn.mean(0)
+    else:
+        def one_probe(k):
+            R = _rademacher(k, (H_dim, D))
+            v = h @ R
+            return hvp(v) @ R.T, gn_hvp(v) @ R.T
+        keys = jax.random.split(key, probes)
+        tot, gn = jax.lax.map(one_probe, keys)
+        q_tot, q_gn = tot.mean(0), gn.mean(0)
+
+    pos = (p > 0).astype(jnp.float32)
+    n_pos = jnp.maximum(pos.sum(), 1.0)
+    ratio = lambda x: B * jnp.sum(x * pos) / n_pos
+    pred_gn = ratio(s_w2 * dsig * q_gn)
+    pred = ratio(s_w2 * dsig * q_tot)
+    pred = planted_scale * (pred_gn + planted_curvature_sign * (pred - pred_gn))
+    out = {"predicted": pred, "measured": ratio(g), "gauss_newton": pred_gn,
+           "n_pos": pos.sum()}
+    if check_reader:  # ∇_h ℓ must equal ∇_z ℓ Wᵀ when h feeds W only, densely
+        gh = jax.grad(lambda hs: arch.loss(arch.apply(params, batch, cfg,
+                                                      _StreamTap(tap, None, hs)), batch, cfg)[0])(
+            jnp.zeros(p_shape, jnp.float32))
+        out["reader_error"] = jnp.max(jnp.abs(gh - ge @ W.T)) / jnp.maximum(jnp.max(jnp.abs(gh)), 1e-30)
+    return out
+
+
+def _act(cfg):
+    from driftlab.activations import parse_activation
+
+    return parse_activation(cfg.act)
+
+
+@dataclass(frozen=True)
+class TapRow:
+    """One output row of ``driftlab theory layers``."""
+
+    tap: str
+    predicted: float
+    predicted_se: float
+    measured: float
+    measured_se: float
+    z: float
+    gauss_newton: float
+    gauss_newton_se: float
+    curvature: float
+    curvature_se: float
+    sign_verdict: str
+    detectable: float  # smallest |predicted − measured| bias caught with 99% power
+    seeds: int
+    stein: str  # "exact (Gaussian W)" or "approximate (non-Gaussian W)"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def sign_verdict(mean: float, se: float, z_one: float) -> str:
+    """positive / negative when the one-sided z passes z*₁, else indistinguishable."""
+    if se == 0:
+        return "positive" if mean > 0 else ("negative" if mean < 0 else "indistinguishable")
+    z = mean / se
+    return "positive" if z >= z_one else ("negative" if -z >= z_one else "indistinguishable")
+
+
+def paired_z(values: list[SeedValues]) -> float:
+    """(mean of predicted − measured) / its clustered SE over seeds."""
+    d = MCResult.from_clusters([v.predicted - v.measured for v in values])
+    return z_score(d.mean, d.stderr, 0.0)
+
+
+def summarize(tap: str, values: list[SeedValues], n_checks: int, gaussian: bool) -> TapRow:
+    """Clustered mean ± SE over seeds of every quantity, the paired z and the sign verdict."""
+    r = {k: MCResult.from_clusters([getattr(v, k) for v in values])
+         for k in ("predicted", "measured", "gauss_newton", "curvature")}
+    z_one = suite_threshold(n_checks, one_sided=True)
+    diff = MCResult.from_clusters([v.predicted - v.measured for v in values])
+    return TapRow(tap=tap, predicted=r["predicted"].mean, predicted_se=r["predicted"].stderr,
+                  measured=r["measured"].mean, measured_se=r["measured"].stderr,
+                  z=paired_z(values), gauss_newton=r["gauss_newton"].mean,
+                  gauss_newton_se=r["gauss_newton"].stderr, curvature=r["curvature"].mean,
+                  curvature_se=r["curvature"].stderr,
+                  sign_verdict=sign_verdict(r["measured"].mean, r["measured"].stderr, z_one),
+                  detectable=detectable_shift(diff.stderr, suite_threshold(n_checks)),
+                  seeds=len(values),
+                  stein="exact (Gaussian W)" if gaussian else "approximate (non-Gaussian W)")
+
+
+@dataclass(frozen=True)
+class LayersSpec:
+    """What ``driftlab theory layers`` runs: an arch config, data, seeds, batch, probes."""
+
+    arch: str
+    size: str = "tiny"
+    data: str = "synthetic"
+    act: str | None = None
+    seeds: int = 64
+    batch_size: int = 32
+    probes: int = 4
+    exact: bool = False
+    row_exact: bool = False
+    w_draws: int = 1  # downstream-W redraws per seed (same p): averages out W's noise
+    overrides: tuple = ()
+    planted_scale: float = 1.0
+    planted_curvature_sign: float = 1.0
+
+
+def _config(spec: LayersSpec):
+    from driftlab.models.base import get_arch
+
+    arch = get_arch(spec.arch)
+    kwargs = dict(spec.overrides)
+    cfg = arch.config(spec.size, spec.act, **kwargs) if spec.act else arch.config(spec.size, **kwargs)
+    return arch, cfg
+
+
+def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | None = None,
+               progress=None) -> list[TapRow]:
+    """Every tap of the architecture: clustered predicted vs measured over ``spec.seeds`` inits.
+
+    Seed s draws the init from PRNGKey(s) and the batch ``ds.sample("train", s, B, s)``;
+    within a seed, ``spec.w_draws`` fresh draws of the downstream W (from the config's
+    scheme) share that p, and the cluster value is their mean (E[g | p] over W, twice).
+    ``n_checks`` (default: the number of taps) sets the Bonferroni z*.
+    """
+    if spec.seeds < 2:
+        raise ValueError(f"seeds must be at least 2 (clustered SE), got {spec.seeds}")
+    if spec.batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
+    arch, cfg = _config(spec)
+    cfg, ds = arch.data(spec.data, cfg, 0)
+    all_taps = list(arch.downstream(cfg))
+    taps = all_taps if taps is None else taps
+    for t in taps:
+        if t not in all_taps:
+            raise ValueError(f"unknown tap {t!r}; valid: {', '.join(all_taps)}")
+    shapes = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))
+    for t in taps:
+        shape = shapes[arch.downstream(cfg)[t]].shape
+        if len(shape) != 2 or shape[0] < shape[1]:
+            raise ValueError(f"tap {t!r}: downstream {arch.downstream(cfg)[t]} has shape {shape}; "
+                             f"the estimator needs a dense (H, D) matrix with H >= D")
+    scheme, gain = downstream_scheme(cfg)
+    from driftlab.models.init import get_init
+
+    w_init = get_init(scheme, gain)
+    rows = []
+    for tap in taps:
+        w_path = arch.downstream(cfg)[tap].split("/")
+
+        def with_w(params, W):
+            params = dict(params)
+            node = params
+            for part in w_path[:-1]:
+                node[part] = dict(node[part])
+                node = node[part]
+            node[w_path[-1]] = W
+            return params
+
+        def cluster(params, batch, key, tap=tap, with_w=with_w):
+            """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
+            W0 = flatten_dict(params)["/".join(w_path)]
+            def one(k):
+                W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
+                return per_seed(arch, cfg, with_w(params, W), batch, tap, spec.probes,
+                                jax.random.fold_in(k, 2), spec.exact, row_exact=spec.row_exact,
+                                planted_scale=spec.planted_scale,
+                                planted_curvature_sign=spec.planted_curvature_sign)
+            outs = jax.lax.map(one, jax.random.split(key, spec.w_draws))
+            return {k: (v.max() if k == "reader_error" else v.mean()) for k, v in outs.items()}
+
+        fn = jax.jit(cluster)
+        values = []
+        for s in range(spec.seeds):
+            params = arch.init(jax.random.PRNGKey(s), cfg)
+            batch = {k: jnp.asarray(v) for k, v in ds.sample("train", s, spec.batch_size, s).items()}
+            out = jax.device_get(fn(params, batch, jax.random.PRNGKey(10_000 + s)))
+            if float(out["reader_error"]) > 1e-3:
+                raise ValueError(f"tap {tap!r}: h does not feed {arch.downstream(cfg)[tap]} alone "
+                                 f"and densely (relative mismatch {float(out['reader_error']):.2g}); "
+                                 f"the per-layer Stein estimator does not apply")
+            values.append(SeedValues(float(out["predicted"]), float(out["measured"]),
+                                     float(out["gauss_newton"]), int(out["n_pos"])))
+            if progress:
+                progress(tap, s)
+        rows.append(summarize(tap, values, n_checks or len(taps), scheme in GAUSSIAN_SCHEMES))
+    return rows
+
+
+def agreement_threshold(n_checks: int) -> float:
+    """Two-sided Bonferroni z* for the predicted-vs-measured agreement checks."""
+    return suite_threshold(n_checks)
+
+
+__all__ = ["init_variance", "downstream_scheme", "per_seed", "SeedValues", "TapRow",
+           "summarize", "sign_verdict", "paired_z", "LayersSpec", "run_layers",
+           "agreement_threshold", "GAUSSIAN_SCHEMES"]

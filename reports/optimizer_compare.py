@@ -1,0 +1,272 @@
+"""Drift, sparsity and the sign statistic under Muon vs AdamW vs SGD (issue 12).
+
+Grid (:func:`optimizer_configs`): GPT-nano at CPU scale (4 layers × 64, 4 heads, block 64,
+batch 16, the embedded text corpus, ReLU), the ``paper-gpt`` recipe's model (PyTorch-default
+init, learnable RMSNorm, attention × 1/√(2L), tied head) and its warmup–constant–warmdown
+schedule rescaled to ``steps`` (warmup 2000/7168, warmdown 2028/7168 of the run). Only the
+optimizer differs:
+
+* ``muon``: the recipe: Muon on block matrices (lr 5e-4), AdamW β 0.9/0.95 elsewhere (5e-3);
+* ``adamw``: AdamW β 0.9/0.95 on every parameter, lr 5e-3;
+* ``sgd``: plain SGD on every parameter, lr :data:`SGD_LR` (trains without diverging here).
+
+Seed s gives every optimizer the same init and batch order, so comparisons are paired by seed.
+Step sizes are not matched, by design (each optimizer at the recipe's lr): per entry of a
+(256, 64) ``w_out``, Muon's step is 5e-4 · ‖NS₅‖_F/√numel ≈ 5e-4/16 ≈ 3e-5, AdamW's ≈ 5e-3
+early on, so a smaller Muon drift can partly be a smaller step, not a different direction.
+
+Per run and block i the analysis reads ``summary.json``: z_i = Δmean(W_out,i)/SE_i, the mean
+change of ``block{i}/mlp/w_out`` in units of its init standard error SE = std(W₀)/√numel;
+the validation ReLU sparsity P(h ≤ 0); ``grad_pos_mean`` = E[∂L/∂p | p > 0] at the last
+logged step; and the validation loss. One value per seed (the mean over blocks) is the unit
+of every test; :func:`optimizer_section` tests each pair of optimizers on drift and on
+sparsity with a paired one-sided t test per direction (reports/verdicts.py), Holm-adjusting
+the whole family of 2 × 6 p-values.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from driftlab.reports import verdicts
+
+OPTIMIZERS = ("muon", "adamw", "sgd")
+PAIRS = tuple(combinations(OPTIMIZERS, 2))  # (muon, adamw), (muon, sgd), (adamw, sgd)
+# Plain SGD's lr: at 0.3 a 1500-step seed-0 run trains (val loss 1.46, AdamW-recipe scale)
+# without diverging; 100-step runs at 0.3 track Muon's loss.
+SGD_LR = 0.3
+# Steps per run: measured 7.5–9 steps/s steady (100-step runs, GPT-nano 4×64, batch 16) on
+# the 2-core machine under load ≈ 8, and a 1500-step SGD run took 209 s there; 1500 is the
+# brief's floor and fits ~90 s per run only on an idle machine (≈ 2× faster).
+GRID_STEPS = 1500
+GRID_SEEDS = (0, 1, 2)
+MODEL = (("n_layer", 4), ("n_embd", 64), ("n_head", 4), ("block_size", 64))
+# The paper's schedule as fractions of its 7168 steps.
+WARMUP_FRAC, WARMDOWN_FRAC = 2000 / 7168, 2028 / 7168
+METRICS = {"drift_z": "Δmean(W_out)/SE", "sparsity": "ReLU sparsity",
+           "grad_pos_mean": "E[g | p>0]", "val_loss": "val loss"}
+
+
+def optimizer_settings(name: str) -> dict:
+    """TrainConfig fields that set optimizer ``name`` on top of the paper-gpt recipe."""
+    if name == "muon":
+        return {}
+    if name == "adamw":
+        return {"optimizer": "adamw"}
+    if name == "sgd":
+        return {"optimizer": "sgd", "lr": SGD_LR}
+    raise ValueError(f"optimizer={name!r} invalid; allowed: {', '.join(OPTIMIZERS)}")
+
+
+def optimizer_configs(steps: int, seeds, out_root, optimizers=OPTIMIZERS, act: str = "relu",
+                      batch_size: int = 16, log_every: int | None = None) -> list:
+    """The grid: one validated TrainConfig per (optimizer, seed), output in
+    ``out_root/{optimizer}-s{seed}``. Run each with ``driftlab.models.train.train``."""
+    from driftlab.models.recipes import recipe_config
+
+    if not isinstance(steps, int) or steps < 4:
+        raise ValueError(f"steps={steps!r} invalid; allowed: an integer >= 4")
+    warmup, warmdown = round(steps * WARMUP_FRAC), round(steps * WARMDOWN_FRAC)
+    log_every = log_every or max(1, steps // 25)
+    configs = []
+    for opt in optimizers:
+        for seed in seeds:
+            configs.append(recipe_config(
+                "paper-gpt", act=act, data="embedded", size="small", steps=steps,
+                warmup_steps=warmup, warmdown_steps=warmdown, batch_size=batch_size,
+                seed=int(seed), log_every=log_every, eval_batches=4, progress=False,
+                out=str(Path(out_root) / f"{opt}-s{seed}"), model_overrides=MODEL,
+                **optimizer_settings(opt)))
+    return configs
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_run(run_dir) -> dict:
+    """{optimizer, seed, steps, val_loss, blocks: {tap: {drift_z, sparsity, grad_pos_mean}},
+    curve: [(step, mean over blocks of Δmean/SE)]} from a finished run directory."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    train_cfg = json.loads((run_dir / "config.json").read_text())["train"]
+    blocks = {}
+    for tap, e in summary["layers"].items():
+        blocks[tap] = {"drift_z": e["w_mean_change"] / e["w_mean_se"],
+                       "sparsity": e.get("sparsity", float("nan")),
+                       "grad_pos_mean": e.get("grad_pos_mean", float("nan"))}
+    ses = {e["downstream"]: e["w_mean_se"] for e in summary["layers"].values()}
+    curve = []
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        for line in metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if "weights" in rec and rec["weights"]:
+                zs = [rec["weights"][p]["mean_change"] / se for p, se in ses.items()]
+                curve.append((rec["step"], float(np.mean(zs))))
+    return {"optimizer": train_cfg["optimizer"], "seed": train_cfg["seed"],
+            "steps": summary["steps"], "status": summary["status"],
+            "val_loss": summary.get("val_loss", float("nan")), "blocks": blocks,
+            "curve": curve, "dir": str(run_dir)}
+
+
+def _per_seed(runs: list[dict], opt: str, metric: str) -> dict[int, float]:
+    """{seed: value}: the block mean of ``metric`` (val_loss as is) for optimizer ``opt``."""
+    out = {}
+    for r in runs:
+        if r["optimizer"] != opt:
+            continue
+        if metric == "val_loss":
+            out[r["seed"]] = r["val_loss"]
+        else:
+            out[r["seed"]] = float(np.mean([b[metric] for b in r["blocks"].values()]))
+    return out
+
+
+def _mean_se(values) -> str:
+    x = np.asarray([v for v in values if np.isfinite(v)], float)
+    if x.size == 0:
+        return "–"
+    se = x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else float("nan")
+    return f"{x.mean():.3g} ± {se:.2g}"
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def compare(runs: list[dict], metrics=("drift_z", "sparsity")) -> list[dict]:
+    """One row per (pair, metric): paired one-sided t tests of mean(A − B) < 0 and > 0 over
+    the seeds both optimizers ran, Holm-adjusted over all rows' 2m p-values; ``word`` is
+    "A < B", "A > B" or verdicts.INCONCLUSIVE."""
+    rows = []
+    for a, b in PAIRS:
+        for metric in metrics:
+            va, vb = _per_seed(runs, a, metric), _per_seed(runs, b, metric)
+            seeds = sorted(set(va) & set(vb))
+            res = verdicts.two_sample([va[s] for s in seeds], [vb[s] for s in seeds],
+                                      "less", paired=True)
+            rows.append({"a": a, "b": b, "metric": metric, "n": len(seeds), "result": res})
+    adj = verdicts.holm([p for r in rows for p in (r["result"].p, r["result"].p_opposite)])
+    for i, r in enumerate(rows):
+        r["p_less_adj"], r["p_greater_adj"] = adj[2 * i], adj[2 * i + 1]
+        word = verdicts.verdict_word(r["p_less_adj"], r["p_greater_adj"])
+        r["word"] = {verdicts.HOLDS: f"{r['a']} < {r['b']}",
+                     verdicts.REVERSED: f"{r['a']} > {r['b']}"}.get(word, word)
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def optimizer_section(run_dirs, figure: str | None = None) -> str:
+    """The report section (markdown): per optimizer and block the mean ± SE over seeds of
+    Δmean(W_out)/SE, sparsity and E[g | p>0], the val loss, then one test per comparison.
+    ``figure``: a path (relative to the report) of :func:`optimizer_figure`'s PNG to embed."""
+    runs = [load_run(d) for d in run_dirs]
+    if not runs:
+        raise ValueError("run_dirs invalid; allowed: at least one finished run directory")
+    opts = [o for o in OPTIMIZERS if any(r["optimizer"] == o for r in runs)]
+    steps = sorted({r["steps"] for r in runs})
+    counts = ", ".join(f"{o}: {sum(r['optimizer'] == o for r in runs)}" for o in opts)
+    lines = ["## Drift under Muon vs AdamW vs SGD", "",
+             f"{len(runs)} runs ({counts} "
+             f"seeds), {'/'.join(map(str, steps))} steps each; GPT-nano 4×64, ReLU, embedded text, "
+             "paper-gpt recipe with its optimizer replaced (reports/optimizer_compare.py). "
+             "Values: mean ± SE over seeds.", "",
+             "| optimizer | block | Δmean(W_out)/SE | sparsity | E[g \\| p>0] |",
+             "|---|---|---|---|---|"]
+    taps = sorted({t for r in runs for t in r["blocks"]})
+    for o in opts:
+        mine = [r for r in runs if r["optimizer"] == o]
+        for tap in taps:
+            vals = {m: [r["blocks"][tap][m] for r in mine if tap in r["blocks"]]
+                    for m in ("drift_z", "sparsity", "grad_pos_mean")}
+            lines.append(f"| {o} | {tap} | {_mean_se(vals['drift_z'])} | "
+                         f"{_mean_se(vals['sparsity'])} | {_mean_se(vals['grad_pos_mean'])} |")
+    lines += ["", "| optimizer | val loss | Δmean/SE (block mean) | sparsity (block mean) |",
+              "|---|---|---|---|"]
+    for o in opts:
+        lines.append(f"| {o} | {_mean_se(_per_seed(runs, o, 'val_loss').values())} | "
+                     f"{_mean_se(_per_seed(runs, o, 'drift_z').values())} | "
+                     f"{_mean_se(_per_seed(runs, o, 'sparsity').values())} |")
+    rows = compare(runs)
+    lines += ["", "Tests (unit: seed, the block mean; paired by seed; one-sided t per "
+              "direction, Holm over all 12 p-values, α = 0.05):", "",
+              "| comparison | metric | n | mean(A − B) [95% CI] | d | p(A<B) adj | p(A>B) adj | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["result"]
+        lines.append(f"| {r['a']} vs {r['b']} | {METRICS[r['metric']]} | {r['n']} | "
+                     f"{t.mean:.3g} [{t.ci_low:.3g}, {t.ci_high:.3g}] | {t.effect:.2g} | "
+                     f"{r['p_less_adj']:.3g} | {r['p_greater_adj']:.3g} | {r['word']} |")
+    if figure:
+        lines += ["", f"![drift and sparsity by optimizer]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def optimizer_figure(run_dirs, path) -> str:
+    """Left: Δmean(W_out)/SE (block mean) against step, mean ± SE over seeds per optimizer;
+    right: final sparsity per optimizer (points: seeds). Returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [load_run(d) for d in run_dirs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, o in enumerate(o for o in OPTIMIZERS if any(r["optimizer"] == o for r in runs)):
+        mine = [r for r in runs if r["optimizer"] == o and r["curve"]]
+        if mine:
+            steps = sorted(set.intersection(*(set(s for s, _ in r["curve"]) for r in mine)))
+            z = np.array([[dict(r["curve"])[s] for s in steps] for r in mine])
+            m = z.mean(0)
+            se = z.std(0, ddof=1) / np.sqrt(len(mine)) if len(mine) > 1 else 0 * m
+            ax1.plot(steps, m, color=f"C{i}", label=f"{o} (n={len(mine)})")
+            ax1.fill_between(steps, m - se, m + se, color=f"C{i}", alpha=0.25)
+        sp = list(_per_seed(runs, o, "sparsity").values())
+        ax2.scatter([i] * len(sp), sp, color=f"C{i}")
+        ax2.errorbar([i + 0.15], [np.mean(sp)], yerr=[np.std(sp, ddof=1) / np.sqrt(len(sp))
+                                                      if len(sp) > 1 else 0],
+                     fmt="s", color=f"C{i}")
+    ax1.axhline(0, color="k", lw=0.8)
+    ax1.set(xlabel="step", ylabel="Δmean(W_out)/SE (block mean)",
+            title="drift of the MLP output matrix")
+    ax1.legend()
+    opts = [o for o in OPTIMIZERS if any(r["optimizer"] == o for r in runs)]
+    ax2.set_xticks(range(len(opts)), opts)
+    ax2.set(ylabel="validation ReLU sparsity (block mean)", title="final sparsity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def write_section(run_dirs, out_dir) -> str:
+    """Write ``out_dir/optimizers.md`` (the section) and ``out_dir/optimizers.png``; the
+    markdown's path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    optimizer_figure(run_dirs, out_dir / "optimizers.png")
+    (out_dir / "optimizers.md").write_text(optimizer_section(run_dirs, "optimizers.png"))
+    return str(out_dir / "optimizers.md")
+
+
+def run_grid(steps: int = GRID_STEPS, seeds=GRID_SEEDS, out_root="runs/optimizers"
+             ) -> list[str]:
+    """Train every config of :func:`optimizer_configs` (skipping finished runs); run dirs."""
+    import dataclasses
+
+    from driftlab.models import checkpoint
+    from driftlab.models.train import train
+
+    dirs = []
+    for cfg in optimizer_configs(steps, seeds, out_root):
+        if not (Path(cfg.out) / "summary.json").exists():
+            # an interrupted run continues from its checkpoint, else starts afresh
+            ckpt = Path(cfg.out) / checkpoint.FILENAME
+            train(dataclasses.replace(cfg, overwrite=True, resume=checkpoint.exists(ckpt)))
+        dirs.append(cfg.out)
+    return dirs
