@@ -59,8 +59,15 @@ class Arch:
     init(key, cfg) -> params
     apply(params, batch, cfg, tap) -> outputs
     loss(outputs, batch, cfg) -> (scalar loss, dict of scalar metrics)
-    downstream(cfg) -> {tap name: "/"-joined path of the weight matrix that reads
-        that activation's output}, the matrices whose drift the paper predicts.
+    downstream(cfg) -> {tap name: "/"-joined path of the hidden weight matrix that reads
+        that activation's output}, the matrices whose drift the paper predicts. Output
+        heads are not in it (a tap read only by a head is absent).
+    output_heads(cfg) -> {"/"-joined path of an output-head matrix: the tap whose output
+        it reads, or None when it reads a non-tapped value (a final norm, a PReLU)}.
+        Under softmax cross-entropy a head's mean gradient is exactly zero (the softmax
+        residual sums to zero over classes), so summaries show heads separately, as the
+        zero-drift control, and never average them into the hidden layers' drift.
+    Both maps are checked against the traced program by models/readers.py (tests).
     """
 
     name: str
@@ -70,6 +77,7 @@ class Arch:
     apply: Callable[[Params, Batch, Any, Tap], Any]
     loss: Callable[[Any, Batch, Any], tuple[Any, dict]]
     downstream: Callable[[Any], dict[str, str]]
+    output_heads: Callable[[Any], dict[str, str | None]]
 
 
 SIZES = ("tiny", "small", "paper")

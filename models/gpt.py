@@ -282,6 +282,15 @@ def downstream(cfg: GPTConfig) -> dict[str, str]:
     return {f"block{i}.mlp": f"block{i}/mlp/w_out" for i in range(cfg.n_layer)}
 
 
+def output_heads(cfg: GPTConfig) -> dict[str, str | None]:
+    """{"wte": None}: the tied embedding is the output head (reading the final norm).
+
+    Its head part gets zero mean gradient under cross-entropy; being tied, it also gets
+    the token-embedding gradient, so it is a looser zero-drift control than an untied head.
+    """
+    return {"wte": None}
+
+
 # --------------------------------------------------------------------------- cost model
 
 
@@ -312,7 +321,8 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> float:
 
 
 ARCH = Arch(name="gpt", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream)
+            downstream=downstream, output_heads=output_heads)
 
 __all__ = ["ARCH", "GPTConfig", "config", "data", "init", "apply", "loss", "downstream",
+           "output_heads",
            "param_count", "flops_per_token"]

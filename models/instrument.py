@@ -21,7 +21,6 @@ import jax.numpy as jnp
 
 from driftlab.models.checkpoint import flatten_dict
 
-MEDIAN_SAMPLES = 4096  # strided subsample size for the cheap median of |h|
 _TINY = 1e-12
 
 
@@ -61,46 +60,68 @@ def zero_probes(shapes: dict) -> dict:
     return {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
 
 
-def cheap_median_abs(h, iters: int = 24) -> jax.Array:
-    """Median of the non-zero |h| over a fixed strided subsample of <= MEDIAN_SAMPLES entries.
+def median_abs_nonzero(x) -> jax.Array:
+    """Exact lower median of the non-zero |x| over every entry (no subsample, no sort).
 
-    A full median sorts every activation; a strided subsample is deterministic and cheap,
-    and a bisection on log|h| (``iters`` counting passes, no sort) finds its lower median:
-    the smallest sampled value with at least half of the non-zero entries at or below it,
-    to a relative precision of exp(range of log|h| / 2^iters). Exact zeros are left out:
-    with ReLU-like activations more than half the entries can be zero, which would make
-    the median 0 and max/median meaningless. It is 0 when every sampled entry is zero.
+    With c the number of non-zero entries, returns the k-th smallest non-zero |x|,
+    k = ceil(c/2) (for odd c the median; for even c the lower of the two middle values).
+    Non-negative float32 values are ordered like their int32 bit patterns, so a two-pass
+    radix select finds that entry's bits exactly: a 32768-bin histogram of the high 16
+    bits locates the bucket holding rank k, a 65536-bin histogram of the low 16 bits
+    within that bucket the entry itself (two O(n) scatter-adds; the result is an element
+    of |x|, bit for bit). Exact zeros are left out: with ReLU-like activations more than
+    half the entries can be zero, which would make the median 0 and max/median
+    meaningless. It is 0 when every entry is zero.
+
+    This replaces a strided subsample of 4096 entries whose stride (size // 4096) is a
+    multiple of the hidden width at typical sizes, so it read one hidden unit only (a
+    dead or a spiking unit then set the "median"). The full pass is affordable because
+    tap statistics are computed on logged steps only.
     """
-    flat = jnp.abs(jnp.ravel(h)).astype(jnp.float32)
-    sub = flat[::max(1, flat.size // MEDIAN_SAMPLES)]
-    pos = sub > 0
-    count = jnp.sum(pos.astype(jnp.int32))
-    logs = jnp.log(jnp.where(pos, sub, 1.0))
-    lo = jnp.min(jnp.where(pos, logs, jnp.inf)) - 1e-6
-    hi = jnp.max(jnp.where(pos, logs, -jnp.inf))
+    bits = jax.lax.bitcast_convert_type(jnp.abs(jnp.ravel(x)).astype(jnp.float32), jnp.int32)
+    pos = (bits > 0).astype(jnp.int32)
+    count = jnp.sum(pos)
+    k = (count + 1) // 2  # 1-based rank of the lower median among the non-zero entries
+    high, low = bits >> 16, bits & 0xFFFF  # bits >= 0: high < 2^15
 
-    def halve(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        enough = 2 * jnp.sum((pos & (logs <= mid)).astype(jnp.int32)) >= count
-        return jnp.where(enough, lo, mid), jnp.where(enough, mid, hi)
+    hist = jnp.zeros(1 << 15, jnp.int32).at[high].add(pos)
+    cum = jnp.cumsum(hist)
+    bucket = jnp.argmax(cum >= k)  # first high-16 bucket reaching rank k
+    k_in = k - (cum[bucket] - hist[bucket])  # rank within that bucket
+    hist2 = jnp.zeros(1 << 16, jnp.int32).at[low].add(pos * (high == bucket))
+    entry = jnp.argmax(jnp.cumsum(hist2) >= k_in)
+    median = jax.lax.bitcast_convert_type((bucket << 16) | entry, jnp.float32)
+    return jnp.where(count > 0, median, 0.0)
 
-    _, hi = jax.lax.fori_loop(0, iters, halve, (lo, hi))
-    return jnp.where(count > 0, jnp.exp(hi), 0.0)
+
+MASSIVE_ABS = 100.0  # massive activation: |h| > 100 …
+MASSIVE_REL = 1000.0  # … and |h| > 1000 × median|h| (Sun et al. 2024, "Massive activations")
 
 
 def activation_stats(p, h, eps: float) -> dict[str, jax.Array]:
-    """Forward-only statistics of one tap.
+    """Forward-only statistics of one tap with pre-activation p and output h = σ(p).
 
     sparsity: fraction of exact zeros of h; sparsity_eps: fraction with |h| < eps (the
     measure for smooth activations); max_abs, median_abs and spike_ratio = max|h| /
-    median|h| (median from :func:`cheap_median_abs`); h_max/h_min: signed extremes;
-    frac_pos: fraction of p > 0. spike_ratio is 0 when h is all zeros.
+    median|h| (median: exact lower median of the non-zero |h|, :func:`median_abs_nonzero`);
+    h_max/h_min: signed extremes; frac_pos: fraction of p > 0. The same spike statistics
+    of the pre-activation: max_abs_p, median_abs_p, spike_ratio_p = max|p| / median|p|.
+    massive_count: number of entries with |h| > 100 and |h| > 1000·median|h| (the massive-
+    activation criterion of Sun et al. 2024), massive_frac: that count over h.size.
+    Ratios are 0 when the tensor is all zeros.
+
+    Comparing activations: for ReLU², h = relu(p)², so max|h|/median|h| is the *square*
+    of the same ratio over the positive p; raw h-ratios of ReLU² and ReLU are not on one
+    scale, so cross-activation comparisons use spike_ratio_p.
     """
-    h32 = h.astype(jnp.float32)
+    h32, p32 = h.astype(jnp.float32), p.astype(jnp.float32)
     absh = jnp.abs(h32)
     max_abs = jnp.max(absh)
-    median_abs = cheap_median_abs(h32)
+    median_abs = median_abs_nonzero(h32)
+    max_abs_p = jnp.max(jnp.abs(p32))
+    median_abs_p = median_abs_nonzero(p32)
+    massive = (absh > MASSIVE_ABS) & (absh > MASSIVE_REL * median_abs)
+    massive_count = jnp.sum(massive.astype(jnp.float32))
     # max|h| <= 0 only when every entry is zero; report ratio 0 then, not 0/0.
     return {
         "sparsity": jnp.mean((h32 == 0).astype(jnp.float32)),
@@ -111,24 +132,50 @@ def activation_stats(p, h, eps: float) -> dict[str, jax.Array]:
         "h_max": jnp.max(h32),
         "h_min": jnp.min(h32),
         "frac_pos": jnp.mean((p > 0).astype(jnp.float32)),
+        "max_abs_p": max_abs_p,
+        "median_abs_p": median_abs_p,
+        "spike_ratio_p": max_abs_p / jnp.maximum(median_abs_p, _TINY),
+        "massive_count": massive_count,
+        "massive_frac": massive_count / h32.size,
     }
+
+
+def gradient_carrying_positions(g) -> jax.Array:
+    """Mask over the position axes of g (B, *positions, features) — e.g. the tokens of a
+    sequence, the pixels of a feature map — that is True where ∂ℓ/∂p is non-zero for some
+    example and feature; shape (1, *positions, 1), all True for g of ndim <= 2.
+
+    A position whose gradient is identically zero over the batch has no path to the loss
+    (ViT with CLS pooling: every token but CLS in the last block's MLP; the earlier blocks
+    reach the CLS token through attention from every token). Counting it would dilute
+    gradient statistics by the fraction of such positions (~1/17 for the last ViT block).
+    A position where every p <= 0 under ReLU also has g = 0 there; it holds no positive
+    p, so excluding it changes nothing but grad_positions_frac.
+    """
+    if g.ndim <= 2:
+        return jnp.ones((1,) * g.ndim, bool)
+    return jnp.any(g != 0, axis=(0, g.ndim - 1), keepdims=True)
 
 
 def gradient_stats(p, g, batch_size: int) -> dict[str, jax.Array]:
     """Gradient-sign statistics of one tap from g = ∂ℓ/∂p (the probe gradient).
 
-    grad_pos_mean: mean of g over the entries with p > 0, multiplied by ``batch_size``:
+    Only entries at positions that carry gradient count (:func:`gradient_carrying_positions`).
+    grad_pos_mean: mean of g over those entries with p > 0, multiplied by ``batch_size``:
     the loss is a batch mean, so each entry of g carries a factor 1/B and B·g is the
     gradient of that example's own loss (for sequence models, of its token-mean loss).
     The theory predicts grad_pos_mean >= 0 at initialization for ReLU/GELU/SiLU.
-    grad_pos_frac: fraction of positive-p entries where g > 0.
+    grad_pos_frac: fraction of those positive-p entries where g > 0. grad_positions_frac:
+    fraction of positions that carry gradient (1 for rank-2 taps).
     """
-    pos = (p > 0).astype(jnp.float32)
     g32 = g.astype(jnp.float32)
+    carry = gradient_carrying_positions(g32)
+    pos = ((p > 0) & carry).astype(jnp.float32)
     n_pos = jnp.maximum(jnp.sum(pos), 1.0)
     return {
         "grad_pos_mean": batch_size * jnp.sum(g32 * pos) / n_pos,
         "grad_pos_frac": jnp.sum((g32 > 0) * pos) / n_pos,
+        "grad_positions_frac": jnp.mean(carry.astype(jnp.float32)),
     }
 
 

@@ -152,10 +152,15 @@ def loss(logits, batch, cfg: MLPConfig):
 
 
 def downstream(cfg: MLPConfig) -> dict[str, str]:
-    """Tap ``layer{i}`` -> the weight matrix that reads it (``layer{i+1}/w`` or ``head/w``)."""
-    return {f"layer{i}": (f"layer{i + 1}/w" if i + 1 < cfg.depth else "head/w")
-            for i in range(cfg.depth)}
+    """Tap ``layer{i}`` -> ``layer{i+1}/w``, the hidden matrix that reads it (i < depth-1);
+    the last layer is read by the head (:func:`output_heads`)."""
+    return {f"layer{i}": f"layer{i + 1}/w" for i in range(cfg.depth - 1)}
+
+
+def output_heads(cfg: MLPConfig) -> dict[str, str | None]:
+    """{"head/w": "layer{depth-1}"}: the classifier reads the last hidden layer."""
+    return {"head/w": f"layer{cfg.depth - 1}"}
 
 
 ARCH = Arch(name="mlp", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream)
+            downstream=downstream, output_heads=output_heads)

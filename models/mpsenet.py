@@ -464,10 +464,39 @@ def loss(outputs: dict, batch, cfg: MPSENetConfig):
 
 
 def downstream(cfg: MPSENetConfig) -> dict[str, str]:
-    """{"tf{i}.{time,freq}.ffn": "tf{i}/{time,freq}/ffn/w_out"}: the matrix reading each
-    FFN activation."""
-    return {f"tf{i}.{axis}.ffn": f"tf{i}/{axis}/ffn/w_out"
-            for i in range(cfg.n_blocks) for axis in ("time", "freq")}
+    """Tap -> the hidden matrix reading it.
+
+    ``tf{i}.{time,freq}.ffn`` -> ``tf{i}/{time,freq}/ffn/w_out``. With ``conv_act="same"``
+    also the conv taps: in a dense block, ``{prefix}{j}`` (and ``enc.in``, the encoder's
+    dense-block input) -> the next dense layer's conv, the last one -> the block's
+    successor (``enc/down``, ``{mag,pha}/up`` conv). Later dense layers read the same output
+    through the concatenation too, over their own slice of input channels; the map names
+    the first reader, whose whole kernel mean also covers its other input channels.
+    ``enc.down`` has no direct reader (the transformer reads it through LayerNorm) and the
+    decoders' ``up`` taps are read by the output heads (:func:`output_heads`).
+    """
+    out = {f"tf{i}.{axis}.ffn": f"tf{i}/{axis}/ffn/w_out"
+           for i in range(cfg.n_blocks) for axis in ("time", "freq")}
+    if cfg.conv_act != "same":
+        return out
+    D = cfg.dense_depth
+    out["enc.in"] = "enc/dense/layer0/conv/w"
+    for prefix, succ in (("enc", "enc/down/conv/w"), ("mag", "mag/up/conv/w"),
+                         ("pha", "pha/up/conv/w")):
+        for j in range(D):
+            out[f"{prefix}.dense{j}"] = (f"{prefix}/dense/layer{j + 1}/conv/w" if j + 1 < D
+                                         else succ)
+    return out
+
+
+def output_heads(cfg: MPSENetConfig) -> dict[str, str | None]:
+    """The decoders' output convs (regression heads, so the cross-entropy zero-mean
+    argument does not apply): ``mag/out/w`` reads ``mag.up``, ``pha/out_{r,i}/w`` read
+    ``pha.up`` (None with the untapped PReLU, ``conv_act="prelu"``)."""
+    same = cfg.conv_act == "same"
+    return {"mag/out/w": "mag.up" if same else None,
+            "pha/out_r/w": "pha.up" if same else None,
+            "pha/out_i/w": "pha.up" if same else None}
 
 
 def tap_names(cfg: MPSENetConfig) -> list[str]:
@@ -503,7 +532,8 @@ def param_count(cfg: MPSENetConfig) -> int:
 
 
 ARCH = Arch(name="mpsenet", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream)
+            downstream=downstream, output_heads=output_heads)
 
 __all__ = ["ARCH", "MPSENetConfig", "config", "data", "init", "apply", "loss", "downstream",
+           "output_heads",
            "tap_names", "param_count", "phase_losses", "anti_wrap", "si_snr"]

@@ -231,7 +231,8 @@ def downstream(cfg: ResNetConfig) -> dict[str, str]:
 
     ``act1`` → ``conv2`` of the same block; ``stem.act`` and each ``act2`` → ``conv1``
     of the next block (which is also read by that block's shortcut; conv1 is the one
-    feeding another activation); the last ``act2`` → the head (through the pool).
+    feeding another activation; a projection block's ``short_conv`` reads it too). The
+    last ``act2`` is read by the head through the pool (:func:`output_heads`).
     """
     blocks = _block_names(cfg)
     out, prev = {}, "stem.act"
@@ -239,9 +240,14 @@ def downstream(cfg: ResNetConfig) -> dict[str, str]:
         out[prev] = f"{stage}/{block}/conv1/w"
         out[f"{stage}.{block}.act1"] = f"{stage}/{block}/conv2/w"
         prev = f"{stage}.{block}.act2"
-    out[prev] = "head/w"
     return out
 
 
+def output_heads(cfg: ResNetConfig) -> dict[str, str | None]:
+    """{"head/w": the last block's ``act2``} (read through the global average pool)."""
+    stage, block, *_ = _block_names(cfg)[-1]
+    return {"head/w": f"{stage}.{block}.act2"}
+
+
 ARCH = Arch(name="resnet", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream)
+            downstream=downstream, output_heads=output_heads)

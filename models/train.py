@@ -449,6 +449,13 @@ def _validate(eval_step, params, get_batch, n_batches: int) -> tuple[dict, dict]
     return avg, taps
 
 
+# Tap statistics copied into the summary: forward ones from validation at the final
+# parameters, gradient ones from the last logged training step.
+VAL_TAP_STATS = ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs",
+                 "spike_ratio_p", "max_abs_p", "median_abs_p", "massive_count", "massive_frac")
+TRAIN_TAP_STATS = ("grad_pos_mean", "grad_pos_frac", "grad_positions_frac", "frac_pos")
+
+
 def _layer_entry(path: str, init_w: dict, init_means: dict, final_w: dict, val_stats: dict,
                  train_stats: dict) -> dict:
     """Summary of one tap: its downstream matrix's drift (with the init-mean standard error
@@ -462,10 +469,10 @@ def _layer_entry(path: str, init_w: dict, init_means: dict, final_w: dict, val_s
                      w_mean_final=final_w[path]["mean"],
                      w_mean_change=final_w[path]["mean"] - init_means[path],
                      w_frac_neg_final=final_w[path]["frac_neg"])
-    for s in ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs"):
+    for s in VAL_TAP_STATS:
         if s in val_stats:
             entry[s] = val_stats[s]
-    for s in ("grad_pos_mean", "grad_pos_frac", "frac_pos"):
+    for s in TRAIN_TAP_STATS:
         if s in train_stats:
             entry[s] = train_stats[s]
     return entry
@@ -521,8 +528,12 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     final parameters), layers ({tap: downstream path, w_mean_init, w_mean_final,
     w_mean_change, w_mean_se = init std/√numel, sparsity, sparsity_eps, spike_ratio,
     max_abs (validation, final params), grad_pos_mean, grad_pos_frac, frac_pos (last logged
-    training step)}), weights (final per-matrix stats), resumed_from, n_devices,
-    n_processes, seconds, out.
+    training step)}, one per entry of ``arch.downstream``: hidden matrices only), heads
+    ({head path: the same drift fields, ``reads`` (the tap it reads or None) and that tap's
+    statistics}, from ``arch.output_heads``: the zero-drift control, never averaged into
+    layers), taps ({tap: validation forward and last-step gradient statistics} for every
+    tap, whether or not a mapped matrix reads it), weights (final per-matrix stats),
+    resumed_from, n_devices, n_processes, seconds, out.
     """
     cfg.validate()
     _check_out(cfg)
@@ -686,8 +697,14 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     layers = {name: _layer_entry(path, init_w, init_means, final_w, val_taps.get(name, {}),
                                  train_taps.get(name, {}))
               for name, path in arch.downstream(mcfg).items()}
-    summary.update(layers=layers, weights=final_w, resumed_from=resumed_from,
-                   n_devices=int(mesh.devices.size), n_processes=jax.process_count(),
+    heads = {path: {"reads": tap, **_layer_entry(path, init_w, init_means, final_w,
+                                                   val_taps.get(tap, {}), train_taps.get(tap, {}))}
+             for path, tap in arch.output_heads(mcfg).items()}
+    taps = {name: {**stats, **{s: v for s, v in train_taps.get(name, {}).items()
+                               if s in TRAIN_TAP_STATS}}
+            for name, stats in val_taps.items()}
+    summary.update(layers=layers, heads=heads, taps=taps, weights=final_w,
+                   resumed_from=resumed_from, n_devices=int(mesh.devices.size), n_processes=jax.process_count(),
                    seconds=time.time() - t_start, out=str(out) if out else None)
     if out and main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))

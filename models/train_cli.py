@@ -165,7 +165,8 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(summary: dict) -> str:
     """The human-readable summary: a header line, then one row per tap with columns sized
-    to their contents (two spaces apart, so long names and large values never merge)."""
+    to their contents (two spaces apart, so long names and large values never merge);
+    output heads last, labelled ``[head]``: the zero-drift control, not a hidden layer."""
     val = [f"val {k[4:]} {_fmt(v, '.4g')}" for k, v in summary.items()
            if k.startswith("val_") and isinstance(v, (int, float))]
     head = (f"{summary['arch']}/{summary['act']}: {summary['steps']} steps, final loss "
@@ -174,8 +175,10 @@ def format_table(summary: dict) -> str:
     if str(summary.get("data", "")).endswith("synthetic-fallback"):
         head += "\ndata: synthetic signals (embedded:synthetic-fallback, no real speech installed)"
     cols = ("tap", "downstream", "Δmean(W)", "Δ/SE", "sparsity", "spike")
+    entries = list(summary["layers"].items()) + [
+        (f"[head] {e.get('reads') or '-'}", e) for e in summary.get("heads", {}).values()]
     rows = []
-    for name, e in summary["layers"].items():
+    for name, e in entries:
         change, se = e.get("w_mean_change"), e.get("w_mean_se")
         ratio = change / se if change is not None and se else None
         rows.append((name, e["downstream"], _fmt(change, ".2e"), _fmt(ratio, ".1f"),

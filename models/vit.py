@@ -205,5 +205,10 @@ def downstream(cfg: ViTConfig) -> dict[str, str]:
     return {f"block{i}.mlp": f"block{i}/mlp/fc2/w" for i in range(cfg.depth)}
 
 
+def output_heads(cfg: ViTConfig) -> dict[str, str | None]:
+    """{"head/w": None}: the classifier reads the final LayerNorm of the pooled token."""
+    return {"head/w": None}
+
+
 ARCH = Arch(name="vit", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream)
+            downstream=downstream, output_heads=output_heads)

@@ -28,8 +28,8 @@ KNOBS = ("act", "lr", "weight_decay", "gain", "depth", "act_l1")
 def run_point(run) -> dict:
     """One run: tags, mean validation sparsity, accuracy and the divergence flag."""
     s = run.summary
-    layers = s.get("layers", {}).values()
-    sp = [l["sparsity"] for l in layers if "sparsity" in l]
+    taps = (s.get("taps") or s.get("layers", {})).values()
+    sp = [t["sparsity"] for t in taps if "sparsity" in t]
     losses = [r["loss"] for r in run.metrics if "loss" in r]
     final = s.get("final_loss")
     nonfinite = s.get("status") == "diverged" or final is None or not np.isfinite(final)

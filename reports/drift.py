@@ -7,10 +7,10 @@ Per engine run (a summary.json + metrics.jsonl, see models/train.py):
   heads are reported separately, ``head_rel``, as the zero-drift control);
 * ``w_rel_early`` — the same at the first logged step ≥ 10% of the run ("early in
   training", the paper's wording);
-* ``g0`` — E[∂ℓ/∂p | p > 0] at step 0, averaged over taps (the engine's
+* ``g0`` — E[∂ℓ/∂p | p > 0] at step 0, averaged over every tap (the engine's
   ``grad_pos_mean``: batch size × mean over positive entries of ∂ℓ/∂p);
 * ``sparsity`` — validation fraction of exact zeros at the final parameters, averaged
-  over taps; ``val_loss``.
+  over every tap (``sparsity_max``: the largest); ``val_loss``.
 
 A cell is (arch, act, data, optimizer); its seeds are its independent replicates. The
 per-cell test is the pre-registered one-sided t-test of mean ``w_rel`` < 0 over seeds
@@ -60,6 +60,8 @@ def _nanmean(values) -> float:
 def run_drift(run) -> RunDrift:
     """:class:`RunDrift` of one finished engine run (reports.report.Run)."""
     layers, heads = run.summary.get("layers", {}), run.summary.get("heads", {})
+    # Sparsity and E[g|p>0] concern every tap, including those read only by a head.
+    taps = run.summary.get("taps") or layers
     metrics = run.metrics
     steps = int(run.spec["config"].get("steps", 0))
     early = next((r for r in metrics if r["step"] >= EARLY_FRACTION * steps and r["step"] > 0),
@@ -74,7 +76,7 @@ def run_drift(run) -> RunDrift:
     def gpos(rec):
         if rec is None:
             return float("nan")
-        return _nanmean(rec.get("taps", {}).get(t, {}).get("grad_pos_mean") for t in layers)
+        return _nanmean(v.get("grad_pos_mean") for v in rec.get("taps", {}).values())
 
     tags = run.tags
     return RunDrift(
@@ -85,8 +87,8 @@ def run_drift(run) -> RunDrift:
         w_rel_early=_nanmean(early_rel(e) for e in layers.values()),
         head_rel=_nanmean(_rel(e) for e in heads.values()),
         g0=gpos(first), g_end=gpos(metrics[-1] if metrics else None),
-        sparsity=_nanmean(e.get("sparsity") for e in layers.values()),
-        sparsity_max=max((e["sparsity"] for e in layers.values() if "sparsity" in e),
+        sparsity=_nanmean(e.get("sparsity") for e in taps.values()),
+        sparsity_max=max((e["sparsity"] for e in taps.values() if "sparsity" in e),
                          default=float("nan")),
         val_loss=float(run.summary.get("val_loss", float("nan"))), steps=steps)
 
@@ -160,8 +162,8 @@ def curves_by_arch(runs) -> dict:
         for rec in r.metrics:
             ws = [_rel(e, rec["weights"][e["downstream"]]["mean_change"])
                   for e in layers.values() if e.get("downstream") in rec.get("weights", {})]
-            gs = [rec["taps"][t]["grad_pos_mean"] for t in layers
-                  if "grad_pos_mean" in rec.get("taps", {}).get(t, {})]
+            gs = [v["grad_pos_mean"] for v in rec.get("taps", {}).values()
+                  if "grad_pos_mean" in v]
             if ws and gs:
                 steps.append(rec["step"])
                 w.append(_nanmean(ws))

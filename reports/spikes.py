@@ -21,12 +21,13 @@ import numpy as np
 from driftlab.reports import figures
 from driftlab.reports.verdicts import two_sample
 
-# Per-tap summary keys written by the engine (models/train.py `_layer_entry`).
-H_RATIO, P_RATIO, H_MAX, MASSIVE = "spike_ratio", "pre_spike_ratio", "max_abs", "massive_count"
+# Per-tap summary keys written by the engine (models/train.py, summary["taps"]).
+H_RATIO, P_RATIO, H_MAX, MASSIVE = "spike_ratio", "spike_ratio_p", "max_abs", "massive_count"
 
 
 def _layers(run) -> dict:
-    return run.summary.get("layers", {})
+    """Every tap's validation statistics (older summaries: the mapped layers)."""
+    return run.summary.get("taps") or run.summary.get("layers", {})
 
 
 def _intermediate(names: list[str]) -> list[str]:

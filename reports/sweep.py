@@ -347,19 +347,20 @@ def summary_row(spec: dict, summary: dict, run_dir: Path) -> dict:
             row[key] = summary.get(key)
     else:
         layers = summary.get("layers", {}).values()
+        taps = (summary.get("taps") or summary.get("layers", {})).values()
         for key in ("final_loss", "val_loss", "val_accuracy"):
             row[key] = summary.get(key)
-        row["sparsity_mean"] = _nanmean(l.get("sparsity") for l in layers)
-        row["sparsity_max"] = max((l.get("sparsity", float("nan")) for l in layers),
+        row["sparsity_mean"] = _nanmean(l.get("sparsity") for l in taps)
+        row["sparsity_max"] = max((l.get("sparsity", float("nan")) for l in taps),
                                   default=float("nan"))
-        row["spike_ratio_max"] = max((l.get("spike_ratio", float("nan")) for l in layers),
+        row["spike_ratio_max"] = max((l.get("spike_ratio", float("nan")) for l in taps),
                                      default=float("nan"))
-        row["max_abs_max"] = max((l.get("max_abs", float("nan")) for l in layers),
+        row["max_abs_max"] = max((l.get("max_abs", float("nan")) for l in taps),
                                  default=float("nan"))
         row["w_mean_change_rel_mean"] = _nanmean(
             l["w_mean_change"] / l["w_std_init"] for l in layers
             if "w_mean_change" in l and l.get("w_std_init"))
-        row["grad_pos_mean_mean"] = _nanmean(l.get("grad_pos_mean") for l in layers)
+        row["grad_pos_mean_mean"] = _nanmean(l.get("grad_pos_mean") for l in taps)
     row["seconds"] = summary.get("seconds")
     row["dir"] = str(run_dir)
     return row

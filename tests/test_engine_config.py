@@ -63,8 +63,11 @@ def test_cli_json_run_writes_metrics_and_config(tmp_path, capsys):
     assert main(["train", *FLAGS, "--json", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 8 and summary["status"] == "ok"
-    assert set(summary["layers"]) == {"layer0", "layer1"}
+    assert set(summary["layers"]) == {"layer0"}  # layer1 is read by the head
     assert summary["layers"]["layer0"]["downstream"] == "layer1/w"
+    assert summary["heads"]["head/w"]["reads"] == "layer1"
+    assert "w_mean_change" in summary["heads"]["head/w"]
+    assert set(summary["taps"]) == {"layer0", "layer1"}
     for key in ("final_loss", "val_loss", "val_accuracy"):
         assert isinstance(summary[key], float)
     conf = json.loads((out / "config.json").read_text())

@@ -56,7 +56,8 @@ def test_init_apply_taps_and_downstream(arch, model):
     assert logits.shape == (4, 5) and logits.dtype == jnp.float32
     assert seen == [("layer0", (4, 64)), ("layer1", (4, 64)), ("layer2", (4, 64))]
     down = arch.downstream(cfg)
-    assert down == {"layer0": "layer1/w", "layer1": "layer2/w", "layer2": "head/w"}
+    assert down == {"layer0": "layer1/w", "layer1": "layer2/w"}
+    assert arch.output_heads(cfg) == {"head/w": "layer2"}
     # The downstream matrix really reads the tap's output: its fan-in is the width.
     for path in down.values():
         layer, leaf = path.split("/")

@@ -114,9 +114,14 @@ def test_shapes_params_taps_and_downstream(size, conv_act):
     C, H, Fh = cfg.channels, cfg.ffn_mult * cfg.channels, cfg.n_freq_half
     assert shapes["tf0.time.ffn"] == (B * Fh, T, H) and shapes["tf0.freq.ffn"] == (B * T, Fh, H)
     down = mpsenet.downstream(cfg)
-    assert set(down) == {n for n in names if n.endswith(".ffn")}
+    heads = mpsenet.output_heads(cfg)
+    read_by_head = {t for t in heads.values() if t is not None}
+    assert set(down) | read_by_head | ({"enc.down"} & set(names)) == set(names)
     for path in down.values():
-        assert _path(params, path).shape == (H, C)
+        _path(params, path)  # exists
+    for tap, path in down.items():
+        if tap.endswith(".ffn"):
+            assert _path(params, path).shape == (H, C)
     loss, metrics = jax.eval_shape(lambda o, b: mpsenet.loss(o, b, cfg), out, batch)
     assert loss.shape == () and {"si_snr_i", "mag", "pha", "stft", "time"} <= set(metrics)
 
