@@ -8,6 +8,7 @@ clip is active, as in the paper's reference code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,6 +72,7 @@ def parse_activation(spec: str) -> Activation:
         clip = float(clip_text) if clip_text else DEFAULT_CLIP
     except ValueError:
         raise ValueError(f"clip threshold in {spec!r} must be a number") from None
-    if not clip > 0:
-        raise ValueError(f"clip threshold in {spec!r} must be positive")
+    if not (clip > 0 and math.isfinite(clip)):
+        raise ValueError(f"clip threshold in {spec!r} invalid; allowed: a positive finite "
+                         f"number (for no clip use {_CLIPPED[name]!r})")
     return Activation(name, clip)

@@ -7,20 +7,41 @@ dict keys), ``opt/<i>`` for the i-th leaf of the flattened optimizer state, ``st
 ``optimizer.init`` on restore and the leaves are poured into it, checking the count,
 shapes and dtypes.
 
-Writes go to ``checkpoint.npz.tmp`` then ``os.replace``, so a crash mid-write leaves the
-previous checkpoint intact.
+Writes go to ``checkpoint.npz.tmp`` (fsynced), the current file is renamed to
+``checkpoint.prev.npz`` (one previous generation), then the new file is renamed into
+place: a crash or a damaged file never loses the run. :func:`load_latest` reads the current
+generation and falls back to the previous one when the current one is damaged.
+A damaged file (truncated, flipped bytes, random bytes) raises :class:`CheckpointDamaged`,
+a ValueError whose one-line message names the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
 FILENAME = "checkpoint.npz"
+PREVIOUS = "checkpoint.prev.npz"
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint file that cannot be read back (truncated, corrupted, not a checkpoint)."""
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """The previous generation kept next to ``path``."""
+    return Path(path).with_name(PREVIOUS)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether the current or the previous generation of ``path`` is on disk."""
+    return Path(path).exists() or previous_path(path).exists()
 
 
 def flatten_dict(tree, prefix: str = "") -> dict[str, object]:
@@ -66,6 +87,8 @@ def save(path: str | os.PathLike, params, opt_state, step: int, rng, meta: dict,
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
+    if path.exists():
+        os.replace(path, previous_path(path))
     os.replace(tmp, path)
 
 
@@ -83,15 +106,16 @@ def load(path: str | os.PathLike, params_template, opt_template, meta: dict):
     (``meta`` differs), or its arrays do not match the templates.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path}: unreadable checkpoint ({err})") from None
+    data = _read_arrays(path)
     for key in ("step", "rng", "meta"):
         if key not in data:
-            raise ValueError(f"{path}: not a driftlab checkpoint (no {key!r} entry)")
-    stored_meta = json.loads(str(data["meta"]))
+            raise CheckpointDamaged(f"{path}: unreadable checkpoint: not a driftlab "
+                                    f"checkpoint (no {key!r} entry)")
+    try:
+        stored_meta = json.loads(str(data["meta"]))
+    except json.JSONDecodeError:
+        raise CheckpointDamaged(f"{path}: unreadable checkpoint: damaged run identity "
+                                f"(meta is not JSON)") from None
     want = json.loads(json.dumps(meta, sort_keys=True, default=str))
     diff = sorted(k for k in set(want) | set(stored_meta) if want.get(k) != stored_meta.get(k))
     if diff:
@@ -113,3 +137,45 @@ def load(path: str | os.PathLike, params_template, opt_template, meta: dict):
     extra = {k[len("extra/"):]: v for k, v in data.items() if k.startswith("extra/")}
     return (params, jax.tree_util.tree_unflatten(treedef, opt), int(data["step"]), data["rng"],
             extra)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``; CheckpointDamaged (one line) if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise CheckpointDamaged(f"{path}: unreadable checkpoint: file not found") from None
+    except zipfile.BadZipFile as err:
+        problem = ("corrupted data (CRC check failed)" if "CRC" in str(err)
+                   else f"truncated or damaged zip archive ({err})")
+        raise CheckpointDamaged(f"{path}: unreadable checkpoint: {problem}") from None
+    except ValueError as err:
+        problem = ("not an .npz archive (random or foreign bytes)" if "pickle" in str(err)
+                   else f"damaged array data ({err})")
+        raise CheckpointDamaged(f"{path}: unreadable checkpoint: {problem}") from None
+    except Exception as err:  # zlib.error, EOFError, OSError, struct.error, ...
+        raise CheckpointDamaged(f"{path}: unreadable checkpoint: "
+                                f"{type(err).__name__}: {err}".splitlines()[0]) from None
+
+
+def load_latest(path: str | os.PathLike, params_template, opt_template, meta: dict,
+                warn=lambda line: print(line, file=sys.stderr)):
+    """:func:`load` of ``path``, or of its previous generation when ``path`` is missing or
+    damaged (``warn`` gets one line naming the damaged file). Raises CheckpointDamaged
+    when no generation is readable, ValueError when the checkpoint is another run's."""
+    path = Path(path)
+    prev = previous_path(path)
+    try:
+        return load(path, params_template, opt_template, meta)
+    except CheckpointDamaged as err:
+        if not prev.exists():
+            raise
+        first = err
+    try:
+        loaded = load(prev, params_template, opt_template, meta)
+    except CheckpointDamaged as err:
+        raise CheckpointDamaged(f"{first}; previous generation also unreadable: "
+                                f"{err}") from None
+    warn(f"{first}; resuming from the previous generation {prev} (step {loaded[2]})")
+    return loaded

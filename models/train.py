@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ import numpy as np
 import optax
 
 from driftlab.activations import parse_activation
-from driftlab.models import checkpoint, instrument, nonfinite, pins, sharding
+from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, run_dir,
+                             sharding)
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
@@ -102,7 +104,9 @@ class TrainConfig:
     seed: int = 0
     out: str | None = None
     log_every: int = 10
-    checkpoint_every: int = 0  # 0: checkpoint only when the run ends or stops
+    checkpoint_every: int = 0  # 0: no step cadence (the wall-time cadence still applies)
+    checkpoint_minutes: float = 10.0  # also checkpoint after this much wall time; 0: off
+    overwrite: bool = False  # replace an earlier run found in ``out`` (else refused)
     eps: float = 1e-3  # |h| < eps counts as (near-)sparse for smooth activations
     model_overrides: tuple = ()  # ((field, value), ...) for arch.config
     instrument: bool = True
@@ -161,7 +165,9 @@ class TrainConfig:
             raise _bad("recipe", self.recipe, "None or a 'name@version' string")
         if self.dtype not in DTYPES:
             raise _bad("dtype", self.dtype, ", ".join(DTYPES))
-        for name in ("instrument", "resume", "progress"):
+        if not _is_num(self.checkpoint_minutes) or not self.checkpoint_minutes >= 0:
+            raise _bad("checkpoint_minutes", self.checkpoint_minutes, "a number >= 0 (0: off)")
+        for name in ("instrument", "resume", "progress", "overwrite"):
             if getattr(self, name) not in (True, False):
                 raise _bad(name, getattr(self, name), "True, False")
         if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
@@ -174,6 +180,11 @@ class TrainConfig:
                 for kv in self.model_overrides):
             raise _bad("model_overrides", self.model_overrides,
                        "a tuple of (field, value) pairs")
+        for field, _ in self.model_overrides:
+            if field in ("act", "size"):  # arch.config takes them as arguments
+                raise _bad("model_overrides", f"{field}=...",
+                           f"model config fields other than {field!r} (set it with --{field})")
+        return self
         return self
 
 
@@ -470,6 +481,41 @@ def _layer_entry(path: str, init_w: dict, init_means: dict, final_w: dict, val_s
 # --------------------------------------------------------------------------- the loop
 
 
+# --------------------------------------------------------------------------- run-directory hooks
+
+
+def _check_out(cfg: TrainConfig) -> None:
+    """Before any computation: ``out`` must be a writable directory path; an earlier run
+    there needs ``resume`` or ``overwrite``; ``resume`` needs a checkpoint."""
+    if cfg.out is None:
+        return
+    out = run_dir.check_output_dir(cfg.out)
+    run_dir.check_reuse(out, cfg.resume, cfg.overwrite)
+    if cfg.resume and not checkpoint.exists(out / checkpoint.FILENAME):
+        raise ValueError(f"--resume: no checkpoint in {cfg.out!r} (no {checkpoint.FILENAME}); "
+                         f"the run stopped before its first checkpoint or never started; "
+                         f"start it again with --overwrite")
+
+
+def _check_resume_steps(cfg: TrainConfig, done: int) -> None:
+    """Refuse to resume with fewer total steps than the checkpoint already holds."""
+    if cfg.steps < done:
+        raise _bad("steps", cfg.steps, f"at least the {done} steps already done in "
+                   f"{cfg.out!r} (steps is the run's total, not the steps to add)")
+
+
+def _checkpoint_due(cfg: TrainConfig, t_last: float) -> bool:
+    """Wall-time cadence: a run with an ``out`` checkpoints every ``checkpoint_minutes``."""
+    return (cfg.out is not None and cfg.checkpoint_minutes > 0
+            and time.time() - t_last >= 60.0 * cfg.checkpoint_minutes)
+
+
+def _interrupted_summary(cfg, stopper, done, final_loss, ckpt_path, t_start) -> dict:
+    return {"status": "interrupted", "signal": stopper.name, "arch": cfg.arch,
+            "act": cfg.act, "steps": done, "final_loss": final_loss,
+            "checkpoint": str(ckpt_path), "seconds": time.time() - t_start, "out": cfg.out}
+
+
 def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     """Train per ``cfg``; return a summary dict (see below).
 
@@ -490,12 +536,16 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     resumed_from, n_devices, n_processes, seconds, out.
     """
     cfg.validate()
+    _check_out(cfg)
     t_start = time.time()
     sharding.maybe_initialize_distributed()
     main = jax.process_index() == 0
     arch = get_arch(cfg.arch)
     mcfg = model_config(arch, cfg)
     mcfg, ds = arch.data(cfg.data, mcfg, cfg.seed)
+    if str(ds.meta.get("name", "")).endswith("synthetic-fallback"):
+        print(f"driftlab train: --data {cfg.data}: no real speech installed; using "
+              f"synthetic signals ({ds.meta['name']})", file=sys.stderr)
     mesh = sharding.make_mesh()
     sharding.check_batch_size(cfg.batch_size, mesh)
     rows = sharding.process_rows(cfg.batch_size)
@@ -530,16 +580,18 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     ckpt_path = out / checkpoint.FILENAME if out else None
     identity = run_identity(cfg, mcfg)
     step0, resumed_from, last_ckpt, final_loss = 0, None, None, None
-    if cfg.resume and ckpt_path.exists():
-        params, opt_state, step0, _, extra = checkpoint.load(ckpt_path, params, opt_state,
-                                                             identity)
+    if cfg.resume and checkpoint.exists(ckpt_path):
+        params, opt_state, step0, _, extra = checkpoint.load_latest(ckpt_path, params,
+                                                                    opt_state, identity)
+        _check_resume_steps(cfg, step0)
         if "last_loss" in extra:
             final_loss = float(extra["last_loss"])
         resumed_from = last_ckpt = step0
     if out and main:
         out.mkdir(parents=True, exist_ok=True)
-        if resumed_from is None:
-            (out / METRICS_FILE).unlink(missing_ok=True)
+        if resumed_from is None:  # a fresh (or --overwrite) run: drop the old one's files
+            for name in (METRICS_FILE, checkpoint.FILENAME, checkpoint.PREVIOUS, "summary.json"):
+                (out / name).unlink(missing_ok=True)
         else:
             _truncate_metrics(out / METRICS_FILE, step0)
         conf = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
@@ -559,7 +611,11 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
                                 np.asarray(jax.random.key_data(jax.random.fold_in(key, step))),
                                 identity, {} if final_loss is None else {"last_loss": final_loss})
             last_ckpt = step
+        nonlocal t_ckpt
+        t_ckpt = time.time()
 
+    t_ckpt = time.time()  # wall-time checkpoint cadence (cfg.checkpoint_minutes)
+    stopper = interrupt.StopOnSignal(enabled=ckpt_path is not None)
     end = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
     last_logs = None
     from tqdm.auto import tqdm
@@ -570,6 +626,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     # Finiteness is checked on the device (models.nonfinite); the host reads it only on
     # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
     guard = sharding.replicate(nonfinite.init_guard(), mesh)
+    stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
@@ -581,6 +638,8 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
             params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
                                                      guard, pin_ref)
             steps_run += 1
+            # a pending signal or a due wall-time checkpoint needs the host state now
+            sync_now = sync_now or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt)
             if not sync_now:
                 bar.update(1)
                 continue
@@ -613,15 +672,24 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
             bar.update(1)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
                 save(done)
+            elif _checkpoint_due(cfg, t_ckpt) and done < end:
+                save(done)
+            if stopper.signum is not None:
+                end = done
+                break
         if end > step0 or (ckpt_path is not None and not ckpt_path.exists()):
             save(end)
     finally:
         bar.close()
+        stopper.__exit__()
 
     done = max(end, step0)
+    if stopper.signum is not None:  # preempted: checkpoint written, skip the evaluation
+        return _interrupted_summary(cfg, stopper, done, final_loss, ckpt_path, t_start)
 
     summary = {"status": "ok" if done >= cfg.steps else "stopped", "arch": cfg.arch,
-               "act": cfg.act, "steps": done, "final_loss": final_loss}
+               "act": cfg.act, "steps": done, "final_loss": final_loss,
+               "data": str(ds.meta.get("name", cfg.data))}
     val, val_taps = _validate(eval_step, params, get_batch, cfg.eval_batches)
     summary.update({f"val_{k}": v for k, v in val.items()})
     final_w = weight_fn(params)

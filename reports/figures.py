@@ -1,7 +1,7 @@
 """The report's figures (PNG, matplotlib Agg), one function per experiment.
 
 Each function takes data already collected by ``reports/report.py`` and a path, draws
-one figure, saves it and returns the path. Style follows ``reports/theory_plots.py``:
+one figure, saves it and returns the path. One style for all figures (reports/style.py):
 measured values as points/lines with their uncertainty, theory as solid lines, a
 zero line where a sign is the claim.
 """
@@ -9,28 +9,19 @@ zero line where a sign is the claim.
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from driftlab.reports.analysis import CliffFit, t_band  # noqa: E402
+from driftlab.reports.style import BASE_COLORS, colors_for, save as _save, styled  # noqa: E402
 
-_COLORS = {"relu": "C0", "gelu": "C1", "silu": "C2", "tanh": "C7", "relu2": "C3",
-           "gelu2": "C4"}
-
-
-def _color(act: str, i: int) -> str:
-    return _COLORS.get(act, f"C{(i % 10)}")
+_COLORS = BASE_COLORS
 
 
-def _save(fig, path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
+@styled
 def drift_curves(curves: dict, path, title: str) -> str:
     """curves: {arch: {act: {"steps": (T,), "w_rel": (seeds, T), "gpos": (seeds, T)}}}.
 
@@ -39,6 +30,7 @@ def drift_curves(curves: dict, path, title: str) -> str:
     seed means, bands t-based 95% CIs over seeds.
     """
     archs = list(curves)
+    colors = colors_for(list(dict.fromkeys(a for arch in archs for a in curves[arch])))
     fig, axes = plt.subplots(2, max(1, len(archs)), figsize=(3.6 * max(1, len(archs)), 6.2),
                              squeeze=False)
     for j, arch in enumerate(archs):
@@ -46,9 +38,9 @@ def drift_curves(curves: dict, path, title: str) -> str:
             for row, key in ((0, "w_rel"), (1, "gpos")):
                 ax = axes[row, j]
                 mean, lo, hi = t_band(c[key])
-                ax.plot(c["steps"], mean, color=_color(act, i),
+                ax.plot(c["steps"], mean, color=colors[act],
                         label=f"{act} (n={np.asarray(c[key]).shape[0]})")
-                ax.fill_between(c["steps"], lo, hi, color=_color(act, i), alpha=0.2, lw=0)
+                ax.fill_between(c["steps"], lo, hi, color=colors[act], alpha=0.2, lw=0)
         axes[0, j].set_title(arch)
         for row in range(2):
             axes[row, j].axhline(0, color="k", lw=0.5)
@@ -57,11 +49,12 @@ def drift_curves(curves: dict, path, title: str) -> str:
     if archs:
         axes[0, 0].set_ylabel("Δ mean(W_down) / std(W_down at init)")
         axes[1, 0].set_ylabel("E[∂ℓ/∂p | p > 0] (per example)")
-        axes[0, 0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+        axes[0, 0].legend()
+    fig.suptitle(title)
     return _save(fig, path)
 
 
+@styled
 def first_step(rows: list[dict], path, title: str) -> str:
     """rows: {act, width, measured, measured_se, predicted, predicted_large_width}.
 
@@ -71,25 +64,32 @@ def first_step(rows: list[dict], path, title: str) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     acts = sorted({r["act"] for r in rows}, key=lambda a: list(_COLORS).index(a)
                   if a in _COLORS else 99)
+    colors = colors_for(acts)
     for i, act in enumerate(acts):
         rs = sorted((r for r in rows if r["act"] == act), key=lambda r: r["width"])
         w = np.array([r["width"] for r in rs])
         ax.errorbar(w, [-r["measured"] for r in rs], yerr=[2 * r["measured_se"] for r in rs],
-                    fmt="o", ms=4, color=_color(act, i), label=f"{act} measured")
-        ax.plot(w, [-r["predicted"] for r in rs], "-", color=_color(act, i), lw=1.2,
+                    fmt="o", color=colors[act], label=f"{act} measured ± 2 SE", clip_on=False)
+        ax.plot(w, [-r["predicted"] for r in rs], "-", color=colors[act], lw=1.2,
                 label=f"{act} theory (finite n)")
-        ax.plot(w, [-r["predicted_large_width"] for r in rs], "--", color=_color(act, i),
-                lw=0.8)
+        ax.plot(w, [-r["predicted_large_width"] for r in rs], "--", color=colors[act],
+                lw=1.0, label=f"{act} theory (n → ∞)")
+    widths = sorted({r["width"] for r in rows})
     ax.set_xscale("log")
+    # One labelled tick per measured width, no minor labels: they overlapped.
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_yscale("symlog", linthresh=1e-6)
+    ax.margins(x=0.08, y=0.1)  # keep the end markers inside the axes
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("width n")
     ax.set_ylabel("−mean ΔW2 after one SGD step")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=8)
+    ax.legend(ncol=2)
+    ax.set_title(title)
     return _save(fig, path)
 
 
+@styled
 def sparsity_law(points: list[dict], path, title: str) -> str:
     """points: {predicted, measured, lr, step, layer}: scatter with the y = x line."""
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -106,22 +106,24 @@ def sparsity_law(points: list[dict], path, title: str) -> str:
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
     ax.set_xlabel("predicted Φ(−μΣh / (s‖h‖))")
     ax.set_ylabel("measured ReLU sparsity")
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=8)
+    ax.legend()
+    ax.set_title(title)
     return _save(fig, path)
 
 
+@styled
 def tradeoff(points: list[dict], cliff: CliffFit | None, path, title: str) -> str:
     """points: {sparsity, accuracy, act, diverged?}: dots, crosses for diverged runs; the
     hinge fit and the knee's CI band if given."""
     fig, ax = plt.subplots(figsize=(6.0, 4.4))
     acts = sorted({p["act"] for p in points})
-    for i, act in enumerate(acts):
+    colors = colors_for(acts)
+    for act in acts:
         for diverged in (False, True):
             ps = [p for p in points if p["act"] == act and bool(p.get("diverged")) == diverged]
             if ps:
                 ax.scatter([p["sparsity"] for p in ps], [p["accuracy"] for p in ps], s=20,
-                           marker="x" if diverged else "o", color=_color(act.split(":")[0], i),
+                           marker="x" if diverged else "o", color=colors[act],
                            label=act + (" (diverged)" if diverged else ""))
     if cliff is not None:
         xs = np.linspace(0, 1, 200)
@@ -132,27 +134,35 @@ def tradeoff(points: list[dict], cliff: CliffFit | None, path, title: str) -> st
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("activation sparsity (exact zeros, mean over layers, validation)")
     ax.set_ylabel("validation accuracy")
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=8)
+    ax.legend()
+    ax.set_title(title)
     return _save(fig, path)
 
 
+@styled
 def spikes(rows: list[dict], path, title: str) -> str:
     """rows: {act, spike_ratio (seeds,), val_loss (seeds,)}: two bar panels, mean ± 95% CI."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     acts = [r["act"] for r in rows]
+    colors = colors_for(acts)  # one distinct colour per activation label
     x = np.arange(len(acts))
-    for ax, key, label in ((axes[0], "spike_ratio", "max|h| / median|h| (max over layers)"),
-                           (axes[1], "val_loss", "validation loss")):
-        means, errs = [], []
+    for ax, key, label, log in ((axes[0], "spike_ratio", "max|h| / median|h| (max over layers)",
+                                 True),
+                                (axes[1], "val_loss", "validation loss", False)):
+        means, lower, upper = [], [], []
         for r in rows:
             m, lo, hi = t_band(np.asarray(r[key], float)[:, None])
             means.append(m[0])
-            errs.append(hi[0] - m[0])
-        ax.bar(x, means, yerr=errs, color=[_color(a.split(":")[0], i) for i, a in enumerate(acts)],
-               capsize=3)
-        ax.set_xticks(x, acts, rotation=40, ha="right", fontsize=7)
+            upper.append(hi[0] - m[0])
+            # On the log axis a CI reaching ≤ 0 is cut at half the mean (marked by the
+            # caption) rather than running off the axis.
+            lower.append(min(m[0] - lo[0], 0.5 * m[0]) if log else m[0] - lo[0])
+        ax.bar(x, means, yerr=[lower, upper], color=[colors[a] for a in acts], capsize=3)
+        ax.set_xticks(x, acts, rotation=40, ha="right")
         ax.set_ylabel(label)
-    axes[0].set_yscale("log")
-    fig.suptitle(title, fontsize=8)
+        if log:
+            ax.set_yscale("log")
+            ax.set_title("bars: mean ± 95% CI over seeds (lower end cut at mean/2)",
+                         fontsize=8)
+    fig.suptitle(title)
     return _save(fig, path)

@@ -198,12 +198,15 @@ def theory_results(mode: str, out: Path, cache: str | None = None) -> list[dict]
     """Theorem-check rows (CheckResult.as_dict, as ``driftlab theory check --json``
     prints them): "run" runs theory.checks.run_checks (minutes of CPU) and caches them in
     ``out/theory_checks.json``; "cache" reads ``cache`` (or that file); "auto" reads the
-    cache when it exists and runs otherwise; "off" returns None."""
+    cache when it exists and runs otherwise (a run reuses results cached for the same code
+    version, reports/theory_cache.py, and shows progress on stderr; "run" always reruns);
+    "off" returns None."""
     if mode not in THEORY_MODES:
         raise ValueError(f"theory={mode!r} invalid; allowed: {', '.join(THEORY_MODES)}")
     if mode == "off":
         return None
     path = Path(cache) if cache else out / THEORY_CACHE
+    rerun = mode == "run"
     if mode == "auto":
         mode = "cache" if path.exists() else "run"
     if mode == "cache":
@@ -215,9 +218,21 @@ def theory_results(mode: str, out: Path, cache: str | None = None) -> list[dict]
                                                  for r in rows):
             raise ValueError(f"theory cache {str(path)!r} is not a list of check results")
         return rows
-    from driftlab.theory.checks import run_checks
+    # Progress on stderr; results cached by code version (reports/theory_cache.py).
+    import sys
 
-    rows = [r.as_dict() for r in run_checks()]
+    from driftlab.reports import theory_cache
+    from driftlab.theory.cli import run_with_progress
+
+    rows = theory_cache.load() if not rerun else None
+    if rows is not None:
+        print(f"driftlab report: theorem checks from the cache {theory_cache.cache_path()} "
+              f"(same code version)", file=sys.stderr)
+    else:
+        print("driftlab report: running the theorem checks (minutes of CPU; cached by code "
+              "version afterwards)", file=sys.stderr)
+        rows = [r.as_dict() for r in run_with_progress()]
+        theory_cache.store(rows)
     (out / THEORY_CACHE).write_text(json.dumps(rows, indent=1, default=str))
     return rows
 

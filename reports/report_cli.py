@@ -34,7 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    import sys
+    import time
     from pathlib import Path
+
+    from driftlab.models.run_dir import check_output_dir
+
+    check_output_dir(args.out)  # before reading runs or running checks
 
     if args.sweep is not None:
         from driftlab.reports.presets import PRESETS
@@ -70,8 +76,13 @@ def run(args) -> int:
         + (["--sweep", args.sweep, "--workers", str(args.workers)] if args.sweep else [])
         + (["--no-theory"] if mode == "off" else [])
         + (["--theory-json", shlex.quote(args.theory_json)] if mode == "cache" else []))
+    t0 = time.time()
+    print(f"driftlab report: {len(args.run_dirs)} run director"
+          f"{'y' if len(args.run_dirs) == 1 else 'ies'} -> {args.out} (theory: {mode})",
+          file=sys.stderr, flush=True)
     path = write_report(args.run_dirs, args.out, theory=mode, theory_cache=args.theory_json,
                         command=command)
+    print(f"driftlab report: done in {time.time() - t0:.0f} s", file=sys.stderr)
     print(path)
     return 0
 

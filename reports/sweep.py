@@ -10,6 +10,9 @@ A run is *finished* when ``summary.json`` says ``status: ok`` and ``run.json`` e
 the spec; finished runs are skipped, so re-running an interrupted sweep resumes it
 (unfinished engine runs continue from their checkpoint). ``OUT/summary.csv`` has one
 row per finished run of the grid and is rebuilt after every sweep.
+Concurrent workers (local processes, SLURM array jobs) sharing ``OUT`` claim each run
+atomically first (reports/run_claims.py); a run claimed by another live worker is left to it
+(status ``claimed``).
 
 Run kinds: ``train`` (the engine), ``sparsity_law`` (the engine in segments, the
 drift → sparsity law evaluated on each segment's checkpoint) and ``first_step`` (one
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driftlab.reports import run_claims as claims
 from driftlab.reports.presets import (PRESETS, FirstStepConfig, RunSpec, get_preset,
                                       sparsity_law_steps, spec_from_dict)
 
@@ -104,11 +108,9 @@ def _start(spec: RunSpec, run_dir: Path, keep: bool) -> None:
 def _run_train(spec: RunSpec, run_dir: Path) -> dict:
     from driftlab.models.train import train
 
-    # resume=True: an interrupted run continues from its checkpoint (the engine checks
-    # the checkpoint belongs to the same run identity).
     from driftlab.models.train import NonFiniteLossError
 
-    cfg = dataclasses.replace(spec.config, out=str(run_dir), resume=True)
+    cfg = _engine_config(spec, run_dir)
     try:
         return train(cfg)
     except NonFiniteLossError as err:
@@ -116,6 +118,16 @@ def _run_train(spec: RunSpec, run_dir: Path) -> dict:
                    "steps": err.step, "final_loss": err.loss}
         (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def _engine_config(spec: RunSpec, run_dir: Path):
+    """The spec's TrainConfig writing to ``run_dir``: an interrupted run continues from its
+    checkpoint (the engine checks it belongs to the same run identity); a run directory
+    without one is started afresh (the sweep owns its run directories)."""
+    from driftlab.models import checkpoint
+
+    return dataclasses.replace(spec.config, out=str(run_dir), overwrite=True,
+                               resume=checkpoint.exists(run_dir / checkpoint.FILENAME))
 
 
 def law_point(cfg, params, step: int, n_rows: int = 256) -> dict:
@@ -176,11 +188,13 @@ def _run_sparsity_law(spec: RunSpec, run_dir: Path) -> dict:
 
     if spec.config.arch != "mlp":
         raise ValueError(f"sparsity_law runs need arch='mlp', got {spec.config.arch!r}")
-    cfg = dataclasses.replace(spec.config, out=str(run_dir), resume=True)
     (run_dir / LAW_FILE).unlink(missing_ok=True)
     summary = None
-    for step in sparsity_law_steps(cfg.steps):
+    for step in sparsity_law_steps(spec.config.steps):
+        cfg = _engine_config(spec, run_dir)
         summary = train(cfg, stop_at=step)
+        if summary["status"] == "interrupted":
+            return summary
         point = law_point(cfg, _load_params(run_dir / FILENAME), step)
         with open(run_dir / LAW_FILE, "a") as fh:
             fh.write(json.dumps(point) + "\n")
@@ -284,6 +298,18 @@ def run_one(spec: RunSpec | dict, out: str | os.PathLike) -> dict:
         return {"run_id": spec.run_id, "status": "skipped"}
     if spec.kind not in RUNNERS:
         raise ValueError(f"kind={spec.kind!r} invalid; allowed: {', '.join(RUNNERS)}")
+    if not claims.try_claim(out, spec.run_id):
+        return {"run_id": spec.run_id, "status": "claimed",
+                "by": claims.holder(out, spec.run_id)}
+    try:
+        if is_finished(spec, run_dir):  # finished by another worker before our claim
+            return {"run_id": spec.run_id, "status": "skipped"}
+        return _run_claimed(spec, run_dir)
+    finally:
+        claims.release(out, spec.run_id)
+
+
+def _run_claimed(spec: RunSpec, run_dir: Path) -> dict:
     # Engine runs keep a partial directory (they resume from its checkpoint); the
     # others restart from scratch.
     _start(spec, run_dir, keep=spec.kind == "train")
@@ -292,7 +318,8 @@ def run_one(spec: RunSpec | dict, out: str | os.PathLike) -> dict:
     if spec.kind != "first_step":
         # The engine wrote summary.json; record the wall time of the whole run too.
         summary["sweep_seconds"] = time.time() - t0
-    return {"run_id": spec.run_id, "status": summary.get("status", "ok")}
+    return {"run_id": spec.run_id, "status": summary.get("status", "ok"),
+            "signal": summary.get("signal")}
 
 
 # --------------------------------------------------------------------------- summary.csv
@@ -378,6 +405,7 @@ class SweepResult:
     skipped: list
     csv: str
     seconds: float
+    interrupted: str | None = None  # the signal that stopped it (SIGTERM/SIGINT), if any
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -422,21 +450,30 @@ def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=N
     todo = [s for s in mine if not is_finished(s, out / s.run_id)]
     skipped = [s.run_id for s in mine if s not in todo]
     log = log or (lambda *_: None)
-    ran = []
+    ran, interrupted = [], None
     if executor == "local":
         for i, spec in enumerate(todo):
             t = time.time()
             res = run_one(spec, out)
+            if res["status"] in ("claimed", "skipped"):  # another worker has it / did it
+                skipped.append(res["run_id"])
+                log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: " + (
+                    f"claimed by another worker ({res['by']}), left to it"
+                    if res["status"] == "claimed" else "finished by another worker"))
+                continue
             ran.append(res["run_id"])
             log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: {res['status']} "
                 f"({time.time() - t:.1f} s)")
+            if res["status"] == "interrupted":  # SIGTERM/SIGINT: checkpointed, stop here
+                interrupted = res.get("signal") or "signal"
+                break
     elif todo:
         for res in _submitit_run(todo, out, executor_options or {}):
             ran.append(res["run_id"])
             log(f"[{preset} submitit] {res['run_id']}: {res['status']}")
     csv_path = write_summary_csv(grid, out)
     return SweepResult(preset, str(out), len(grid), len(mine), ran, skipped, str(csv_path),
-                       time.time() - t0)
+                       time.time() - t0, interrupted)
 
 
 def preset_names(name: str) -> list[str]:

@@ -47,6 +47,9 @@ def _validate(args) -> list[str]:
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"seeds={args.seeds!r} invalid; allowed: a positive integer")
     parse_shard(args.shard)
+    from driftlab.models.run_dir import check_output_dir
+
+    check_output_dir(args.out)
     if args.executor not in EXECUTORS:
         raise ValueError(f"executor={args.executor!r} invalid; allowed: {', '.join(EXECUTORS)}")
     if args.timeout_min < 1:
@@ -69,6 +72,10 @@ def run(args) -> int:
         res = run_sweep(name, size=args.size, seeds=args.seeds, shard=args.shard, out=out,
                         executor=args.executor, executor_options=options, log=log)
         results.append(res.as_dict())
+        if res.interrupted:
+            print(f"{name}: stopped by {res.interrupted} after checkpointing; run the same "
+                  f"command again to resume", file=sys.stderr)
+            return 128 + (15 if res.interrupted == "SIGTERM" else 2)
         if not args.json:
             print(f"{name}: {len(res.ran)} ran, {len(res.skipped)} skipped "
                   f"(shard {args.shard}: {res.selected} of {res.total} runs) in "

@@ -21,18 +21,15 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from driftlab.montecarlo import estimators, stein_reduced  # noqa: E402
+from driftlab.reports import style  # noqa: E402
 from driftlab.montecarlo.estimators import Budget  # noqa: E402
 from driftlab.theory import expected_grad, gaussian  # noqa: E402
 from driftlab.theory.checks import ACTIVATIONS, SETTING_A  # noqa: E402
 
 
 def _save(fig, out: str, name: str) -> str:
-    """Lay out, write ``out/name`` as PNG, close the figure; return the path."""
-    fig.tight_layout()
-    path = os.path.join(out, name)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    """Lay out, write ``out/name`` as PNG (reports/style.py), close the figure; return the path."""
+    return style.save(fig, os.path.join(out, name))
 
 
 def _binned(p, g, edges):
@@ -47,6 +44,7 @@ def _binned(p, g, edges):
     return mean, se, counts
 
 
+@style.styled
 def plot_gradient_vs_preactivation(out: str, seed: int, quick: bool) -> str:
     """Panel per activation: MC E[g|p] (points ± SE) vs k·s2²·σσ'(p) (MSE) and
     s2²·σσ'(p)·E[S(s2‖h‖)] (CE, with the softmax factor at its mean: an approximation
@@ -70,12 +68,16 @@ def plot_gradient_vs_preactivation(out: str, seed: int, quick: bool) -> str:
                 curve = s.s2**2 * fn(centers) * expected_grad.softmax_trace_factor(t, s.d_out)
             ax.errorbar(centers[keep], mean[keep], yerr=se[keep], fmt="o", ms=3, color=color,
                         label=f"MC {loss}")
-            ax.plot(centers, curve, "-", color=color, lw=1.2, label=f"analytic {loss}")
+            # CE: the softmax factor at its mean over ‖h‖, not conditional on p — it
+            # departs from the conditional MC at large |p| by construction.
+            ax.plot(centers, curve, "-", color=color, lw=1.2,
+                    label="analytic mse" if loss == "mse" else
+                    "analytic ce, mean softmax factor\n(not conditional on p)")
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
         ax.set_title(act)
         ax.set_yscale("symlog", linthresh=1e-2)
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend()
     for ax in axes[1]:
         ax.set_xlabel("pre-activation p")
     for ax in axes[:, 0]:
@@ -86,6 +88,7 @@ def plot_gradient_vs_preactivation(out: str, seed: int, quick: bool) -> str:
     return _save(fig, out, "gradient_vs_preactivation.png")
 
 
+@style.styled
 def plot_convergence(out: str, seed: int, quick: bool) -> str:
     """|m − a| and SE against samples for E[g|p>0] (ReLU and GELU, MSE), log-log."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -108,16 +111,21 @@ def plot_convergence(out: str, seed: int, quick: bool) -> str:
     ax.set_ylabel("relative error")
     ax.set_title(f"Monte Carlo convergence, E[g | p>0], MSE, d={SETTING_A.d_in}, n={SETTING_A.width}, "
                  f"k={SETTING_A.d_out}", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend()
     return _save(fig, out, "mc_convergence.png")
 
 
+@style.styled
 def plot_drift_vs_width(out: str, seed: int, quick: bool) -> str:
     """Mean E[∂ℓ/∂W2] against width n: raw MC, semi-analytic, n → ∞ limit (MSE)."""
     widths = [8, 32] if quick else [8, 16, 32, 64, 128, 256]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    acts = (("relu", "C0"), ("tanh", "C7")) if quick else (("relu", "C0"), ("gelu", "C1"), ("silu", "C2"),
-                                                            ("tanh", "C7"))
+    # Positively biased activations on a log axis (their drift is > 0 and shrinks with n);
+    # the tanh control on its own linear axis around 0, so its noise cannot read as signal
+    # (a symlog axis made it look like the ReLU curve).
+    fig, (ax, ax0) = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    names = ("relu", "tanh") if quick else ("relu", "gelu", "silu", "tanh")
+    colors = style.colors_for(names)
+    acts = [(a, colors[a]) for a in names]
     for act, color in acts:
         mc, semi, limit = [], [], []
         for n in tqdm(widths, desc=f"drift {act}", leave=False):
@@ -126,17 +134,27 @@ def plot_drift_vs_width(out: str, seed: int, quick: bool) -> str:
             mc.append(estimators.estimate_drift(s, b)["W2"])
             semi.append(stein_reduced.drift(s, b).value)
             limit.append(expected_grad.drift_large_width(s).value)
-        ax.errorbar(widths, [m.mean for m in mc], yerr=[2 * m.stderr for m in mc], fmt="o", color=color,
-                    label=f"MC {act} (±2 SE)")
-        ax.plot(widths, semi, "-", color=color, label=f"semi-analytic {act}")
-        ax.plot(widths, limit, ":", color=color, label=f"n→∞ limit {act}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("symlog", linthresh=1e-5)
-    ax.set_xlabel("width n")
+        target = ax0 if act == "tanh" else ax
+        means = np.array([m.mean for m in mc])
+        bars = np.array([2 * m.stderr for m in mc])
+        # on the log axis a ±2 SE bar reaching ≤ 0 is cut at mean/2
+        lower = bars if target is ax0 else np.minimum(bars, 0.5 * np.abs(means))
+        target.errorbar(widths, means, yerr=[lower, bars], fmt="o", color=color,
+                        label=f"MC {act} (±2 SE)")
+        target.plot(widths, semi, "-", color=color, label=f"semi-analytic {act}")
+        target.plot(widths, limit, ":", color=color, label=f"n→∞ limit {act}")
+    for a in (ax, ax0):
+        a.set_xscale("log", base=2)
+        a.set_xlabel("width n")
+    ax.set_yscale("log")
     ax.set_ylabel("mean E[∂ℓ/∂W2_ij]  (> 0: SGD drives W2 negative)")
-    ax.set_title(f"Downstream drift at init, 3-layer block, MSE, d={SETTING_A.d_in}, k={SETTING_A.d_out}",
-                 fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"Downstream drift at init, 3-layer block, MSE, d={SETTING_A.d_in}, "
+                 f"k={SETTING_A.d_out}")
+    ax.legend(ncol=2, fontsize=7)
+    ax0.axhline(0, color="k", lw=0.5)
+    ax0.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax0.set_title("control: tanh (linear axis; expected 0)")
+    ax0.legend(fontsize=7)
     return _save(fig, out, "drift_vs_width.png")
 
 

@@ -64,3 +64,49 @@ def test_unknown_subcommand_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bogus"])
     assert exc.value.code == 2
+
+
+def test_predict_ce_with_one_output_is_rejected(capsys):
+    assert main(["theory", "predict", "--loss", "ce", "--act", "relu", "--d-in", "4",
+                 "--width", "8", "--d-out", "1", "--samples", "64", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "d-out" in err and "ce" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_runs_exactly_the_samples_asked_or_says_so(capsys):
+    from driftlab.theory.cli import exact_chunk
+
+    assert exact_chunk(6250, 4096) == 3125  # --samples 100000 runs exactly 100000
+    assert exact_chunk(4099, 4096) == 4096  # prime: rounded up (and reported)
+    rc = main(["theory", "predict", "--loss", "mse", "--act", "relu", "--d-in", "4",
+               "--width", "8", "--d-out", "2", "--samples", "1000", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and json.loads(captured.out)["samples"] == 1008  # 63 draws × 16
+    assert "--samples 1000 ran 1008" in captured.err
+
+
+def test_check_table_has_kind_and_tier_and_one_line_per_check(monkeypatch, capsys):
+    from dataclasses import replace
+
+    from driftlab.theory import checks
+
+    small = [s for s in checks.default_specs() if s.quantity in ("gram_diag", "gram_offdiag")]
+    fast = {k: replace(v, draws=256, chunk=256) for k, v in checks.BUDGETS.items()}
+    monkeypatch.setattr(checks, "default_specs", lambda: small)
+    monkeypatch.setattr(checks, "BUDGETS", fast)
+    assert main(["theory", "check"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].split()[:3] == ["verdict", "kind", "tier"]
+    assert "sign only" in captured.out or "agrees" in captured.out
+    progress = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == ["[1/2", "[2/2"]
+
+
+def test_plots_checks_the_output_location_first(tmp_path, capsys, monkeypatch):
+    import driftlab.reports.theory_plots as tp
+
+    monkeypatch.setattr(tp, "make_all", lambda *a, **k: pytest.fail("computation started"))
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["theory", "plots", "--out", str(f / "sub")]) == 2
+    assert "lies under the file" in capsys.readouterr().err

@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="run every theorem check and print a table")
     check.add_argument("--json", action="store_true", help="print the results as a JSON list")
     check.add_argument("--seed", type=int, default=0)
-    check.add_argument("--no-progress", action="store_true")
+    check.add_argument("--no-progress", action="store_true",
+                       help="no progress output (default: one overall bar on a terminal, "
+                            "one line per check otherwise)")
 
     pred = sub.add_parser("predict", help="analytic vs Monte Carlo E[∂ℓ/∂p_i | p_i > 0] in one setting")
     pred.add_argument("--loss", required=True, help="mse or ce")
@@ -25,14 +27,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--d-out", type=int, required=True)
     pred.add_argument("--gain", type=float, default=1.0)
     pred.add_argument("--samples", type=int, default=1 << 18,
-                      help="total examples (independent weight draws × 16 inputs each)")
+                      help="total examples (independent weight draws × 16 inputs each); "
+                           "rounded up to whole compiled chunks, and the rounding is reported "
+                           "(default: 262144)")
     pred.add_argument("--seed", type=int, default=0)
     pred.add_argument("--json", action="store_true")
 
     plots = sub.add_parser("plots", help="empirical-vs-analytic figures (PNG)")
-    plots.add_argument("--out", default="reports/theory")
+    plots.add_argument("--out", default="reports/theory",
+                       help="output directory, checked before any computation "
+                            "(default: reports/theory)")
     plots.add_argument("--seed", type=int, default=0)
-    plots.add_argument("--quick", action="store_true", help="smaller samples (for tests)")
+    plots.add_argument("--quick", action="store_true",
+                       help="smaller samples (for tests); the full run takes about 8 min on a "
+                            "laptop CPU")
 
     layers = sub.add_parser("layers", help="per-tap Stein prediction vs measured E[g|p>0] at init "
                                            "(theory/per_layer.py)")
@@ -60,10 +68,42 @@ def run(args) -> int:
             "layers": _layers}[args.action](args)
 
 
-def _check(args) -> int:
-    from driftlab.theory.checks import run_checks
+def run_with_progress(seed: int = 0, show: bool = True, stream=None) -> list:
+    """Every default theorem check (as ``checks.run_checks``) with one overall progress
+    display: a single "k of N" bar naming the current claim when ``stream`` is a terminal,
+    else one line per finished check."""
+    from driftlab.theory import checks
 
-    results = run_checks(seed=args.seed, progress=not (args.no_progress or args.json))
+    stream = sys.stderr if stream is None else stream
+    specs = checks.default_specs()
+    ev = checks.Evaluator(seed=seed, progress=False)
+    tty = show and hasattr(stream, "isatty") and stream.isatty()
+    bar = None
+    if tty:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(specs), desc="theory check", unit="check", file=stream)
+    results = []
+    try:
+        for i, spec in enumerate(specs):
+            if bar is not None:
+                bar.set_postfix_str(f"{spec.claim} | {spec.setting.describe()}"[:70])
+            res = checks.evaluate(spec, ev.analytic(spec), ev.mc(spec), len(specs))
+            results.append(res)
+            if bar is not None:
+                bar.update(1)
+            elif show:
+                print(f"[{i + 1}/{len(specs)}] {'pass' if res.passed else 'FAIL'} "
+                      f"z={res.z:.2f} {spec.kind}: {spec.claim} | {spec.setting.describe()}",
+                      file=stream, flush=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def _check(args) -> int:
+    results = run_with_progress(seed=args.seed, show=not (args.no_progress or args.json))
     rows = [r.as_dict() for r in results]
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -72,17 +112,44 @@ def _check(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+# What each check kind tests (its pass rule), printed under the table.
+KIND_RULES = {
+    "agree": "|z| <= z*: MC agrees with the analytic value",
+    "zero": "|z| <= z*: MC agrees with 0",
+    "positive": "z >= z*: MC is significantly > 0 (sign only; analytic shown for reference)",
+    "negative": "-z >= z*: MC is significantly < 0 (sign only; analytic shown for reference)",
+    "differs": "|z| > z*: MC significantly differs from the analytic value (a large z passes)",
+}
+TIER_ABBREV = {"closed form": "closed", "quadrature": "quad",
+               "semi-analytic (Stein-reduced MC)": "stein"}
+
+
 def format_table(rows: list[dict]) -> str:
-    head = f"{'verdict':7} {'z':>9} {'z*':>5}  {'analytic':>11}  {'MC mean ± SE':>24}  claim | setting"
+    head = (f"{'verdict':7} {'kind':8} {'tier':6} {'z':>9} {'z*':>5}  {'analytic':>11}  "
+            f"{'MC mean ± SE':>24}  claim | setting")
     lines = [head, "-" * len(head)]
     for r in rows:
         mc = f"{r['mc_mean']:.5g} ± {r['mc_stderr']:.2g}"
-        lines.append(f"{r['verdict']:7} {r['z']:9.2f} {r['threshold']:5.2f}  {r['analytic']:11.5g}  {mc:>24}  "
+        tier = TIER_ABBREV.get(r.get("tier"), str(r.get("tier")))
+        lines.append(f"{r['verdict']:7} {r.get('kind', ''):8} {tier:6} {r['z']:9.2f} "
+                     f"{r['threshold']:5.2f}  {r['analytic']:11.5g}  {mc:>24}  "
                      f"{r['claim']} | {r['setting']}")
     n_fail = sum(r["verdict"] != "pass" for r in rows)
     lines.append(f"{len(rows) - n_fail} passed, {n_fail} failed (suite false-alarm budget "
                  f"α = 1e-3, Bonferroni over {len(rows)} checks)")
+    kinds = sorted({r.get("kind") for r in rows if r.get("kind") in KIND_RULES})
+    lines += [f"  {k:8} {KIND_RULES[k]}" for k in kinds]
+    lines.append("  tier: closed = closed form, quad = quadrature, stein = Stein-reduced MC "
+                 "(semi-analytic)")
     return "\n".join(lines)
+
+
+def exact_chunk(draws: int, max_chunk: int) -> int:
+    """The largest divisor of ``draws`` that is <= ``max_chunk`` (so the run has exactly
+    ``draws`` draws), unless that divisor is so small (< max_chunk/8) that compiled-chunk
+    overhead would dominate: then ``max_chunk`` (the draws are rounded up, and said)."""
+    best = max((c for c in range(1, min(draws, max_chunk) + 1) if draws % c == 0), default=1)
+    return best if best * 8 >= min(draws, max_chunk) else max_chunk
 
 
 def _predict(args) -> int:
@@ -96,15 +163,23 @@ def _predict(args) -> int:
         raise ValueError(f"--samples must be at least 32, got {args.samples}")
     setting = BlockSetting(loss=args.loss, act=args.act, d_in=args.d_in, width=args.width,
                            d_out=args.d_out, gain=args.gain)
+    if setting.loss == "ce" and setting.d_out < 2:
+        raise ValueError(f"--d-out {args.d_out} invalid with --loss ce; allowed: d_out >= 2 "
+                         f"(a softmax over one class is constant, its gradient is 0)")
     inputs = 16
-    budget = Budget(draws=max(2, args.samples // inputs), inputs_per_draw=inputs,
-                    chunk=chunk_for(setting, inputs), seed=args.seed)
+    draws = max(2, -(-args.samples // inputs))
+    budget = Budget(draws=draws, inputs_per_draw=inputs,
+                    chunk=exact_chunk(draws, chunk_for(setting, inputs)), seed=args.seed)
     if setting.loss == "mse":
         analytic = expected_grad_positive_mse(setting)
     else:
         analytic = stein_reduced.ce_grad_positive(setting, budget)
     mc = estimate_grad_positive(setting, budget)
-    out = {"quantity": "E[dl/dp_i | p_i > 0]", "setting": setting.describe(), "analytic": analytic.value,
+    if mc.samples != args.samples:
+        print(f"driftlab theory predict: --samples {args.samples} ran {mc.samples} examples "
+              f"(whole chunks of {budget.chunk} weight draws × {inputs} inputs)", file=sys.stderr)
+    out = {"quantity": "E[dl/dp_i | p_i > 0]", "setting": setting.describe(),
+           "samples_requested": args.samples, "analytic": analytic.value,
            "analytic_stderr": analytic.stderr, "tier": analytic.tier, **mc.as_dict(),
            "z": z_score(mc.mean, mc.stderr, analytic.value, analytic.stderr)}
     if args.json:
@@ -116,7 +191,13 @@ def _predict(args) -> int:
 
 
 def _plots(args) -> int:
+    from driftlab.models.run_dir import check_output_dir
     from driftlab.reports.theory_plots import make_all
+
+    check_output_dir(args.out)  # before minutes of Monte Carlo
+    if not args.quick:
+        print("driftlab theory plots: 3 figures, about 8 min on 2 CPU cores (measured); "
+              "--quick takes seconds", file=sys.stderr, flush=True)
 
     for path in make_all(args.out, seed=args.seed, quick=args.quick):
         print(path)
