@@ -16,7 +16,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -141,7 +141,7 @@ def write_markdown(rows: list[dict], path: str) -> None:
                      f"{r['predicted_se']:.2g} | {r['measured']:.3g} ± {r['measured_se']:.2g} | "
                      f"{r['z']:.2f} | {'yes' if r['agree'] else 'NO'} | {r['gauss_newton']:.3g} | "
                      f"{r['curvature']:.3g} | {r['sign_verdict']} | {r['deciding_term']} |")
-    lines += ["", f"Signs at one-sided z*₁ (+, −, 0 = indistinguishable):", "",
+    lines += ["", "Signs at one-sided z*₁ (+, −, 0 = indistinguishable):", "",
               readme_table(rows), "", "![predicted vs measured](per_layer.png)", ""]
     open(path, "w").write("\n".join(lines))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 from driftlab.activations import NAMES as ACTIVATION_NAMES

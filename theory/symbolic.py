@@ -69,7 +69,6 @@ def closed_form_H(name: str) -> sp.Expr:
     """H(τ) = 2∫₀^∞ σ(τz)σ'(τz) φ(z) dz in closed form (clip threshold symbol c)."""
     if name not in CLOSED_FORM or name == "tanh":
         raise ValueError(f"H(τ) has no closed form here for {name!r}")
-    s = sigma_dsigma(name)
     pos = {"relu": z, "relu2": 2 * z**3, "identity": z}.get(name)
     if pos is not None:  # on z > 0 the Piecewise reduces to one branch
         return sp.simplify(2 * sp.integrate(pos.subs(z, tau * z) * phi, (z, 0, sp.oo)))
