@@ -130,7 +130,7 @@ def test_claims_verdicts_follow_planted_drift(sign, word):
     early = [c for c in judged if c.claim.startswith("2. ")]
     assert len(early) == 2 and all(c.verdict == word for c in early)
     assert all(c.result.n == 12 for c in early)
-    assert f"3. Generality" in text and f"{word}**" in text
+    assert "3. Generality" in text and f"{word}**" in text
 
 
 def test_claims_with_no_effect_are_inconclusive():

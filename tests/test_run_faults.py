@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from driftlab.cli import main
-from driftlab.models import checkpoint
 from driftlab.models.train import TrainConfig, train
 
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=6, batch_size=8,

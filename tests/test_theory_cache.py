@@ -3,7 +3,6 @@
 import shutil
 from pathlib import Path
 
-import pytest
 
 from driftlab.reports import report, theory_cache
 
