@@ -1,7 +1,7 @@
 """Per-tap Stein prediction of E[∂ℓ/∂p | p > 0] for any architecture, against autodiff.
 
 Setting (theory/per_layer.py): a tap computes h = σ(p) and a matrix W (the tap's
-downstream matrix, ``arch.downstream(cfg)[tap]``, i.i.d. N(0, s_W²), independent of p)
+downstream matrix, ``reading_matrix(arch, cfg)[tap]``, i.i.d. N(0, s_W²), independent of p)
 reads it densely, z_t = h_t W at every position t that shares W (tokens, patches, frames
 and the examples of the batch); ℓ depends on (W, h) only through z. Stein's lemma on W:
 
@@ -98,6 +98,13 @@ class SeedValues:
         return self.predicted - self.gauss_newton
 
 
+def reading_matrix(arch, cfg) -> dict[str, str]:
+    """{tap: the matrix W that reads h = σ(p)}: ``arch.downstream`` plus the taps read by an
+    output head (``arch.output_heads``; the canonical block's last layer is one)."""
+    heads = {tap: path for path, tap in arch.output_heads(cfg).items() if tap is not None}
+    return {**arch.downstream(cfg), **heads}
+
+
 def _rademacher(key, shape):
     return jax.random.rademacher(key, shape, jnp.float32)
 
@@ -116,7 +123,7 @@ def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
     (power tests: ×1.05, or the curvature part's sign flipped).
     Returns a dict of jax scalars.
     """
-    w_path = arch.downstream(cfg)[tap]
+    w_path = reading_matrix(arch, cfg)[tap]
     W = flatten_dict(params)[w_path].astype(jnp.float32)
     if W.ndim != 2 or W.shape[0] < W.shape[1]:
         raise ValueError(f"tap {tap!r}: downstream {w_path} has shape {W.shape}; the estimator "
@@ -309,16 +316,16 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
         raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
     arch, cfg = _config(spec)
     cfg, ds = arch.data(spec.data, cfg, 0)
-    all_taps = list(arch.downstream(cfg))
+    all_taps = list(reading_matrix(arch, cfg))
     taps = all_taps if taps is None else taps
     for t in taps:
         if t not in all_taps:
             raise ValueError(f"unknown tap {t!r}; valid: {', '.join(all_taps)}")
     shapes = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))
     for t in taps:
-        shape = shapes[arch.downstream(cfg)[t]].shape
+        shape = shapes[reading_matrix(arch, cfg)[t]].shape
         if len(shape) != 2 or shape[0] < shape[1]:
-            raise ValueError(f"tap {t!r}: downstream {arch.downstream(cfg)[t]} has shape {shape}; "
+            raise ValueError(f"tap {t!r}: downstream {reading_matrix(arch, cfg)[t]} has shape {shape}; "
                              f"the estimator needs a dense (H, D) matrix with H >= D")
     scheme, gain = downstream_scheme(cfg)
     from driftlab.models.init import get_init
@@ -326,7 +333,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     w_init = get_init(scheme, gain)
     rows = []
     for tap in taps:
-        w_path = arch.downstream(cfg)[tap].split("/")
+        w_path = reading_matrix(arch, cfg)[tap].split("/")
 
         def with_w(params, W):
             params = dict(params)
@@ -356,7 +363,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
             batch = {k: jnp.asarray(v) for k, v in ds.sample("train", s, spec.batch_size, s).items()}
             out = jax.device_get(fn(params, batch, jax.random.PRNGKey(10_000 + s)))
             if float(out["reader_error"]) > 1e-3:
-                raise ValueError(f"tap {tap!r}: h does not feed {arch.downstream(cfg)[tap]} alone "
+                raise ValueError(f"tap {tap!r}: h does not feed {reading_matrix(arch, cfg)[tap]} alone "
                                  f"and densely (relative mismatch {float(out['reader_error']):.2g}); "
                                  f"the per-layer Stein estimator does not apply")
             values.append(SeedValues(float(out["predicted"]), float(out["measured"]),
