@@ -81,12 +81,18 @@ class FirstStepConfig:
         return self
 
 
+# TrainConfig fields that do not change a run's result: where it is written, whether a bar
+# is shown, how often it checkpoints, whether an earlier run there may be replaced. They
+# stay out of run ids, so adding such a field never invalidates finished runs.
+OPERATIONAL_FIELDS = ("out", "progress", "checkpoint_minutes", "overwrite")
+
+
 def config_dict(config) -> dict:
-    """The config as JSON-ready plain data (tuples become lists), without ``out``/``progress``
-    (where a run is written and whether a bar is shown do not change its result)."""
+    """The config as JSON-ready plain data (tuples become lists), without the
+    :data:`OPERATIONAL_FIELDS`."""
     d = dataclasses.asdict(config)
-    d.pop("out", None)
-    d.pop("progress", None)
+    for name in OPERATIONAL_FIELDS:
+        d.pop(name, None)
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
