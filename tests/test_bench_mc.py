@@ -31,4 +31,7 @@ def test_quick_bench_prints_json_rows(capsys):
     timing = [r for r in rows if "compile_s" in r]
     assert timing and all(r["compile_s"] >= 0 and r["run_s"] > 0 for r in timing)
     for row in rows:
-        assert row["value"] > 0 and row["ratio"] > 0 and {"baseline", "baseline_value", "target"} <= set(row)
+        # A compile row is 0 s when the persistent compilation cache is warm.
+        positive = (lambda v: v >= 0) if "compile_s" in row else (lambda v: v > 0)
+        assert positive(row["value"]) and positive(row["ratio"])
+        assert {"baseline", "baseline_value", "target"} <= set(row)
