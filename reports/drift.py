@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from driftlab.reports import figures
+from driftlab.reports.analysis import mean_ci
 from driftlab.reports.verdicts import one_sided
 
 EARLY_FRACTION = 0.1
@@ -107,11 +108,11 @@ def _fmt(x, digits=3) -> str:
 
 
 def _mean_ci(values) -> str:
-    v = [x for x in values if np.isfinite(x)]
-    if len(v) < 2:
-        return _fmt(v[0]) if v else "–"
-    t = one_sided(v, "less")
-    return f"{_fmt(t.mean)} [{_fmt(t.ci_low, 2)}, {_fmt(t.ci_high, 2)}]"
+    """"mean [t-based 95% CI]" over the finite values."""
+    m, h, n = mean_ci(values)
+    if n < 2:
+        return _fmt(m) if n else "–"
+    return f"{_fmt(m)} [{_fmt(m - h, 2)}, {_fmt(m + h, 2)}]"
 
 
 def section(runs, out, title: str, provenance: str) -> tuple[str, dict]:

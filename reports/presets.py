@@ -277,6 +277,27 @@ def _drift_cpu_spec(preset: str, version: str, arch: str, act: str, data: str,
                   **ms.train_fields(optimizer), **extra)
 
 
+def _drift_spec(preset: str, version: str, arch: str, act: str, seed: int, size: str,
+                pins: tuple = ()) -> RunSpec:
+    """One run of the tiny/small/paper drift grid: synthetic data, AdamW lr 1e-3 (also the
+    unpinned baseline of the ``pins`` preset at ``tiny``)."""
+    tags = {"arch": arch, "act": act, "seed": seed, "size": size, "data": "synthetic",
+            "optimizer": "adamw"}
+    label = f"drift_{arch}_{act}_s{seed}"
+    extra = {}
+    if pins:
+        tags["pin"] = "+".join(pins)
+        label = f"{preset}_{arch}_{tags['pin']}_s{seed}"
+        extra["pins"] = pins
+    return _train(preset, version, label, tags, arch=arch, act=act, data="synthetic",
+                  size=size, steps=_STEPS[size], lr=1e-3,
+                  batch_size=(TINY_MPSENET_BATCH if size == "tiny" and arch == "mpsenet"
+                              else _BATCH[size]),
+                  optimizer="adamw", seed=seed,
+                  log_every={"tiny": 1, "small": 5, "paper": 25}[size], eval_batches=2,
+                  model_overrides=_paper_init(arch, size), **extra)
+
+
 def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
     """Downstream-weight drift and E[g | p > 0] over training.
 
@@ -303,21 +324,12 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
                     specs += [_drift_cpu_spec("drift", DRIFT_VERSION, arch, act, "synthetic",
                                               "adamw", seed, size) for seed in range(seeds)]
         return specs
-    log_every = {"tiny": 1, "small": 5, "paper": 25}[size]
     specs = []
     for arch in DRIFT_ARCHS:
         acts = TINY_HEAVY_ACTS if size == "tiny" and arch in TINY_HEAVY_ARCHS else DRIFT_ACTS
         for act in acts:
-            for seed in range(seeds):
-                specs.append(_train("drift", DRIFT_VERSION, f"drift_{arch}_{act}_s{seed}",
-                                    {"arch": arch, "act": act, "seed": seed, "size": size,
-                                     "data": "synthetic", "optimizer": "adamw"},
-                                    arch=arch, act=act, data="synthetic", size=size,
-                                    steps=_STEPS[size], lr=1e-3,
-                                    batch_size=(TINY_MPSENET_BATCH if size == "tiny"
-                                                and arch == "mpsenet" else _BATCH[size]),
-                                    optimizer="adamw", seed=seed, log_every=log_every,
-                                    eval_batches=2, model_overrides=_paper_init(arch, size)))
+            specs += [_drift_spec("drift", DRIFT_VERSION, arch, act, seed, size)
+                      for seed in range(seeds)]
     return specs
 
 
@@ -342,14 +354,8 @@ def _pins_grid(size: str, seeds: int) -> list[RunSpec]:
         for pin in PIN_NAMES:
             for seed in range(seeds):
                 if size == "tiny":
-                    specs.append(_train("pins", PINS_VERSION, f"pins_{arch}_{pin}_s{seed}",
-                                        {"arch": arch, "act": "relu", "seed": seed,
-                                         "size": size, "pin": pin, "data": "synthetic",
-                                         "optimizer": "adamw"},
-                                        arch=arch, act="relu", data="synthetic", size=size,
-                                        steps=_STEPS[size], lr=1e-3, batch_size=_BATCH[size],
-                                        optimizer="adamw", seed=seed, log_every=1,
-                                        eval_batches=2, pins=(pin,)))
+                    specs.append(_drift_spec("pins", PINS_VERSION, arch, "relu", seed, size,
+                                             pins=(pin,)))
                 else:
                     specs.append(_drift_cpu_spec("pins", PINS_VERSION, arch, "relu", data,
                                                  "adamw", seed, size, pins=(pin,)))
