@@ -38,7 +38,7 @@ class Variant:
 
 def variants(seeds: dict | None = None) -> list[Variant]:
     """Issue 8's architecture variants at size tiny (seeds per arch overridable)."""
-    n = {"mlp": 64, "gpt": 64, "vit": 32, "mpsenet": 8, **(seeds or {})}
+    n = {"mlp": 64, "gpt": 64, "vit": 64, "mpsenet": 64, **(seeds or {})}
     g = lambda **kw: LayersSpec("gpt", seeds=n["gpt"], batch_size=32, probes=4, **kw)
     untied, nonorm = ("tied_head", False), ("final_norm", False)
     return [
