@@ -47,8 +47,9 @@ import numpy as np
 import optax
 
 from driftlab.activations import parse_activation
-from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, run_dir,
-                             sharding)
+from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, prefetch,
+                             run_dir, sharding)
+from driftlab.models.host_read import HostReader
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
@@ -436,13 +437,15 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
 # --------------------------------------------------------------------------- summary
 
 
-def _validate(eval_step, params, get_batch, n_batches: int) -> tuple[dict, dict]:
+def _validate(eval_step, params, get_batch, n_batches: int, read=None) -> tuple[dict, dict]:
     """Mean loss/metrics ({"loss": .., metric: ..}) and per-tap forward statistics over
-    validation batches 0 … n_batches-1 at ``params``."""
+    validation batches 0 … n_batches-1 at ``params``. ``read``: device tree -> host floats
+    (default: leaf by leaf)."""
+    read = _to_python if read is None else read
     runs = [eval_step(params, get_batch("val", i)) for i in range(n_batches)]
     if not runs:
         return {}, {}
-    host = [_to_python({"loss": v, **m, "taps": t}) for v, m, t in runs]
+    host = read([{"loss": v, **m, "taps": t} for v, m, t in runs])
     avg = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "taps"}
     taps = {name: {s: float(np.mean([h["taps"][name][s] for h in host]))
                    for s in host[0]["taps"][name]} for name in host[0]["taps"]}
@@ -564,15 +567,19 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
                                                 arch.downstream(mcfg)), mesh)
     # Init means through the same compiled reduction as the logged means, and changes
     # taken on the host, so that mean_change is exactly 0 at step 0.
+    reader = HostReader(mesh)  # one transfer per dtype for a whole logged record
     init_means = {k: v["mean"] for k, v in
-                  _to_python(fns.weight_fn(sharding.replicate(init_params, mesh))).items()}
+                  reader.floats(fns.weight_fn(sharding.replicate(init_params, mesh))).items()}
 
-    def weight_fn(p):
-        """Per-matrix stats of ``p`` (device scalars) -> host floats with mean_change."""
-        stats = _to_python(fns.weight_fn(p))
+    def with_change(stats):
+        """Per-matrix host stats with mean_change = mean - mean at init."""
         for k, v in stats.items():
             v["mean_change"] = v["mean"] - init_means[k]
         return stats
+
+    def weight_fn(p):
+        """Per-matrix stats of ``p`` (device scalars) -> host floats with mean_change."""
+        return with_change(reader.floats(fns.weight_fn(p)))
 
     params = init_params
 
@@ -617,7 +624,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     t_ckpt = time.time()  # wall-time checkpoint cadence (cfg.checkpoint_minutes)
     stopper = interrupt.StopOnSignal(enabled=ckpt_path is not None)
     end = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
-    last_logs = None
+    last_taps = None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.steps, initial=step0, disable=not (cfg.progress and main),
@@ -626,14 +633,17 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     # Finiteness is checked on the device (models.nonfinite); the host reads it only on
     # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
     guard = sharding.replicate(nonfinite.init_guard(), mesh)
+    # Batches are sampled and put on the devices a few steps ahead, on a background thread.
+    batches = prefetch.Prefetcher(lambda s: get_batch("train", s), step0, end)
     stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
             done = step + 1
             sync_now = log_now or done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-            batch = get_batch("train", step)
-            wstats = weight_fn(params) if (log_now and cfg.instrument) else None
+            batch = batches.get(step)
+            # weight statistics of the parameters before update ``step``, read below
+            wdev = fns.weight_fn(params) if (log_now and cfg.instrument) else None
             step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
             params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
                                                      guard, pin_ref)
@@ -643,29 +653,36 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
             if not sync_now:
                 bar.update(1)
                 continue
-            ok, bad_step, bad_loss = nonfinite.read_guard(guard, sharding.to_host)
+            # one device->host read of everything this sync point needs
+            wanted = {"guard": guard, "loss": logs["loss"]}
+            if log_now:
+                wanted.update(grad_norm=logs["grad_norm"], lr=logs["lr"],
+                              metrics=logs["metrics"], taps=logs["taps"], shift=logs["shift"],
+                              pins=logs["pins"], weights=wdev)
+            host = reader.read(wanted)
+            ok, bad_step, bad_loss = nonfinite.read_guard(host["guard"])
             if not ok:  # params/opt_state are the state before bad_step; nothing of it saved
                 if out and main:
                     _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
                                                        "loss": bad_loss})
                 raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
             if log_now:
-                last_logs = logs
-            final_loss = float(sharding.to_host(logs["loss"]))
+                last_taps = host["taps"]
+            host = jax.tree_util.tree_map(float, host)
+            final_loss = host["loss"]
             rate = steps_run / max(time.time() - t_loop, 1e-9)
             if log_now:
-                record = {"step": step, **_to_python({"loss": logs["loss"],
-                                                      "grad_norm": logs["grad_norm"],
-                                                      "lr": logs["lr"]}),
-                          **_to_python(logs["metrics"]), "steps_per_s": rate,
+                # the key order of the records written before (sorted scalars first)
+                record = {"step": step, "grad_norm": host["grad_norm"], "loss": host["loss"],
+                          "lr": host["lr"], **host["metrics"], "steps_per_s": rate,
                           "time": time.time() - t_start}
                 if cfg.instrument:
-                    record["taps"] = _to_python(logs["taps"])
-                    record["weights"] = wstats
+                    record["taps"] = host["taps"]
+                    record["weights"] = with_change(host["weights"])
                     if logs["shift"]:
-                        record["shift"] = _to_python(logs["shift"])
+                        record["shift"] = host["shift"]
                 if cfg.pins:
-                    record["pins"] = _to_python(logs["pins"])
+                    record["pins"] = host["pins"]
                 if out and main:
                     _append_jsonl(out / METRICS_FILE, record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
@@ -680,6 +697,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         if end > step0 or (ckpt_path is not None and not ckpt_path.exists()):
             save(end)
     finally:
+        batches.close()
         bar.close()
         stopper.__exit__()
 
@@ -690,10 +708,10 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     summary = {"status": "ok" if done >= cfg.steps else "stopped", "arch": cfg.arch,
                "act": cfg.act, "steps": done, "final_loss": final_loss,
                "data": str(ds.meta.get("name", cfg.data))}
-    val, val_taps = _validate(eval_step, params, get_batch, cfg.eval_batches)
+    val, val_taps = _validate(eval_step, params, get_batch, cfg.eval_batches, reader.floats)
     summary.update({f"val_{k}": v for k, v in val.items()})
     final_w = weight_fn(params)
-    train_taps = _to_python(last_logs["taps"]) if last_logs is not None else {}
+    train_taps = last_taps if last_taps is not None else {}
     layers = {name: _layer_entry(path, init_w, init_means, final_w, val_taps.get(name, {}),
                                  train_taps.get(name, {}))
               for name, path in arch.downstream(mcfg).items()}

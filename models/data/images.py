@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,16 @@ VAL_FRACTION = 0.2
 # --------------------------------------------------------------------------- sampling
 
 
+@lru_cache(maxsize=8)
 def _epoch_perm(seed: int, split: str, epoch: int, n: int) -> np.ndarray:
-    """The example order of one epoch: a permutation of range(n) fixed by (seed, split, epoch)."""
+    """The example order of one epoch: a permutation of range(n) fixed by (seed, split, epoch).
+
+    Cached (read-only), because every batch of an epoch slices the same permutation:
+    drawing it afresh per step was most of the host's per-step sampling cost."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(epoch)])
-    return rng.permutation(n)
+    perm = rng.permutation(n)
+    perm.flags.writeable = False
+    return perm
 
 
 def epoch_indices(n: int, split: str, step: int, batch_size: int, seed: int) -> np.ndarray:
@@ -60,12 +67,16 @@ def epoch_indices(n: int, split: str, step: int, batch_size: int, seed: int) -> 
         raise ValueError(f"split={split!r} invalid; allowed: {', '.join(SPLITS)}")
     if batch_size <= 0 or step < 0:
         raise ValueError(f"need batch_size > 0 and step >= 0 (got {batch_size}, {step})")
-    pos = step * batch_size + np.arange(batch_size, dtype=np.int64)
+    first = step * batch_size
+    epoch, offset = divmod(first, n)
+    if offset + batch_size <= n:  # the whole batch lies in one epoch: one slice
+        return _epoch_perm(int(seed), split, epoch, n)[offset:offset + batch_size].copy()
+    pos = first + np.arange(batch_size, dtype=np.int64)
     epochs, offsets = np.divmod(pos, n)
     out = np.empty(batch_size, dtype=np.int64)
     for e in np.unique(epochs):
         sel = epochs == e
-        out[sel] = _epoch_perm(seed, split, int(e), n)[offsets[sel]]
+        out[sel] = _epoch_perm(int(seed), split, int(e), n)[offsets[sel]]
     return out
 
 

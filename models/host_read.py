@@ -1,0 +1,65 @@
+"""Read a pytree of device arrays to the host in one transfer per dtype.
+
+Reading a logged step's statistics leaf by leaf (``float(x)`` on each of ~50 device
+scalars, plus the per-weight statistics) costs one device→host round trip per leaf: about
+3 ms per logged step on the 2-core CPU machine, more than ten training steps. Here one
+jitted program concatenates the leaves of each dtype into one flat vector (values are
+copied exactly: no casts, no arithmetic), one ``device_get`` brings those few vectors
+over, and the host cuts them back into the tree's shape. The result equals
+``tree_map(np.asarray, tree)`` element for element.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from driftlab.models import sharding
+
+
+def _dtype_name(leaf) -> str:
+    """The dtype a leaf has inside jit (Python and NumPy scalars canonicalized)."""
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(dtype)).name
+
+
+def _pack(tree):
+    """{dtype name: 1-D concatenation of the raveled leaves of that dtype}, leaves in
+    tree order."""
+    groups: dict = {}
+    for leaf in jax.tree_util.tree_leaves(tree):
+        groups.setdefault(_dtype_name(leaf), []).append(jnp.ravel(leaf))
+    return {name: jnp.concatenate(parts) for name, parts in groups.items()}
+
+
+class HostReader:
+    """``read(tree)``: the tree's leaves as numpy arrays (0-d for scalars), in one transfer
+    per dtype. ``floats(tree)``: the same with every leaf a Python float (JSON-ready);
+    leaves must then be scalars.
+
+    ``mesh``: the outputs are replicated over it, so every process (multi-host) reads its
+    own copy through :func:`driftlab.models.sharding.to_host`. One instance serves trees
+    of any structure: jit compiles the pack once per structure and shapes.
+    """
+
+    def __init__(self, mesh):
+        self._pack = jax.jit(_pack, out_shardings=sharding.replicated(mesh))
+
+    def read(self, tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        if not leaves:
+            return treedef.unflatten([])
+        packed = self._pack(tree)
+        host = {k: sharding.to_host(v) for k, v in packed.items()}
+        used = {k: 0 for k in host}
+        out = []
+        for leaf in leaves:
+            name = _dtype_name(leaf)
+            size, start = int(np.prod(np.shape(leaf), dtype=np.int64)), used[name]
+            out.append(host[name][start:start + size].reshape(np.shape(leaf)))
+            used[name] = start + size
+        return treedef.unflatten(out)
+
+    def floats(self, tree):
+        return jax.tree_util.tree_map(float, self.read(tree))
