@@ -45,21 +45,30 @@ class HostReader:
 
     def __init__(self, mesh):
         self._pack = jax.jit(_pack, out_shardings=sharding.replicated(mesh))
+        self._layouts: dict = {}  # (treedef, leaf shapes/dtypes) -> where each leaf lies
+
+    def _layout(self, leaves, treedef):
+        key = (treedef, tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves))
+        if key not in self._layouts:
+            used: dict = {}
+            layout = []
+            for leaf in leaves:
+                name, shape = _dtype_name(leaf), np.shape(leaf)
+                size = int(np.prod(shape, dtype=np.int64))
+                start = used.get(name, 0)
+                layout.append((name, start, start + size, shape))
+                used[name] = start + size
+            self._layouts[key] = layout
+        return self._layouts[key]
 
     def read(self, tree):
         leaves, treedef = jax.tree_util.tree_flatten(tree)
         if not leaves:
             return treedef.unflatten([])
-        packed = self._pack(tree)
-        host = {k: sharding.to_host(v) for k, v in packed.items()}
-        used = {k: 0 for k in host}
-        out = []
-        for leaf in leaves:
-            name = _dtype_name(leaf)
-            size, start = int(np.prod(np.shape(leaf), dtype=np.int64)), used[name]
-            out.append(host[name][start:start + size].reshape(np.shape(leaf)))
-            used[name] = start + size
-        return treedef.unflatten(out)
+        layout = self._layout(leaves, treedef)
+        host = {k: sharding.to_host(v) for k, v in self._pack(tree).items()}
+        return treedef.unflatten([host[name][a:b].reshape(shape)
+                                  for name, a, b, shape in layout])
 
     def floats(self, tree):
         return jax.tree_util.tree_map(float, self.read(tree))

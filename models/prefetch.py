@@ -1,17 +1,19 @@
 """Background batch production: the next batches are sampled and put on the device while
-the current step runs.
+the current steps run.
 
-The training loop needs batch ``s`` (``get_batch("train", s)``: host sampling, then the
-transfer to the devices) right before dispatching step ``s``. Done inline, that host work
-sits between two dispatches. :class:`Prefetcher` runs ``produce(s)`` for s = start, start+1,
-… on one daemon thread, at most ``depth`` batches ahead, so the loop only takes the
-finished batch from a queue. Batches are produced in step order by the same pure function
-of ``s`` (Dataset.sample depends only on (split, step, batch_size, seed)), so the loop sees
-exactly the batches it would have sampled itself, and a resumed run (another ``start``)
-sees the same batches as an uninterrupted one.
+The training loop needs batch ``s`` (host sampling, then the transfer to the devices) right
+before dispatching step ``s``. Done inline, that host work sits between two dispatches, and
+one transfer per step costs more host time than a small step itself. :class:`Prefetcher`
+runs ``produce(first, count)`` — the batches of steps first … first+count-1, e.g. sampled one
+by one and moved to the devices in one transfer (models/sharding.py ``shard_batches``) — for
+chunks of ``chunk`` steps on one daemon thread, at most ``depth`` chunks ahead, so the loop
+only takes a finished batch. Batches are produced in step order by the same pure function
+of the step (Dataset.sample depends only on (split, step, batch_size, seed)), so the loop
+sees exactly the batches it would have sampled itself, and a resumed run (another
+``start``) sees the same batches as an uninterrupted one.
 
-An exception in ``produce`` is re-raised by :meth:`Prefetcher.get` for the step that
-raised it, in the caller's thread.
+An exception in ``produce`` is re-raised by :meth:`Prefetcher.get` at the first step of the
+chunk that raised it, in the caller's thread.
 """
 
 from __future__ import annotations
@@ -22,29 +24,36 @@ from typing import Callable
 
 
 class Prefetcher:
-    """``get(s)`` returns ``produce(s)``, produced ahead on a background thread.
+    """``get(s)`` returns batch ``s`` of ``produce(first, count)`` (a list of ``count``
+    batches), produced ``chunk`` steps at a time on a background thread.
 
     Steps must be requested in order ``start, start+1, …, stop-1``; ``close()`` (or the
     context manager) stops the thread, also when the loop ends early.
     """
 
-    def __init__(self, produce: Callable[[int], object], start: int, stop: int,
-                 depth: int = 2):
-        if depth < 1:
-            raise ValueError(f"Prefetcher depth={depth!r} invalid; allowed: an integer >= 1")
+    def __init__(self, produce: Callable[[int, int], list], start: int, stop: int,
+                 chunk: int = 1, depth: int = 2):
+        for name, v in (("chunk", chunk), ("depth", depth)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"Prefetcher {name}={v!r} invalid; allowed: an integer >= 1")
         self._produce, self._next, self._stop_step = produce, start, stop
+        self._ready: list = []  # batches of the current chunk, next step first
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(start, stop),
+        self._thread = threading.Thread(target=self._work, args=(start, stop, chunk),
                                         name="driftlab-prefetch", daemon=True)
         self._thread.start()
 
-    def _work(self, start: int, stop: int) -> None:
-        for step in range(start, stop):
+    def _work(self, start: int, stop: int, chunk: int) -> None:
+        for first in range(start, stop, chunk):
+            count = min(chunk, stop - first)
             try:
-                item = (step, self._produce(step), None)
+                item = (first, list(self._produce(first, count)), None)
+                if len(item[1]) != count:
+                    raise RuntimeError(f"produce({first}, {count}) returned {len(item[1])} "
+                                       f"batches")
             except BaseException as err:  # handed to the consumer, raised there
-                item = (step, None, err)
+                item = (first, None, err)
             while not self._closed.is_set():
                 try:
                     self._queue.put(item, timeout=0.1)
@@ -59,12 +68,14 @@ class Prefetcher:
         if step != self._next or step >= self._stop_step:
             raise ValueError(f"Prefetcher.get(step={step}) out of order; allowed: the next "
                              f"step {self._next} (< {self._stop_step})")
-        got, batch, err = self._queue.get()
+        if not self._ready:
+            first, batches, err = self._queue.get()
+            if err is not None:
+                raise err
+            assert first == step, (first, step)
+            self._ready = batches[::-1]
         self._next += 1
-        if err is not None:
-            raise err
-        assert got == step, (got, step)
-        return batch
+        return self._ready.pop()
 
     def close(self) -> None:
         self._closed.set()

@@ -56,6 +56,8 @@ from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_sc
 DTYPES = ("float32", "bfloat16")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
+DEFER_READ = 2  # steps queued behind a logged step before the host reads its record
+BATCH_CHUNK, CHUNK_BYTES = 32, 64 << 20  # batches prefetched per transfer (models/prefetch.py)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -557,8 +559,18 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         local = {k: v[rows] for k, v in ds.sample(split, step, cfg.batch_size, cfg.seed).items()}
         return sharding.shard_batch(local, mesh, cfg.batch_size)
 
+    def get_train_batches(first, count):
+        """Training batches first … first+count-1, in one transfer (prefetched)."""
+        local = [{k: v[rows] for k, v in ds.sample("train", s, cfg.batch_size, cfg.seed).items()}
+                 for s in range(first, first + count)]
+        return sharding.shard_batches(local, mesh, cfg.batch_size)
+
     key = jax.random.PRNGKey(cfg.seed)
     example = ds.sample("train", 0, cfg.batch_size, cfg.seed)
+    # steps per prefetched chunk: up to BATCH_CHUNK, at most ~CHUNK_BYTES of batches
+    batch_chunk = int(np.clip(CHUNK_BYTES // max(sum(np.asarray(v).nbytes
+                                                     for v in example.values()), 1),
+                              1, BATCH_CHUNK))
     fns = step_functions(arch, mcfg, cfg, mesh, example)
     eval_step = fns.eval_step
     init_params, opt_state = jax.device_get(fns.initialize(jax.random.fold_in(key, 0)))
@@ -633,60 +645,77 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     # Finiteness is checked on the device (models.nonfinite); the host reads it only on
     # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
     guard = sharding.replicate(nonfinite.init_guard(), mesh)
+
+    def sync(step, logs, guard, wdev, log_now, steps_at):
+        """One device->host read of what step ``step`` left (its guard, loss and, if logged,
+        its record); raise NonFiniteLossError if any step up to it was non-finite, else
+        write the record."""
+        nonlocal final_loss, last_taps
+        wanted = {"guard": guard, "loss": logs["loss"]}
+        if log_now:
+            wanted.update(grad_norm=logs["grad_norm"], lr=logs["lr"], metrics=logs["metrics"],
+                          taps=logs["taps"], shift=logs["shift"], pins=logs["pins"],
+                          weights=wdev)
+        host = reader.read(wanted)
+        ok, bad_step, bad_loss = nonfinite.read_guard(host["guard"])
+        if not ok:  # the device state is the state before bad_step; nothing of it saved
+            if out and main:
+                _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
+                                                   "loss": bad_loss})
+            raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
+        host = jax.tree_util.tree_map(float, host)
+        final_loss = host["loss"]
+        if not log_now:
+            return
+        last_taps = host["taps"]
+        rate = steps_at / max(time.time() - t_loop, 1e-9)
+        # the key order of the records written before (sorted scalars first)
+        record = {"step": step, "grad_norm": host["grad_norm"], "loss": host["loss"],
+                  "lr": host["lr"], **host["metrics"], "steps_per_s": rate,
+                  "time": time.time() - t_start}
+        if cfg.instrument:
+            record["taps"] = host["taps"]
+            record["weights"] = with_change(host["weights"])
+            if logs["shift"]:
+                record["shift"] = host["shift"]
+        if cfg.pins:
+            record["pins"] = host["pins"]
+        if out and main:
+            _append_jsonl(out / METRICS_FILE, record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
+
+    # A logged step's read waits until DEFER_READ more steps are queued behind it, so the
+    # device keeps working while the host reads and writes the record; a checkpoint, signal
+    # or last step reads at once (it needs the state of that very step).
+    pending = None  # the sync() arguments of a logged step not yet read
     # Batches are sampled and put on the devices a few steps ahead, on a background thread.
-    batches = prefetch.Prefetcher(lambda s: get_batch("train", s), step0, end)
+    batches = prefetch.Prefetcher(get_train_batches, step0, end, chunk=batch_chunk)
     stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
             done = step + 1
-            sync_now = log_now or done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
             batch = batches.get(step)
-            # weight statistics of the parameters before update ``step``, read below
+            # weight statistics of the parameters before update ``step``, read at its sync
             wdev = fns.weight_fn(params) if (log_now and cfg.instrument) else None
             step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
             params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
                                                      guard, pin_ref)
             steps_run += 1
-            # a pending signal or a due wall-time checkpoint needs the host state now
-            sync_now = sync_now or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt)
-            if not sync_now:
-                bar.update(1)
-                continue
-            # one device->host read of everything this sync point needs
-            wanted = {"guard": guard, "loss": logs["loss"]}
-            if log_now:
-                wanted.update(grad_norm=logs["grad_norm"], lr=logs["lr"],
-                              metrics=logs["metrics"], taps=logs["taps"], shift=logs["shift"],
-                              pins=logs["pins"], weights=wdev)
-            host = reader.read(wanted)
-            ok, bad_step, bad_loss = nonfinite.read_guard(host["guard"])
-            if not ok:  # params/opt_state are the state before bad_step; nothing of it saved
-                if out and main:
-                    _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
-                                                       "loss": bad_loss})
-                raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
-            if log_now:
-                last_taps = host["taps"]
-            host = jax.tree_util.tree_map(float, host)
-            final_loss = host["loss"]
-            rate = steps_run / max(time.time() - t_loop, 1e-9)
-            if log_now:
-                # the key order of the records written before (sorted scalars first)
-                record = {"step": step, "grad_norm": host["grad_norm"], "loss": host["loss"],
-                          "lr": host["lr"], **host["metrics"], "steps_per_s": rate,
-                          "time": time.time() - t_start}
-                if cfg.instrument:
-                    record["taps"] = host["taps"]
-                    record["weights"] = with_change(host["weights"])
-                    if logs["shift"]:
-                        record["shift"] = host["shift"]
-                if cfg.pins:
-                    record["pins"] = host["pins"]
-                if out and main:
-                    _append_jsonl(out / METRICS_FILE, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
+            # the last step, a checkpoint, a pending signal or a due wall-time checkpoint
+            # needs the host state of this step now
+            sync_now = (done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+                        or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt))
+            if pending is not None and (sync_now or log_now or step - pending[0] >= DEFER_READ):
+                sync(*pending)
+                pending = None
             bar.update(1)
+            if log_now and not sync_now:
+                pending = (step, logs, guard, wdev, True, steps_run)
+                continue
+            if not sync_now:
+                continue
+            sync(step, logs, guard, wdev, log_now, steps_run)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
                 save(done)
             elif _checkpoint_due(cfg, t_ckpt) and done < end:
