@@ -24,7 +24,7 @@ def _dtype_name(leaf) -> str:
     return jnp.dtype(jax.dtypes.canonicalize_dtype(dtype)).name
 
 
-def _pack(tree):
+def pack(tree):
     """{dtype name: 1-D concatenation of the raveled leaves of that dtype}, leaves in
     tree order."""
     groups: dict = {}
@@ -44,11 +44,15 @@ class HostReader:
     """
 
     def __init__(self, mesh):
-        self._pack = jax.jit(_pack, out_shardings=sharding.replicated(mesh))
+        self._pack = jax.jit(pack, out_shardings=sharding.replicated(mesh))
         self._layouts: dict = {}  # (treedef, leaf shapes/dtypes) -> where each leaf lies
 
     def _layout(self, leaves, treedef):
-        key = (treedef, tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves))
+        """[(dtype name, start, stop, shape)] of each leaf in the packed vectors."""
+        try:  # jax/numpy arrays: attribute reads only (this runs on every logged step)
+            key = (treedef, tuple([(x.shape, x.dtype) for x in leaves]))
+        except AttributeError:
+            key = (treedef, tuple((np.shape(x), type(x)) for x in leaves))
         if key not in self._layouts:
             used: dict = {}
             layout = []
@@ -61,14 +65,54 @@ class HostReader:
             self._layouts[key] = layout
         return self._layouts[key]
 
-    def read(self, tree):
+    def start(self, tree) -> "PendingRead":
+        """Dispatch the pack of ``tree`` and start its copy to the host; read it later
+        (``PendingRead.ready()`` tells, without waiting, whether that would block)."""
         leaves, treedef = jax.tree_util.tree_flatten(tree)
         if not leaves:
-            return treedef.unflatten([])
-        layout = self._layout(leaves, treedef)
-        host = {k: sharding.to_host(v) for k, v in self._pack(tree).items()}
-        return treedef.unflatten([host[name][a:b].reshape(shape)
-                                  for name, a, b, shape in layout])
+            return PendingRead({}, [], treedef)
+        return PendingRead(self._pack(tree), self._layout(leaves, treedef), treedef)
+
+    def packed(self, packed: dict, like) -> "PendingRead":
+        """A read of ``packed = pack(tree)`` computed elsewhere (e.g. inside a training
+        step), where ``like`` has the structure, shapes and dtypes of ``tree`` (e.g. from
+        ``jax.eval_shape``)."""
+        leaves, treedef = jax.tree_util.tree_flatten(like)
+        return PendingRead(packed, self._layout(leaves, treedef) if leaves else [], treedef)
+
+    def read(self, tree):
+        return self.start(tree).read()
 
     def floats(self, tree):
-        return jax.tree_util.tree_map(float, self.read(tree))
+        return self.start(tree).floats()
+
+
+class PendingRead:
+    """A packed tree on its way to the host (see :meth:`HostReader.start`)."""
+
+    def __init__(self, packed: dict, layout: list, treedef):
+        self._packed, self._layout, self._treedef = packed, layout, treedef
+        for v in packed.values():
+            if getattr(v, "is_fully_addressable", True):  # multi-host arrays: read later
+                v.copy_to_host_async()
+
+    def ready(self) -> bool:
+        """Whether reading now would not wait for the device."""
+        return all(v.is_ready() for v in self._packed.values())
+
+    def _host(self) -> dict:
+        return {k: sharding.to_host(v) for k, v in self._packed.items()}
+
+    def read(self):
+        """The tree's leaves as numpy arrays (waits for the device if needed)."""
+        host = self._host()
+        return self._treedef.unflatten([host[name][a:b].reshape(shape)
+                                        for name, a, b, shape in self._layout])
+
+    def floats(self):
+        """The tree's leaves as Python floats; every leaf must be a scalar."""
+        if any(shape != () for _, _, _, shape in self._layout):
+            raise ValueError("HostReader.floats: every leaf must be a scalar; use read()")
+        # one tolist() per dtype: Python floats of all the scalars at C speed
+        values = {k: np.asarray(v, np.float64).tolist() for k, v in self._host().items()}
+        return self._treedef.unflatten([values[name][a] for name, a, _, _ in self._layout])

@@ -25,24 +25,29 @@ from typing import Callable
 
 class Prefetcher:
     """``get(s)`` returns batch ``s`` of ``produce(first, count)`` (a list of ``count``
-    batches), produced ``chunk`` steps at a time on a background thread.
+    batches), produced ``chunk`` steps at a time, on a background thread up to ``depth``
+    chunks ahead (``background=True``) or in ``get`` when a chunk is used up (then the
+    next chunk's transfer, which JAX runs asynchronously, overlaps the chunk's steps).
 
     Steps must be requested in order ``start, start+1, …, stop-1``; ``close()`` (or the
     context manager) stops the thread, also when the loop ends early.
     """
 
     def __init__(self, produce: Callable[[int, int], list], start: int, stop: int,
-                 chunk: int = 1, depth: int = 2):
+                 chunk: int = 1, depth: int = 2, background: bool = True):
         for name, v in (("chunk", chunk), ("depth", depth)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"Prefetcher {name}={v!r} invalid; allowed: an integer >= 1")
         self._produce, self._next, self._stop_step = produce, start, stop
+        self._chunk = chunk
         self._ready: list = []  # batches of the current chunk, next step first
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(start, stop, chunk),
-                                        name="driftlab-prefetch", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._work, args=(start, stop, chunk),
+                                            name="driftlab-prefetch", daemon=True)
+            self._thread.start()
 
     def _work(self, start: int, stop: int, chunk: int) -> None:
         for first in range(start, stop, chunk):
@@ -69,7 +74,14 @@ class Prefetcher:
             raise ValueError(f"Prefetcher.get(step={step}) out of order; allowed: the next "
                              f"step {self._next} (< {self._stop_step})")
         if not self._ready:
-            first, batches, err = self._queue.get()
+            if self._thread is None:  # in the caller's thread; transfers still run async
+                count = min(self._chunk, self._stop_step - step)
+                first, batches, err = step, list(self._produce(step, count)), None
+                if len(batches) != count:
+                    raise RuntimeError(f"produce({step}, {count}) returned {len(batches)} "
+                                       f"batches")
+            else:
+                first, batches, err = self._queue.get()
             if err is not None:
                 raise err
             assert first == step, (first, step)
@@ -79,7 +91,8 @@ class Prefetcher:
 
     def close(self) -> None:
         self._closed.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def __enter__(self) -> "Prefetcher":
         return self

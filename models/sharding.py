@@ -118,15 +118,21 @@ def _unstacker(mesh: Mesh):
 
 def shard_batches(locals_: list, mesh: Mesh, batch_size: int) -> list:
     """``[shard_batch(b, mesh, batch_size) for b in locals_]`` (the same values), with one
-    host->device transfer for all of them (stacked on a new leading axis) and one program
-    that splits them: per batch, a fraction of the host cost of one transfer each."""
-    stacked = {k: np.stack([np.asarray(b[k]) for b in locals_]) for k in locals_[0]}
+    host->device transfer for all of them and one program that splits them."""
+    return shard_stacked({k: np.stack([np.asarray(b[k]) for b in locals_]) for k in locals_[0]},
+                         mesh, batch_size)
+
+
+def shard_stacked(stacked: dict, mesh: Mesh, batch_size: int) -> list:
+    """K batches given stacked on a leading axis ({name: (K, local rows, ...)}) -> the list
+    of K global batches, each sharded like :func:`shard_batch`: one host->device transfer
+    and one program that splits them, a fraction of the host cost of K transfers."""
     spec = NamedSharding(mesh, P(None, AXIS))
     if jax.process_count() == 1:
-        placed = jax.device_put(stacked, spec)
+        placed = jax.device_put({k: np.asarray(v) for k, v in stacked.items()}, spec)
     else:
         placed = {k: jax.make_array_from_process_local_data(
-                      spec, v, (v.shape[0], batch_size, *v.shape[2:]))
+                      spec, np.asarray(v), (np.shape(v)[0], batch_size, *np.shape(v)[2:]))
                   for k, v in stacked.items()}
     return _unstacker(mesh)(placed)
 

@@ -31,6 +31,7 @@ checked on the device and read only on logged, checkpoint and last steps
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -49,14 +50,16 @@ import optax
 from driftlab.activations import parse_activation
 from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, prefetch,
                              run_dir, sharding)
-from driftlab.models.host_read import HostReader
+from driftlab.models import host_read
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
 DTYPES = ("float32", "bfloat16")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
-DEFER_READ = 2  # steps queued behind a logged step before the host reads its record
+READ_LAG = 2  # several processes: steps dispatched behind a logged step before its read
+MAX_READ_LAG = 50  # one process: the most steps a logged step's read may wait
+PREFETCH_THREAD = True  # prefetch chunks on a background thread (else between steps)
 BATCH_CHUNK, CHUNK_BYTES = 32, 64 << 20  # batches prefetched per transfer (models/prefetch.py)
 
 
@@ -248,11 +251,6 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record, default=_json_default) + "\n")
-
-
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop records from steps >= ``step`` (written after the checkpoint we resume from)."""
     if not path.exists():
@@ -300,6 +298,13 @@ class Functions(NamedTuple):
     # step, guard) -> (params, opt_state, logs, guard); what the loop runs (no sync per step)
     guarded_train_step: Callable = None
     guarded_plain_step: Callable = None
+    # What the loop runs on logged steps: guarded_train_step that also takes the weight
+    # statistics of the parameters it is given and returns, instead of the logs, the
+    # record's statistics packed for one host read (models/host_read.py):
+    # (params, opt_state, batch, step, guard[, pin_ref]) -> (params, opt_state, packed, guard)
+    logged_step: Callable = None
+    # the unpacked record of logged_step (for its structure, via jax.eval_shape)
+    logged_record: Callable = None
 
 
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
@@ -427,13 +432,32 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
     # Tap statistics are only read on logged steps, so other steps run the plain update
     # (compiled lazily, on first use): instrumentation then costs ~1/log_every of a step.
     plain_step = partial(train_step, instrumented=False)
+    guarded_train = nonfinite.guarded(train_step)
+
+    def logged_record(params, opt_state, batch, step, guard, *extra):
+        """guarded_train's update and the statistics of a logged record (weights: of
+        ``params``, before the update)."""
+        wstats = weight_fn(params) if cfg.instrument else None
+        new_params, new_opt, logs, guard = guarded_train(params, opt_state, batch, step,
+                                                         guard, *extra)
+        record = {"guard": guard, "loss": logs["loss"], "grad_norm": logs["grad_norm"],
+                  "lr": logs["lr"], "metrics": logs["metrics"], "taps": logs["taps"],
+                  "shift": logs["shift"], "pins": logs["pins"], "weights": wstats}
+        return new_params, new_opt, record, guard
+
+    def logged_step(*args):
+        new_params, new_opt, record, guard = logged_record(*args)
+        return new_params, new_opt, host_read.pack(record), guard
+
     return Functions(schedule, tx, jax.jit(initialize),
                      jax.jit(train_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(plain_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(eval_step, out_shardings=rep),
                      jax.jit(weight_fn, out_shardings=rep),
                      jax.jit(nonfinite.guarded(train_step), out_shardings=rep, donate_argnums=donate),
-                     jax.jit(nonfinite.guarded(plain_step), out_shardings=rep, donate_argnums=donate))
+                     jax.jit(nonfinite.guarded(plain_step), out_shardings=rep, donate_argnums=donate),
+                     jax.jit(logged_step, out_shardings=rep, donate_argnums=donate),
+                     logged_record)
 
 
 # --------------------------------------------------------------------------- summary
@@ -561,6 +585,10 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
 
     def get_train_batches(first, count):
         """Training batches first … first+count-1, in one transfer (prefetched)."""
+        if ds.sample_steps is not None:  # one vectorized draw of all ``count`` batches
+            stacked = ds.sample_steps("train", first, count, cfg.batch_size, cfg.seed)
+            return sharding.shard_stacked({k: v[:, rows] for k, v in stacked.items()}, mesh,
+                                          cfg.batch_size)
         local = [{k: v[rows] for k, v in ds.sample("train", s, cfg.batch_size, cfg.seed).items()}
                  for s in range(first, first + count)]
         return sharding.shard_batches(local, mesh, cfg.batch_size)
@@ -579,7 +607,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
                                                 arch.downstream(mcfg)), mesh)
     # Init means through the same compiled reduction as the logged means, and changes
     # taken on the host, so that mean_change is exactly 0 at step 0.
-    reader = HostReader(mesh)  # one transfer per dtype for a whole logged record
+    reader = host_read.HostReader(mesh)  # one transfer per dtype for a whole logged record
     init_means = {k: v["mean"] for k, v in
                   reader.floats(fns.weight_fn(sharding.replicate(init_params, mesh))).items()}
 
@@ -646,24 +674,25 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
     guard = sharding.replicate(nonfinite.init_guard(), mesh)
 
-    def sync(step, logs, guard, wdev, log_now, steps_at):
-        """One device->host read of what step ``step`` left (its guard, loss and, if logged,
-        its record); raise NonFiniteLossError if any step up to it was non-finite, else
-        write the record."""
+    record_like = None  # structure of a logged step's packed record (jax.eval_shape)
+
+    def start_read(step, logs, guard, log_now):
+        """Start the one device->host read of what step ``step`` left: its guard and loss,
+        or on a logged step the packed record (``logs``) that the step itself computed."""
+        if not log_now:
+            return step, reader.start({"guard": guard, "loss": logs["loss"]}), False, False, steps_run
+        return (step, reader.packed(logs, record_like), True, bool(record_like["shift"]),
+                steps_run)
+
+    def finish_read(step, read, log_now, has_shift, steps_at):
+        """Raise NonFiniteLossError if any step up to ``step`` was non-finite, else write
+        the record of a logged ``step``."""
         nonlocal final_loss, last_taps
-        wanted = {"guard": guard, "loss": logs["loss"]}
-        if log_now:
-            wanted.update(grad_norm=logs["grad_norm"], lr=logs["lr"], metrics=logs["metrics"],
-                          taps=logs["taps"], shift=logs["shift"], pins=logs["pins"],
-                          weights=wdev)
-        host = reader.read(wanted)
+        host = read.floats()
         ok, bad_step, bad_loss = nonfinite.read_guard(host["guard"])
         if not ok:  # the device state is the state before bad_step; nothing of it saved
-            if out and main:
-                _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
-                                                   "loss": bad_loss})
+            write_record({"step": bad_step, "event": "non_finite", "loss": bad_loss})
             raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
-        host = jax.tree_util.tree_map(float, host)
         final_loss = host["loss"]
         if not log_now:
             return
@@ -676,46 +705,59 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         if cfg.instrument:
             record["taps"] = host["taps"]
             record["weights"] = with_change(host["weights"])
-            if logs["shift"]:
+            if has_shift:
                 record["shift"] = host["shift"]
         if cfg.pins:
             record["pins"] = host["pins"]
-        if out and main:
-            _append_jsonl(out / METRICS_FILE, record)
+        write_record(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
 
-    # A logged step's read waits until DEFER_READ more steps are queued behind it, so the
-    # device keeps working while the host reads and writes the record; a checkpoint, signal
-    # or last step reads at once (it needs the state of that very step).
-    pending = None  # the sync() arguments of a logged step not yet read
-    # Batches are sampled and put on the devices a few steps ahead, on a background thread.
-    batches = prefetch.Prefetcher(get_train_batches, step0, end, chunk=batch_chunk)
+    # metrics.jsonl stays open during the loop (one open per record cost more than the
+    # record); each record is flushed, so a crash loses at most a line cut short.
+    metrics_fh = open(out / METRICS_FILE, "a") if (out and main) else None
+
+    def write_record(record):
+        if metrics_fh is not None:
+            metrics_fh.write(json.dumps(record, default=_json_default) + "\n")
+            metrics_fh.flush()
+
+    # Reads of logged steps are started right after the step and finished, in order, once
+    # they would not wait (one process) or READ_LAG steps later (several processes: every
+    # process then reads at the same steps); a checkpoint, signal or last step finishes all
+    # of them at once, since it needs the state of that very step. The host thus never
+    # waits for the device between sync points, and the device is never left idle while
+    # the host writes a record. At most MAX_READ_LAG steps go by before a read is forced.
+    poll = jax.process_count() == 1
+    max_lag = READ_LAG if not poll else max(READ_LAG, MAX_READ_LAG)
+    pending: collections.deque = collections.deque()  # start_read() results, oldest first
+    # Batches are sampled and put on the devices a chunk of steps ahead.
+    batches = prefetch.Prefetcher(get_train_batches, step0, end, chunk=batch_chunk,
+                                  background=PREFETCH_THREAD)
     stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
             done = step + 1
             batch = batches.get(step)
-            # weight statistics of the parameters before update ``step``, read at its sync
-            wdev = fns.weight_fn(params) if (log_now and cfg.instrument) else None
-            step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
-            params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
-                                                     guard, pin_ref)
+            args = (params, opt_state, batch, np.int32(step), guard, pin_ref)
+            if log_now and record_like is None:  # one trace per train() call, no compiling;
+                record_like = jax.eval_shape(fns.logged_record, *args)[2]  # before donation
+            # a logged step also returns its record's statistics, packed (Functions)
+            step_fn = fns.logged_step if log_now else fns.guarded_plain_step
+            params, opt_state, logs, guard = step_fn(*args)
             steps_run += 1
             # the last step, a checkpoint, a pending signal or a due wall-time checkpoint
             # needs the host state of this step now
             sync_now = (done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
                         or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt))
-            if pending is not None and (sync_now or log_now or step - pending[0] >= DEFER_READ):
-                sync(*pending)
-                pending = None
+            if log_now or sync_now:
+                pending.append(start_read(step, logs, guard, log_now))
+            while pending and (sync_now or step - pending[0][0] >= max_lag
+                               or (poll and step > pending[0][0] and pending[0][1].ready())):
+                finish_read(*pending.popleft())
             bar.update(1)
-            if log_now and not sync_now:
-                pending = (step, logs, guard, wdev, True, steps_run)
-                continue
             if not sync_now:
                 continue
-            sync(step, logs, guard, wdev, log_now, steps_run)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
                 save(done)
             elif _checkpoint_due(cfg, t_ckpt) and done < end:
@@ -726,6 +768,8 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         if end > step0 or (ckpt_path is not None and not ckpt_path.exists()):
             save(end)
     finally:
+        if metrics_fh is not None:
+            metrics_fh.close()
         batches.close()
         bar.close()
         stopper.__exit__()

@@ -63,7 +63,7 @@ class BareSteps:
         params, opt_state, guard = self.state
         fns, cfg = self.fns, self.cfg
         for s in range(first, last + 1):
-            step_fn = fns.guarded_train_step if is_logged(s, cfg) else fns.guarded_plain_step
+            step_fn = fns.logged_step if is_logged(s, cfg) else fns.guarded_plain_step
             params, opt_state, _, guard = step_fn(params, opt_state, self.batches[s],
                                                   self.steps[s], guard, self.pin_ref)
         jax.block_until_ready((params, opt_state, guard))
