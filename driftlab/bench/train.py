@@ -427,7 +427,7 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
             row, runners = overhead_row(arch_name, size, quick, repeats)
             rows += [row, amortized_row(row, log_every=10)]
             if arch_name in ENGINE_STEPS and size == "tiny" and (arch_name == "mlp" or not quick):
-                rows += engine_rows(arch_name, size, max(repeats, 3))
+                rows += engine_rows(arch_name, size, repeats)
             if arch_name == "gpt":
                 rows.append(mfu_row(runners[False], row["baseline_value"], peak))
                 rows.append(torch_row(runners[False], quick, repeats))
