@@ -2,10 +2,13 @@
 
 Reading a logged step's statistics leaf by leaf (``float(x)`` on each of ~50 device
 scalars, plus the per-weight statistics) costs one device→host round trip per leaf: about
-3 ms per logged step on the 2-core CPU machine, more than ten training steps. Here one
-jitted program concatenates the leaves of each dtype into one flat vector (values are
-copied exactly: no casts, no arithmetic), one ``device_get`` brings those few vectors
-over, and the host cuts them back into the tree's shape. The result equals
+3 ms per logged step on the 2-core CPU machine, more than ten training steps. Here
+:func:`pack` concatenates the leaves of each dtype into one flat vector (values are copied
+exactly: no casts, no arithmetic), inside a jitted program of its own
+(:meth:`HostReader.start`) or inside the program that computed them (the engine's logged
+step; :meth:`HostReader.packed`); the few vectors are copied to the host asynchronously and
+cut back into the tree's shape. :meth:`PendingRead.ready` says, without waiting, whether
+the read would block, so the training loop reads only finished results. The result equals
 ``tree_map(np.asarray, tree)`` element for element.
 """
 

@@ -27,6 +27,14 @@ A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything
 that step is saved, so ``checkpoint.npz`` keeps the last good state. Finiteness is
 checked on the device and read only on logged, checkpoint and last steps
 (models.nonfinite), so the host does not wait for every step.
+
+No host stall per step: training batches are sampled and moved to the devices a chunk of
+steps ahead on a background thread (models/prefetch.py; one transfer per chunk,
+models/sharding.py ``shard_stacked``); a logged step computes its record's statistics
+(weights included) and packs them in the step's own program, and the host reads them in
+one transfer per dtype (models/host_read.py) once they are ready, without waiting, while
+later steps run. Checkpoint, signal and last steps still read at once. The numbers
+written are the same as reading each statistic by itself.
 """
 
 from __future__ import annotations
@@ -710,7 +718,8 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         if cfg.pins:
             record["pins"] = host["pins"]
         write_record(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
+        if not bar.disable:
+            bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
 
     # metrics.jsonl stays open during the loop (one open per record cost more than the
     # record); each record is flushed, so a crash loses at most a line cut short.
