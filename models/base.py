@@ -45,6 +45,10 @@ class Dataset:
 
     sample: Callable[[str, int, int, int], dict[str, np.ndarray]]
     meta: Mapping[str, Any]
+    # Optional: sample_steps(split, first, count, batch_size, seed) -> the batches of steps
+    # first … first+count-1 stacked on a new leading axis, equal to stacking sample()'s;
+    # the engine's prefetcher uses it to sample many steps in one go.
+    sample_steps: Callable[[str, int, int, int, int], dict[str, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)

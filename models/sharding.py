@@ -25,6 +25,7 @@ files (metrics, config, checkpoints).
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 import jax
 import numpy as np
@@ -104,6 +105,36 @@ def shard_batch(local: dict, mesh: Mesh, batch_size: int) -> dict:
     return {k: jax.make_array_from_process_local_data(
                 sharding, np.asarray(v), (batch_size, *np.shape(v)[1:]))
             for k, v in local.items()}
+
+
+@lru_cache(maxsize=8)
+def _unstacker(mesh: Mesh):
+    """jit: a dict of (K, B, ...) arrays -> K dicts of (B, ...) arrays sharded on B."""
+    def unstack(stacked):
+        k = next(iter(stacked.values())).shape[0]
+        return [{name: v[i] for name, v in stacked.items()} for i in range(k)]
+    return jax.jit(unstack, out_shardings=batch_sharding(mesh))
+
+
+def shard_batches(locals_: list, mesh: Mesh, batch_size: int) -> list:
+    """``[shard_batch(b, mesh, batch_size) for b in locals_]`` (the same values), with one
+    host->device transfer for all of them and one program that splits them."""
+    return shard_stacked({k: np.stack([np.asarray(b[k]) for b in locals_]) for k in locals_[0]},
+                         mesh, batch_size)
+
+
+def shard_stacked(stacked: dict, mesh: Mesh, batch_size: int) -> list:
+    """K batches given stacked on a leading axis ({name: (K, local rows, ...)}) -> the list
+    of K global batches, each sharded like :func:`shard_batch`: one host->device transfer
+    and one program that splits them, a fraction of the host cost of K transfers."""
+    spec = NamedSharding(mesh, P(None, AXIS))
+    if jax.process_count() == 1:
+        placed = jax.device_put({k: np.asarray(v) for k, v in stacked.items()}, spec)
+    else:
+        placed = {k: jax.make_array_from_process_local_data(
+                      spec, np.asarray(v), (np.shape(v)[0], batch_size, *np.shape(v)[2:]))
+                  for k, v in stacked.items()}
+    return _unstacker(mesh)(placed)
 
 
 def replicate(tree, mesh: Mesh):

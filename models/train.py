@@ -27,10 +27,19 @@ A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything
 that step is saved, so ``checkpoint.npz`` keeps the last good state. Finiteness is
 checked on the device and read only on logged, checkpoint and last steps
 (models.nonfinite), so the host does not wait for every step.
+
+No host stall per step: training batches are sampled and moved to the devices a chunk of
+steps ahead on a background thread (models/prefetch.py; one transfer per chunk,
+models/sharding.py ``shard_stacked``); a logged step computes its record's statistics
+(weights included) and packs them in the step's own program, and the host reads them in
+one transfer per dtype (models/host_read.py) once they are ready, without waiting, while
+later steps run. Checkpoint, signal and last steps still read at once. The numbers
+written are the same as reading each statistic by itself.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -47,14 +56,19 @@ import numpy as np
 import optax
 
 from driftlab.activations import parse_activation
-from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, run_dir,
-                             sharding)
+from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins, prefetch,
+                             run_dir, sharding)
+from driftlab.models import host_read
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
 DTYPES = ("float32", "bfloat16")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
+READ_LAG = 2  # several processes: steps dispatched behind a logged step before its read
+MAX_READ_LAG = 50  # one process: the most steps a logged step's read may wait
+PREFETCH_THREAD = True  # prefetch chunks on a background thread (else between steps)
+BATCH_CHUNK, CHUNK_BYTES = 32, 64 << 20  # batches prefetched per transfer (models/prefetch.py)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -245,11 +259,6 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record, default=_json_default) + "\n")
-
-
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop records from steps >= ``step`` (written after the checkpoint we resume from)."""
     if not path.exists():
@@ -297,6 +306,13 @@ class Functions(NamedTuple):
     # step, guard) -> (params, opt_state, logs, guard); what the loop runs (no sync per step)
     guarded_train_step: Callable = None
     guarded_plain_step: Callable = None
+    # What the loop runs on logged steps: guarded_train_step that also takes the weight
+    # statistics of the parameters it is given and returns, instead of the logs, the
+    # record's statistics packed for one host read (models/host_read.py):
+    # (params, opt_state, batch, step, guard[, pin_ref]) -> (params, opt_state, packed, guard)
+    logged_step: Callable = None
+    # the unpacked record of logged_step (for its structure, via jax.eval_shape)
+    logged_record: Callable = None
 
 
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
@@ -424,25 +440,46 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
     # Tap statistics are only read on logged steps, so other steps run the plain update
     # (compiled lazily, on first use): instrumentation then costs ~1/log_every of a step.
     plain_step = partial(train_step, instrumented=False)
+    guarded_train = nonfinite.guarded(train_step)
+
+    def logged_record(params, opt_state, batch, step, guard, *extra):
+        """guarded_train's update and the statistics of a logged record (weights: of
+        ``params``, before the update)."""
+        wstats = weight_fn(params) if cfg.instrument else None
+        new_params, new_opt, logs, guard = guarded_train(params, opt_state, batch, step,
+                                                         guard, *extra)
+        record = {"guard": guard, "loss": logs["loss"], "grad_norm": logs["grad_norm"],
+                  "lr": logs["lr"], "metrics": logs["metrics"], "taps": logs["taps"],
+                  "shift": logs["shift"], "pins": logs["pins"], "weights": wstats}
+        return new_params, new_opt, record, guard
+
+    def logged_step(*args):
+        new_params, new_opt, record, guard = logged_record(*args)
+        return new_params, new_opt, host_read.pack(record), guard
+
     return Functions(schedule, tx, jax.jit(initialize),
                      jax.jit(train_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(plain_step, out_shardings=rep, donate_argnums=donate),
                      jax.jit(eval_step, out_shardings=rep),
                      jax.jit(weight_fn, out_shardings=rep),
                      jax.jit(nonfinite.guarded(train_step), out_shardings=rep, donate_argnums=donate),
-                     jax.jit(nonfinite.guarded(plain_step), out_shardings=rep, donate_argnums=donate))
+                     jax.jit(nonfinite.guarded(plain_step), out_shardings=rep, donate_argnums=donate),
+                     jax.jit(logged_step, out_shardings=rep, donate_argnums=donate),
+                     logged_record)
 
 
 # --------------------------------------------------------------------------- summary
 
 
-def _validate(eval_step, params, get_batch, n_batches: int) -> tuple[dict, dict]:
+def _validate(eval_step, params, get_batch, n_batches: int, read=None) -> tuple[dict, dict]:
     """Mean loss/metrics ({"loss": .., metric: ..}) and per-tap forward statistics over
-    validation batches 0 … n_batches-1 at ``params``."""
+    validation batches 0 … n_batches-1 at ``params``. ``read``: device tree -> host floats
+    (default: leaf by leaf)."""
+    read = _to_python if read is None else read
     runs = [eval_step(params, get_batch("val", i)) for i in range(n_batches)]
     if not runs:
         return {}, {}
-    host = [_to_python({"loss": v, **m, "taps": t}) for v, m, t in runs]
+    host = read([{"loss": v, **m, "taps": t} for v, m, t in runs])
     avg = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "taps"}
     taps = {name: {s: float(np.mean([h["taps"][name][s] for h in host]))
                    for s in host[0]["taps"][name]} for name in host[0]["taps"]}
@@ -554,8 +591,22 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         local = {k: v[rows] for k, v in ds.sample(split, step, cfg.batch_size, cfg.seed).items()}
         return sharding.shard_batch(local, mesh, cfg.batch_size)
 
+    def get_train_batches(first, count):
+        """Training batches first … first+count-1, in one transfer (prefetched)."""
+        if ds.sample_steps is not None:  # one vectorized draw of all ``count`` batches
+            stacked = ds.sample_steps("train", first, count, cfg.batch_size, cfg.seed)
+            return sharding.shard_stacked({k: v[:, rows] for k, v in stacked.items()}, mesh,
+                                          cfg.batch_size)
+        local = [{k: v[rows] for k, v in ds.sample("train", s, cfg.batch_size, cfg.seed).items()}
+                 for s in range(first, first + count)]
+        return sharding.shard_batches(local, mesh, cfg.batch_size)
+
     key = jax.random.PRNGKey(cfg.seed)
     example = ds.sample("train", 0, cfg.batch_size, cfg.seed)
+    # steps per prefetched chunk: up to BATCH_CHUNK, at most ~CHUNK_BYTES of batches
+    batch_chunk = int(np.clip(CHUNK_BYTES // max(sum(np.asarray(v).nbytes
+                                                     for v in example.values()), 1),
+                              1, BATCH_CHUNK))
     fns = step_functions(arch, mcfg, cfg, mesh, example)
     eval_step = fns.eval_step
     init_params, opt_state = jax.device_get(fns.initialize(jax.random.fold_in(key, 0)))
@@ -564,15 +615,19 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
                                                 arch.downstream(mcfg)), mesh)
     # Init means through the same compiled reduction as the logged means, and changes
     # taken on the host, so that mean_change is exactly 0 at step 0.
+    reader = host_read.HostReader(mesh)  # one transfer per dtype for a whole logged record
     init_means = {k: v["mean"] for k, v in
-                  _to_python(fns.weight_fn(sharding.replicate(init_params, mesh))).items()}
+                  reader.floats(fns.weight_fn(sharding.replicate(init_params, mesh))).items()}
 
-    def weight_fn(p):
-        """Per-matrix stats of ``p`` (device scalars) -> host floats with mean_change."""
-        stats = _to_python(fns.weight_fn(p))
+    def with_change(stats):
+        """Per-matrix host stats with mean_change = mean - mean at init."""
         for k, v in stats.items():
             v["mean_change"] = v["mean"] - init_means[k]
         return stats
+
+    def weight_fn(p):
+        """Per-matrix stats of ``p`` (device scalars) -> host floats with mean_change."""
+        return with_change(reader.floats(fns.weight_fn(p)))
 
     params = init_params
 
@@ -617,7 +672,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     t_ckpt = time.time()  # wall-time checkpoint cadence (cfg.checkpoint_minutes)
     stopper = interrupt.StopOnSignal(enabled=ckpt_path is not None)
     end = cfg.steps if stop_at is None else min(cfg.steps, int(stop_at))
-    last_logs = None
+    last_taps = None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.steps, initial=step0, disable=not (cfg.progress and main),
@@ -626,50 +681,92 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     # Finiteness is checked on the device (models.nonfinite); the host reads it only on
     # logged, checkpoint and last steps, so steps between them are dispatched without a stall.
     guard = sharding.replicate(nonfinite.init_guard(), mesh)
+
+    record_like = None  # structure of a logged step's packed record (jax.eval_shape)
+
+    def start_read(step, logs, guard, log_now):
+        """Start the one device->host read of what step ``step`` left: its guard and loss,
+        or on a logged step the packed record (``logs``) that the step itself computed."""
+        if not log_now:
+            return step, reader.start({"guard": guard, "loss": logs["loss"]}), False, False, steps_run
+        return (step, reader.packed(logs, record_like), True, bool(record_like["shift"]),
+                steps_run)
+
+    def finish_read(step, read, log_now, has_shift, steps_at):
+        """Raise NonFiniteLossError if any step up to ``step`` was non-finite, else write
+        the record of a logged ``step``."""
+        nonlocal final_loss, last_taps
+        host = read.floats()
+        ok, bad_step, bad_loss = nonfinite.read_guard(host["guard"])
+        if not ok:  # the device state is the state before bad_step; nothing of it saved
+            write_record({"step": bad_step, "event": "non_finite", "loss": bad_loss})
+            raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
+        final_loss = host["loss"]
+        if not log_now:
+            return
+        last_taps = host["taps"]
+        rate = steps_at / max(time.time() - t_loop, 1e-9)
+        # the key order of the records written before (sorted scalars first)
+        record = {"step": step, "grad_norm": host["grad_norm"], "loss": host["loss"],
+                  "lr": host["lr"], **host["metrics"], "steps_per_s": rate,
+                  "time": time.time() - t_start}
+        if cfg.instrument:
+            record["taps"] = host["taps"]
+            record["weights"] = with_change(host["weights"])
+            if has_shift:
+                record["shift"] = host["shift"]
+        if cfg.pins:
+            record["pins"] = host["pins"]
+        write_record(record)
+        if not bar.disable:
+            bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
+
+    # metrics.jsonl stays open during the loop (one open per record cost more than the
+    # record); each record is flushed, so a crash loses at most a line cut short.
+    metrics_fh = open(out / METRICS_FILE, "a") if (out and main) else None
+
+    def write_record(record):
+        if metrics_fh is not None:
+            metrics_fh.write(json.dumps(record, default=_json_default) + "\n")
+            metrics_fh.flush()
+
+    # Reads of logged steps are started right after the step and finished, in order, once
+    # they would not wait (one process) or READ_LAG steps later (several processes: every
+    # process then reads at the same steps); a checkpoint, signal or last step finishes all
+    # of them at once, since it needs the state of that very step. The host thus never
+    # waits for the device between sync points, and the device is never left idle while
+    # the host writes a record. At most MAX_READ_LAG steps go by before a read is forced.
+    poll = jax.process_count() == 1
+    max_lag = READ_LAG if not poll else max(READ_LAG, MAX_READ_LAG)
+    pending: collections.deque = collections.deque()  # start_read() results, oldest first
+    # Batches are sampled and put on the devices a chunk of steps ahead.
+    batches = prefetch.Prefetcher(get_train_batches, step0, end, chunk=batch_chunk,
+                                  background=PREFETCH_THREAD)
     stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
             log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
             done = step + 1
-            sync_now = log_now or done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-            batch = get_batch("train", step)
-            wstats = weight_fn(params) if (log_now and cfg.instrument) else None
-            step_fn = fns.guarded_train_step if log_now else fns.guarded_plain_step
-            params, opt_state, logs, guard = step_fn(params, opt_state, batch, np.int32(step),
-                                                     guard, pin_ref)
+            batch = batches.get(step)
+            args = (params, opt_state, batch, np.int32(step), guard, pin_ref)
+            if log_now and record_like is None:  # one trace per train() call, no compiling;
+                record_like = jax.eval_shape(fns.logged_record, *args)[2]  # before donation
+            # a logged step also returns its record's statistics, packed (Functions)
+            step_fn = fns.logged_step if log_now else fns.guarded_plain_step
+            params, opt_state, logs, guard = step_fn(*args)
             steps_run += 1
-            # a pending signal or a due wall-time checkpoint needs the host state now
-            sync_now = sync_now or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt)
-            if not sync_now:
-                bar.update(1)
-                continue
-            ok, bad_step, bad_loss = nonfinite.read_guard(guard, sharding.to_host)
-            if not ok:  # params/opt_state are the state before bad_step; nothing of it saved
-                if out and main:
-                    _append_jsonl(out / METRICS_FILE, {"step": bad_step, "event": "non_finite",
-                                                       "loss": bad_loss})
-                raise NonFiniteLossError(bad_step, bad_loss, last_ckpt, ckpt_path)
-            if log_now:
-                last_logs = logs
-            final_loss = float(sharding.to_host(logs["loss"]))
-            rate = steps_run / max(time.time() - t_loop, 1e-9)
-            if log_now:
-                record = {"step": step, **_to_python({"loss": logs["loss"],
-                                                      "grad_norm": logs["grad_norm"],
-                                                      "lr": logs["lr"]}),
-                          **_to_python(logs["metrics"]), "steps_per_s": rate,
-                          "time": time.time() - t_start}
-                if cfg.instrument:
-                    record["taps"] = _to_python(logs["taps"])
-                    record["weights"] = wstats
-                    if logs["shift"]:
-                        record["shift"] = _to_python(logs["shift"])
-                if cfg.pins:
-                    record["pins"] = _to_python(logs["pins"])
-                if out and main:
-                    _append_jsonl(out / METRICS_FILE, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", steps_s=f"{rate:.1f}")
+            # the last step, a checkpoint, a pending signal or a due wall-time checkpoint
+            # needs the host state of this step now
+            sync_now = (done == end or bool(cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+                        or stopper.signum is not None or _checkpoint_due(cfg, t_ckpt))
+            if log_now or sync_now:
+                pending.append(start_read(step, logs, guard, log_now))
+            while pending and (sync_now or step - pending[0][0] >= max_lag
+                               or (poll and step > pending[0][0] and pending[0][1].ready())):
+                finish_read(*pending.popleft())
             bar.update(1)
+            if not sync_now:
+                continue
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
                 save(done)
             elif _checkpoint_due(cfg, t_ckpt) and done < end:
@@ -680,6 +777,9 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
         if end > step0 or (ckpt_path is not None and not ckpt_path.exists()):
             save(end)
     finally:
+        if metrics_fh is not None:
+            metrics_fh.close()
+        batches.close()
         bar.close()
         stopper.__exit__()
 
@@ -690,10 +790,10 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     summary = {"status": "ok" if done >= cfg.steps else "stopped", "arch": cfg.arch,
                "act": cfg.act, "steps": done, "final_loss": final_loss,
                "data": str(ds.meta.get("name", cfg.data))}
-    val, val_taps = _validate(eval_step, params, get_batch, cfg.eval_batches)
+    val, val_taps = _validate(eval_step, params, get_batch, cfg.eval_batches, reader.floats)
     summary.update({f"val_{k}": v for k, v in val.items()})
     final_w = weight_fn(params)
-    train_taps = _to_python(last_logs["taps"]) if last_logs is not None else {}
+    train_taps = last_taps if last_taps is not None else {}
     layers = {name: _layer_entry(path, init_w, init_means, final_w, val_taps.get(name, {}),
                                  train_taps.get(name, {}))
               for name, path in arch.downstream(mcfg).items()}

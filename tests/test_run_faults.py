@@ -94,27 +94,24 @@ def test_damaged_checkpoint_falls_back_to_previous_generation(tmp_path, capsys):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_writes_checkpoint_and_returns(tmp_path, monkeypatch, sig):
-    import driftlab.models.data.images as images
+    from driftlab.models import prefetch
 
-    real = images.load_images
+    real_get = prefetch.Prefetcher.get
 
-    def signalling(source, seed, **kw):
-        ds = real(source, seed, **kw)
+    def signalling_get(self, step):
+        # the loop takes batch 3 right before dispatching step 3 (batches are sampled
+        # ahead, so the sampler is no longer called at that moment)
+        if step == 3:
+            os.kill(os.getpid(), sig)  # as SLURM preemption / Ctrl-C would
+        return real_get(self, step)
 
-        def sample(split, step, batch_size, seed_):
-            if split == "train" and step == 3:
-                os.kill(os.getpid(), sig)  # as SLURM preemption / Ctrl-C would
-            return ds.sample(split, step, batch_size, seed_)
-
-        return type(ds)(sample=sample, meta=ds.meta)
-
-    monkeypatch.setattr(images, "load_images", signalling)
+    monkeypatch.setattr(prefetch.Prefetcher, "get", signalling_get)
     out = tmp_path / "run"
     res = train(TrainConfig(**BASE, out=str(out)))
     assert res["status"] == "interrupted" and res["signal"] == signal.Signals(sig).name
     assert res["steps"] == 4 and _step(out / "checkpoint.npz") == 4
     assert signal.getsignal(sig) is not None  # handlers restored (no exception escaped)
-    monkeypatch.setattr(images, "load_images", real)
+    monkeypatch.setattr(prefetch.Prefetcher, "get", real_get)
     done = train(TrainConfig(**BASE, out=str(out), resume=True))
     assert done["resumed_from"] == 4 and done["status"] == "ok"
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,31 +47,52 @@ VAL_FRACTION = 0.2
 # --------------------------------------------------------------------------- sampling
 
 
+@lru_cache(maxsize=8)
 def _epoch_perm(seed: int, split: str, epoch: int, n: int) -> np.ndarray:
-    """The example order of one epoch: a permutation of range(n) fixed by (seed, split, epoch)."""
+    """The example order of one epoch: a permutation of range(n) fixed by (seed, split, epoch).
+
+    Cached (read-only), because every batch of an epoch slices the same permutation:
+    drawing it afresh per step was most of the host's per-step sampling cost."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(epoch)])
-    return rng.permutation(n)
+    perm = rng.permutation(n)
+    perm.flags.writeable = False
+    return perm
 
 
 def epoch_indices(n: int, split: str, step: int, batch_size: int, seed: int) -> np.ndarray:
     """Indices of batch ``step``: positions step·B … step·B+B-1 of the concatenated
     per-epoch permutations, so every example is seen once per epoch and the result
     depends only on the arguments (a resumed run sees the same batches)."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} invalid; allowed: {', '.join(SPLITS)}")
     if batch_size <= 0 or step < 0:
         raise ValueError(f"need batch_size > 0 and step >= 0 (got {batch_size}, {step})")
-    pos = step * batch_size + np.arange(batch_size, dtype=np.int64)
+    return position_indices(n, split, step * batch_size, batch_size, seed)
+
+
+def position_indices(n: int, split: str, start: int, count: int, seed: int) -> np.ndarray:
+    """Examples at positions start … start+count-1 of the concatenated per-epoch
+    permutations (batch s of size B is start = s·B, count = B; the batches of steps
+    s … s+K-1 are start = s·B, count = K·B, in order)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} invalid; allowed: {', '.join(SPLITS)}")
+    if count <= 0 or start < 0:
+        raise ValueError(f"need count > 0 and start >= 0 (got {count}, {start})")
+    epoch, offset = divmod(start, n)
+    if offset + count <= n:  # all in one epoch: one slice
+        return _epoch_perm(int(seed), split, epoch, n)[offset:offset + count].copy()
+    pos = start + np.arange(count, dtype=np.int64)
     epochs, offsets = np.divmod(pos, n)
-    out = np.empty(batch_size, dtype=np.int64)
+    out = np.empty(count, dtype=np.int64)
     for e in np.unique(epochs):
         sel = epochs == e
-        out[sel] = _epoch_perm(seed, split, int(e), n)[offsets[sel]]
+        out[sel] = _epoch_perm(int(seed), split, int(e), n)[offsets[sel]]
     return out
 
 
 def make_sampler(arrays: dict, mean: np.ndarray, std: np.ndarray):
-    """A pure ``sample(split, step, batch_size, seed)`` over ``arrays[split] = (x, y)``.
+    """A pure ``sample(split, step, batch_size, seed)`` over ``arrays[split] = (x, y)``,
+    and ``sample_steps(split, first, count, batch_size, seed)``: the batches of steps
+    first … first+count-1 stacked on a new leading axis, equal to stacking ``sample``'s
+    (one gather instead of ``count``).
 
     ``x`` may be stored as uint8 (CIFAR, MNIST) to save memory; it is converted and
     standardized only for the examples in the batch.
@@ -78,15 +100,28 @@ def make_sampler(arrays: dict, mean: np.ndarray, std: np.ndarray):
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
 
-    def sample(split: str, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    def take(split: str, start: int, count: int, seed: int) -> dict[str, np.ndarray]:
         if split not in arrays:
             raise ValueError(f"split={split!r} invalid; allowed: {', '.join(arrays)}")
         x, y = arrays[split]
-        idx = epoch_indices(len(y), split, int(step), int(batch_size), int(seed))
+        idx = position_indices(len(y), split, start, count, int(seed))
         xb = (x[idx].astype(np.float32) - mean) / std
         return {"x": xb.astype(np.float32), "y": y[idx].astype(np.int32)}
 
-    return sample
+    def sample(split: str, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+        if batch_size <= 0 or step < 0:
+            raise ValueError(f"need batch_size > 0 and step >= 0 (got {batch_size}, {step})")
+        return take(split, int(step) * int(batch_size), int(batch_size), seed)
+
+    def sample_steps(split: str, first: int, count: int, batch_size: int,
+                     seed: int) -> dict[str, np.ndarray]:
+        if batch_size <= 0 or first < 0 or count <= 0:
+            raise ValueError(f"need batch_size > 0, first >= 0 and count > 0 (got "
+                             f"{batch_size}, {first}, {count})")
+        flat = take(split, int(first) * int(batch_size), int(count) * int(batch_size), seed)
+        return {k: v.reshape(int(count), int(batch_size), *v.shape[1:]) for k, v in flat.items()}
+
+    return sample, sample_steps
 
 
 def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +157,8 @@ def _dataset(name: str, arrays: dict, num_classes: int) -> Dataset:
         "n_train": int(len(arrays["train"][1])),
         "n_val": int(len(arrays["val"][1])),
     }
-    return Dataset(sample=make_sampler(arrays, mean, std), meta=meta)
+    sample, sample_steps = make_sampler(arrays, mean, std)
+    return Dataset(sample=sample, meta=meta, sample_steps=sample_steps)
 
 
 # --------------------------------------------------------------------------- sources
