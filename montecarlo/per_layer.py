@@ -315,6 +315,10 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     if spec.batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
     arch, cfg = _config(spec)
+    from driftlab.montecarlo.conv_readers import has_readers, run_reader_layers
+
+    if has_readers(arch):  # conv / pooled-head / identity readers (ResNet): its own estimator
+        return run_reader_layers(spec, n_checks, taps, progress)
     cfg, ds = arch.data(spec.data, cfg, 0)
     all_taps = list(reading_matrix(arch, cfg))
     taps = all_taps if taps is None else taps
