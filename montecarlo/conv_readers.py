@@ -39,6 +39,7 @@ from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.stein_readers import READER_KINDS, TapReaders
 from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, LayersSpec, TapRow, _act,
                                            _config, init_variance, summarize)
+from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel
 from driftlab.montecarlo.stats import MCResult
 
 READER_TOLERANCE = 1e-3  # relative max |∂ℓ/∂h − Σ_r adjoint + shortcut| accepted
@@ -60,11 +61,13 @@ class _ReaderTap:
     """Tap adding ``p_probes[name]`` to p, ``h_shifts[name]`` to σ(p) and ``z_shifts[path]``
     to reader outputs; records every p and every reader output z."""
 
-    def __init__(self, p_probes=None, h_shifts=None, z_shifts=None):
+    def __init__(self, p_probes=None, h_shifts=None, z_shifts=None, act=None):
         self.p_probes, self.h_shifts, self.z_shifts = p_probes or {}, h_shifts or {}, z_shifts or {}
+        self.act = act  # replaces the model's σ at every tap (the kink-kernel ReLU)
         self.p, self.z = {}, {}
 
     def __call__(self, name, p, act):
+        act = self.act or act
         if name in self.p_probes:
             p = p + self.p_probes[name].astype(p.dtype)
         self.p[name] = p
@@ -78,6 +81,24 @@ class _ReaderTap:
             z = z + self.z_shifts[path].astype(z.dtype)
         self.z[path] = z
         return z
+
+
+# Activations whose σ' is continuous (σ'' has no Dirac part), so autodiff's Hessian is the
+# weak one Stein needs; "relu" gets the kink kernel (montecarlo/relu_kink.py).
+SMOOTH_DERIVATIVE_ACTS = ("gelu", "silu", "tanh", "relu2", "gelu2", "identity")
+
+
+def _hessian_act(cfg, kink_width: float):
+    """The σ to use in Hessian-vector products: the kink-kernel ReLU for relu, None (the
+    model's own) for activations with continuous σ'; ValueError for other kinked ones."""
+    name = _act(cfg).name
+    if name == "relu":
+        return relu_with_kink_kernel(kink_width)
+    if name in SMOOTH_DERIVATIVE_ACTS:
+        return None
+    raise ValueError(f"act={cfg.act!r}: its kink (the clip) puts a Dirac term in ∇²ℓ that the "
+                     f"conv-reader estimator does not estimate; allowed: relu, "
+                     f"{', '.join(SMOOTH_DERIVATIVE_ACTS)}")
 
 
 def _check_declared(tap: str, decl: TapReaders) -> None:
@@ -124,11 +145,14 @@ def _probe_rows(mode: str, key, w_shape, probes: int):
 
 def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int = 4, key=None,
              mode: str = "hutchinson", planted_scale: float = 1.0,
-             planted_curvature_sign: float = 1.0):
-    """Measured, predicted (stein + shortcut), Gauss–Newton and shortcut ratios for one tap
-    at one init (jit-friendly). ``planted_scale`` / ``planted_curvature_sign`` corrupt the
-    Stein term only (power tests). Returns a dict of jax scalars, ``reader_error`` included."""
+             planted_curvature_sign: float = 1.0, kink_width: float = KINK_WIDTH):
+    """Measured, predicted (stein + shortcut), Gauss–Newton, kink and shortcut ratios for one
+    tap at one init (jit-friendly). ``kink`` is the part of the Stein term from δ(p_u) of the
+    ReLUs downstream of the readers (kernel width ``kink_width``; 0 for smooth σ'), included
+    in the curvature part. ``planted_scale`` / ``planted_curvature_sign`` corrupt the Stein
+    term only (power tests). Returns a dict of jax scalars, ``reader_error`` included."""
     _check_declared(tap, decl)
+    kink_act = _hessian_act(cfg, kink_width)
     flat = {k: v.astype(jnp.float32) for k, v in flatten_dict(params).items()}
     p_shapes, z_shapes = shapes(arch, cfg, params, batch)
     B = int(jax.tree_util.tree_leaves(batch)[0].shape[0])
@@ -136,12 +160,12 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     zero_p = {t: jnp.zeros(p_shapes[t].shape, jnp.float32) for t in taps_probed}
     zero_z = {r.weight: jnp.zeros(z_shapes[r.weight].shape, jnp.float32) for r in decl.readers}
 
-    def run(p_probes, z_shifts):
-        t = _ReaderTap(p_probes, None, z_shifts)
+    def run(p_probes, z_shifts, kink=True):
+        t = _ReaderTap(p_probes, None, z_shifts, kink_act if kink else None)
         return arch.apply(params, batch, cfg, t), t
 
-    def loss_of(p_probes, z_shifts):
-        out, t = run(p_probes, z_shifts)
+    def loss_of(p_probes, z_shifts, kink=True):
+        out, t = run(p_probes, z_shifts, kink)
         return arch.loss(out, batch, cfg)[0], t.p[tap]
 
     (gp, gz), p = jax.grad(loss_of, argnums=(0, 1), has_aux=True)(zero_p, zero_z)
@@ -152,14 +176,16 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     out0 = run(zero_p, zero_z)[0]
     loss_y = lambda y: arch.loss(y, batch, cfg)[0]
 
-    q_tot = jnp.zeros_like(h)
-    q_gn = jnp.zeros_like(h)
+    q_tot, q_gn, q_smooth = jnp.zeros_like(h), jnp.zeros_like(h), jnp.zeros_like(h)
     for i_r, r in enumerate(decl.readers):
         w = flat[r.weight]
         s2 = init_variance(r.scheme, r.gain, *r.fans(w.shape))
         shift = lambda e, r=r: {**zero_z, r.weight: e}
-        grad_e = lambda e, shift=shift: jax.grad(lambda ee: loss_of(zero_p, shift(ee))[0])(e)
+        grad_e = lambda e, shift=shift, kink=True: jax.grad(
+            lambda ee: loss_of(zero_p, shift(ee), kink)[0])(e)
         hvp = lambda v, r=r, grad_e=grad_e: jax.jvp(grad_e, (zero_z[r.weight],), (v,))[1]
+        smooth_hvp = lambda v, r=r, grad_e=grad_e: jax.jvp(
+            lambda e: grad_e(e, kink=False), (zero_z[r.weight],), (v,))[1]
         y_of = lambda e, shift=shift: run(zero_p, shift(e))[0]
 
         def gn_hvp(v, r=r, y_of=y_of):
@@ -169,19 +195,23 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
 
         n, probe, weight = _probe_rows(mode, jax.random.fold_in(key, i_r), w.shape, probes)
 
-        def one(i, r=r, hvp=hvp, gn_hvp=gn_hvp, probe=probe):
+        def one(i, r=r, hvp=hvp, gn_hvp=gn_hvp, smooth_hvp=smooth_hvp, probe=probe):
             R = probe(i)
             v, adjoint = jax.vjp(lambda hh: r.apply(hh, R), h)
-            return adjoint(hvp(v))[0], adjoint(gn_hvp(v))[0]
+            tot = adjoint(hvp(v))[0]
+            smooth = adjoint(smooth_hvp(v))[0] if kink_act is not None else tot
+            return tot, adjoint(gn_hvp(v))[0], smooth
 
-        tot, gn = jax.lax.map(one, jnp.arange(n))
+        tot, gn, smooth = jax.lax.map(one, jnp.arange(n))
         q_tot = q_tot + s2 * weight * tot.sum(0)
         q_gn = q_gn + s2 * weight * gn.sum(0)
+        q_smooth = q_smooth + s2 * weight * smooth.sum(0)
 
     pos = (p > 0).astype(jnp.float32)
     n_pos = jnp.maximum(pos.sum(), 1.0)
     ratio = lambda x: B * jnp.sum(x * pos) / n_pos
     stein, stein_gn = ratio(dsig * q_tot), ratio(dsig * q_gn)
+    kink = planted_scale * planted_curvature_sign * (stein - ratio(dsig * q_smooth))
     stein = planted_scale * (stein_gn + planted_curvature_sign * (stein - stein_gn))
     shortcut = ratio(dsig * gp[decl.identity_into]) if decl.identity_into else jnp.float32(0.0)
 
@@ -194,7 +224,7 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
         rebuilt = rebuilt + gp[decl.identity_into]
     err = jnp.max(jnp.abs(gh - rebuilt)) / jnp.maximum(jnp.max(jnp.abs(gh)), 1e-30)
     return {"predicted": stein + shortcut, "measured": ratio(gp[tap]),
-            "gauss_newton": planted_scale * stein_gn, "shortcut": shortcut,
+            "gauss_newton": planted_scale * stein_gn, "shortcut": shortcut, "kink": kink,
             "n_pos": pos.sum(), "reader_error": err}
 
 
@@ -206,6 +236,7 @@ class ReaderSeedValues:
     measured: float
     gauss_newton: float
     shortcut: float
+    kink: float
     n_pos: int
 
     @property
@@ -215,10 +246,14 @@ class ReaderSeedValues:
 
 @dataclass(frozen=True)
 class ReaderTapRow(TapRow):
-    """A ``TapRow`` plus the identity-shortcut term (exact autodiff, part of ``predicted``)."""
+    """A ``TapRow`` plus the identity-shortcut term (exact autodiff, part of ``predicted``)
+    and the ReLU-kink part of the curvature term (part of ``curvature``)."""
 
     shortcut: float = 0.0
     shortcut_se: float = 0.0
+    kink: float = 0.0
+    kink_se: float = 0.0
+    kink_width: float = 0.0
     readers: str = ""
 
 
@@ -249,6 +284,7 @@ def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
         if t not in decls:
             raise ValueError(f"unknown tap {t!r}; valid: {', '.join(decls)}")
         _check_declared(t, decls[t])
+    _hessian_act(cfg, KINK_WIDTH)  # refuses activations with an unestimated kink
     mode = "exact" if spec.exact else ("row_exact" if spec.row_exact else "hutchinson")
     rows = []
     for tap in taps:
@@ -270,16 +306,19 @@ def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
                     f"the per-layer Stein estimator does not apply")
             values.append(ReaderSeedValues(float(out["predicted"]), float(out["measured"]),
                                            float(out["gauss_newton"]), float(out["shortcut"]),
-                                           int(out["n_pos"])))
+                                           float(out["kink"]), int(out["n_pos"])))
             if progress:
                 progress(tap, s)
         gaussian = all(r.scheme in GAUSSIAN_SCHEMES for r in decl.readers)
         base = summarize(tap, values, n_checks or len(taps), gaussian)
         sc = MCResult.from_clusters([v.shortcut for v in values])
+        kk = MCResult.from_clusters([v.kink for v in values])
         names = ", ".join(r.weight.removesuffix("/w") for r in decl.readers)
         if decl.identity_into:
             names += f", identity → {decl.identity_into}"
         rows.append(ReaderTapRow(**base.__dict__, shortcut=sc.mean, shortcut_se=sc.stderr,
+                                 kink=kk.mean, kink_se=kk.stderr,
+                                 kink_width=KINK_WIDTH if _act(cfg).name == "relu" else 0.0,
                                  readers=names))
     return rows
 
