@@ -211,7 +211,8 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     n_pos = jnp.maximum(pos.sum(), 1.0)
     ratio = lambda x: B * jnp.sum(x * pos) / n_pos
     stein, stein_gn = ratio(dsig * q_tot), ratio(dsig * q_gn)
-    kink = planted_scale * planted_curvature_sign * (stein - ratio(dsig * q_smooth))
+    kink = (planted_scale * planted_curvature_sign * (stein - ratio(dsig * q_smooth))
+            if kink_act is not None else jnp.float32(0.0))
     stein = planted_scale * (stein_gn + planted_curvature_sign * (stein - stein_gn))
     shortcut = ratio(dsig * gp[decl.identity_into]) if decl.identity_into else jnp.float32(0.0)
 
