@@ -24,8 +24,8 @@ How z is reached without touching the architecture: the tap adds e·W⁺ to h (W
 pseudo-inverse, W⁺ W = I_D when W (H × D) has full column rank, H ≥ D), which shifts z by
 exactly e. So ℓ_z(e) = ℓ(z + e) is available for any model in which h feeds W only and W
 is dense over h's last axis; :func:`per_seed` checks this (∇_h ℓ = ∇_z ℓ Wᵀ) and raises
-ValueError when it fails (e.g. ResNet, whose activations also feed the identity shortcut
-and whose readers are convolutions).
+ValueError when it fails. Architectures that declare ``readers(cfg)`` (ResNet: conv, pooled-head
+and identity-shortcut readers) go to montecarlo/conv_readers.py instead.
 """
 
 from __future__ import annotations
