@@ -87,6 +87,8 @@ class ResNetConfig:
             v = getattr(self, name)
             if isinstance(v, list):
                 object.__setattr__(self, name, tuple(v))
+        if self.norm is None:  # `--set norm=none` parses as None
+            object.__setattr__(self, "norm", "none")
         try:
             parse_activation(self.act)
         except ValueError as err:

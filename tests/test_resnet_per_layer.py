@@ -191,3 +191,21 @@ def test_conv_stein_form_symbolically_and_its_power():
 
     assert check_conv_stein(3, 2, 1, 2) and check_conv_stein(4, 2, 2, 1)
     assert not check_conv_stein(3, 2, 1, 2, unshifted=True)  # T_{x−dx,y'} needs the shift
+
+
+@pytest.mark.slow
+def test_cli_layers_resnet_json_rows(capsys):
+    import json
+
+    from driftlab.cli import main
+
+    assert main(["theory", "layers", "--arch", "resnet", "--seeds", "2", "--batch-size", "2",
+                 "--probes", "1", "--set", "norm=none", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["tap"] for r in rows] == list(resnet.readers(ARCH.config("tiny")))
+    for key in ("predicted", "predicted_se", "measured", "measured_se", "z", "gauss_newton",
+                "curvature", "sign_verdict", "shortcut", "kink", "readers"):
+        assert all(key in r for r in rows), key
+    assert main(["theory", "layers", "--arch", "resnet", "--seeds", "2", "--act",
+                 "clipped_relu2"]) == 2
+    assert "clip" in capsys.readouterr().err
