@@ -346,26 +346,30 @@ def norm_invariance_residuals(arch, cfg, params, batch, reader: str, key=None) -
     _, z_shapes = shapes(arch, cfg, params, batch)
     zero = jnp.zeros(z_shapes[reader].shape, jnp.float32)
 
-    def loss_and_z(e):
-        t = _ReaderTap(None, None, {reader: e})
-        return arch.loss(arch.apply(params, batch, cfg, t), batch, cfg)[0], t.z[reader]
+    @jax.jit
+    def residuals(params, batch, key):
+        def loss_and_z(e):
+            t = _ReaderTap(None, None, {reader: e})
+            return arch.loss(arch.apply(params, batch, cfg, t), batch, cfg)[0], t.z[reader]
 
-    grad_e = lambda e: jax.grad(lambda ee: loss_and_z(ee)[0])(e)
-    hvp = lambda v: jax.jvp(grad_e, (zero,), (v,))[1]
-    g = grad_e(zero)
-    z = jax.lax.stop_gradient(loss_and_z(zero)[1])
-    C = zero.shape[-1]
-    signs = jax.random.rademacher(jax.random.PRNGKey(0) if key is None else key, zero.shape,
-                                  jnp.float32)
+        grad_e = lambda e: jax.grad(lambda ee: loss_and_z(ee)[0])(e)
+        hvp = lambda v: jax.jvp(grad_e, (zero,), (v,))[1]
+        g = grad_e(zero)
+        z = jax.lax.stop_gradient(loss_and_z(zero)[1])
+        C = zero.shape[-1]
+        signs = jax.random.rademacher(key, zero.shape, jnp.float32)
 
-    def channel(c):
-        onehot = jax.nn.one_hot(c, C)
-        return hvp(jnp.ones_like(zero) * onehot)[..., c], hvp(signs * onehot)[..., c]
+        def channel(c):
+            onehot = jax.nn.one_hot(c, C)
+            return hvp(jnp.ones_like(zero) * onehot)[..., c], hvp(signs * onehot)[..., c]
 
-    ones_c, signs_c = jax.lax.map(channel, jnp.arange(C))
-    row_sum = ones_c.sum(0)
-    reference = (signs_c * jnp.moveaxis(signs, -1, 0)).sum(0)
-    axes = tuple(range(g.ndim - 1))
-    return {"row_sum": float(jnp.max(jnp.abs(row_sum)) / jnp.max(jnp.abs(reference))),
-            "grad_sum": float(jnp.max(jnp.abs(g.sum(axes)) / jnp.abs(g).sum(axes))),
-            "scale": float(jnp.max(jnp.abs(hvp(z) + g)) / jnp.max(jnp.abs(g)))}
+        ones_c, signs_c = jax.lax.map(channel, jnp.arange(C))
+        row_sum = ones_c.sum(0)
+        reference = (signs_c * jnp.moveaxis(signs, -1, 0)).sum(0)
+        axes = tuple(range(g.ndim - 1))
+        return {"row_sum": jnp.max(jnp.abs(row_sum)) / jnp.max(jnp.abs(reference)),
+                "grad_sum": jnp.max(jnp.abs(g.sum(axes)) / jnp.abs(g).sum(axes)),
+                "scale": jnp.max(jnp.abs(hvp(z) + g)) / jnp.max(jnp.abs(g))}
+
+    out = residuals(params, batch, jax.random.PRNGKey(0) if key is None else key)
+    return {k: float(v) for k, v in out.items()}
