@@ -18,7 +18,12 @@ Per init seed (one cluster) this module computes, on one batch with the init's o
   over Rademacher probes R (or exact over W's input rows with ``row_exact``, or the full basis
   with ``exact``); ``gauss_newton`` with ∇²_z ℓ replaced by J_zᵀ∇²_y ℓ J_z (y = logits);
 * ``shortcut``  = the ratio of σ'(p) · ∂ℓ/∂p⁺, computed *exactly* by autodiff (not predicted);
-* ``predicted`` = stein + shortcut.
+* ``predicted`` = stein + shortcut;
+* ``kink``      = the part of ``stein`` from the Dirac mass of ReLU'' at the ReLUs downstream of
+  the readers (montecarlo/relu_kink.py: σ'' = δ → N(0, τ²) density in the HVPs only), which
+  autodiff's Hessian drops and Stein's weak derivative needs; it belongs to the curvature
+  part (``curvature`` = stein − gauss_newton includes it). Without it the prediction is biased
+  wherever a ReLU follows a reader (ResNet: conv → norm → ReLU).
 
 ∇²_{z_r} ℓ is reached through the model's ``tap.reader_out(weight path, z)`` hook, which adds
 a shift e to z_r. Before trusting a tap, :func:`per_seed` checks that the declared readers are
