@@ -209,3 +209,16 @@ def test_cli_layers_resnet_json_rows(capsys):
     assert main(["theory", "layers", "--arch", "resnet", "--seeds", "2", "--act",
                  "clipped_relu2"]) == 2
     assert "clip" in capsys.readouterr().err
+
+
+def test_deciding_term_names_the_shortcut_and_the_kinks():
+    from driftlab.reports.per_layer import deciding_term
+
+    base = dict(gauss_newton=6e-4, curvature=1.4e-3, curvature_se=3e-4, predicted_se=5e-4)
+    assert deciding_term({**base, "predicted": 4.3e-3, "shortcut": 2.3e-3, "kink": 1.4e-3}) \
+        == "identity shortcut (exact)"
+    assert deciding_term({**base, "predicted": 2.0e-3, "shortcut": 0.0, "kink": 1.4e-3}) \
+        == "curvature (ReLU kinks)"
+    assert deciding_term({**base, "predicted": 2.0e-3, "shortcut": 0.0, "kink": 0.2e-3}) \
+        == "curvature"
+    assert deciding_term({**base, "predicted": 2.0e-3}) == "curvature"  # dense rows: no keys
