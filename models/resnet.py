@@ -50,6 +50,7 @@ from driftlab.activations import parse_activation
 from driftlab.models import layers as L
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
 from driftlab.models.init import SCHEMES, get_init
+from driftlab.models.stein_readers import LinearReader, TapReaders, no_reader_hook
 
 NORMS = ("batch", "group", "none")
 
@@ -86,6 +87,8 @@ class ResNetConfig:
             v = getattr(self, name)
             if isinstance(v, list):
                 object.__setattr__(self, name, tuple(v))
+        if self.norm is None:  # `--set norm=none` parses as None
+            object.__setattr__(self, "norm", "none")
         try:
             parse_activation(self.act)
         except ValueError as err:
@@ -201,23 +204,31 @@ def _norm(p: dict, x, cfg: ResNetConfig):
 
 
 def apply(params: dict, batch, cfg: ResNetConfig, tap=plain_tap):
-    """Logits (B, num_classes) for images ``batch["x"]`` (B, H, W, C)."""
+    """Logits (B, num_classes) for images ``batch["x"]`` (B, H, W, C).
+
+    Every conv and the head pass their output through ``tap.reader_out(weight path, z)``
+    when the tap has that method (identity otherwise): the per-layer Stein estimator
+    (montecarlo/conv_readers.py) shifts a reader's output there, before its norm.
+    """
     act = parse_activation(cfg.act)
+    out = getattr(tap, "reader_out", None) or no_reader_hook
+    conv = lambda path, p, x, **kw: out(f"{path}/w", L.conv2d(p, x, **kw))
     x = jnp.asarray(batch["x"])
     p = params["stem"]
-    h = tap("stem.act", _norm(p["norm"], L.conv2d(p["conv"], x), cfg), act)
+    h = tap("stem.act", _norm(p["norm"], conv("stem/conv", p["conv"], x), cfg), act)
     for stage, block, cin, cout, stride in _block_names(cfg):
         p = params[stage][block]
-        name = f"{stage}.{block}"
-        z = _norm(p["norm1"], L.conv2d(p["conv1"], h, stride=stride), cfg)
+        name, path = f"{stage}.{block}", f"{stage}/{block}"
+        z = _norm(p["norm1"], conv(f"{path}/conv1", p["conv1"], h, stride=stride), cfg)
         a1 = tap(f"{name}.act1", z, act)
-        z = _norm(p["norm2"], L.conv2d(p["conv2"], a1), cfg)
+        z = _norm(p["norm2"], conv(f"{path}/conv2", p["conv2"], a1), cfg)
         if "short_conv" in p:
-            short = _norm(p["short_norm"], L.conv2d(p["short_conv"], h, stride=stride, padding=0), cfg)
+            short = _norm(p["short_norm"], conv(f"{path}/short_conv", p["short_conv"], h,
+                                                stride=stride, padding=0), cfg)
         else:
             short = h
         h = tap(f"{name}.act2", z + short, act)
-    return L.dense(params["head"], L.global_avg_pool(h))
+    return out("head/w", L.dense(params["head"], L.global_avg_pool(h)))
 
 
 def loss(outputs, batch, cfg: ResNetConfig):
@@ -247,6 +258,32 @@ def output_heads(cfg: ResNetConfig) -> dict[str, str | None]:
     """{"head/w": the last block's ``act2``} (read through the global average pool)."""
     stage, block, *_ = _block_names(cfg)[-1]
     return {"head/w": f"{stage}.{block}.act2"}
+
+
+def readers(cfg: ResNetConfig) -> dict[str, TapReaders]:
+    """{tap: everything that reads its h}, for the per-layer Stein estimator.
+
+    ``act1`` → conv2 of its block (then norm2). ``stem.act`` and each ``act2`` → conv1 of
+    the next block and that block's shortcut: its 1×1 ``short_conv`` (stride as conv1,
+    no padding) in a projection block, else the identity into the next block's ``act2``.
+    The last ``act2`` → global average pool → ``head/w``.
+    """
+    conv = lambda path, **kw: LinearReader(f"{path}/w", "conv", cfg.init, float(cfg.gain), **kw)
+    out, prev = {}, "stem.act"
+    for stage, block, cin, cout, stride in _block_names(cfg):
+        path = f"{stage}/{block}"
+        if _needs_projection(cin, cout, stride):
+            prev_readers = TapReaders((conv(f"{path}/conv1", stride=stride),
+                                       conv(f"{path}/short_conv", stride=stride, padding=0)))
+        else:
+            prev_readers = TapReaders((conv(f"{path}/conv1", stride=stride),),
+                                      identity_into=f"{stage}.{block}.act2")
+        out[prev] = prev_readers
+        out[f"{stage}.{block}.act1"] = TapReaders((conv(f"{path}/conv2"),))
+        prev = f"{stage}.{block}.act2"
+    out[prev] = TapReaders((LinearReader("head/w", "pool_dense", cfg.head_init,
+                                         float(cfg.head_gain)),))
+    return out
 
 
 ARCH = Arch(name="resnet", config=config, data=data, init=init, apply=apply, loss=loss,

@@ -24,8 +24,8 @@ How z is reached without touching the architecture: the tap adds e·W⁺ to h (W
 pseudo-inverse, W⁺ W = I_D when W (H × D) has full column rank, H ≥ D), which shifts z by
 exactly e. So ℓ_z(e) = ℓ(z + e) is available for any model in which h feeds W only and W
 is dense over h's last axis; :func:`per_seed` checks this (∇_h ℓ = ∇_z ℓ Wᵀ) and raises
-ValueError when it fails (e.g. ResNet, whose activations also feed the identity shortcut
-and whose readers are convolutions).
+ValueError when it fails. Architectures that declare ``readers(cfg)`` (ResNet: conv, pooled-head
+and identity-shortcut readers) go to montecarlo/conv_readers.py instead.
 """
 
 from __future__ import annotations
@@ -315,6 +315,10 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     if spec.batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
     arch, cfg = _config(spec)
+    from driftlab.montecarlo.conv_readers import has_readers, run_reader_layers
+
+    if has_readers(arch):  # conv / pooled-head / identity readers (ResNet): its own estimator
+        return run_reader_layers(spec, n_checks, taps, progress)
     cfg, ds = arch.data(spec.data, cfg, 0)
     all_taps = list(reading_matrix(arch, cfg))
     taps = all_taps if taps is None else taps

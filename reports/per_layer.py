@@ -38,7 +38,9 @@ class Variant:
 
 def variants(seeds: dict | None = None) -> list[Variant]:
     """Issue 8's architecture variants at size tiny (seeds per arch overridable)."""
-    n = {"mlp": 64, "gpt": 64, "vit": 64, "mpsenet": 64, **(seeds or {})}
+    n = {"mlp": 64, "gpt": 64, "vit": 64, "mpsenet": 64, "resnet": 64, **(seeds or {})}
+    r = lambda norm: LayersSpec("resnet", seeds=n["resnet"], batch_size=8, probes=4,
+                                overrides=(("norm", norm),))
     g = lambda **kw: LayersSpec("gpt", seeds=n["gpt"], batch_size=32, probes=4, **kw)
     untied, nonorm = ("tied_head", False), ("final_norm", False)
     return [
@@ -54,6 +56,10 @@ def variants(seeds: dict | None = None) -> list[Variant]:
                 LayersSpec("mpsenet", seeds=n["mpsenet"], batch_size=2, probes=1, row_exact=True,
                            overrides=TORCH_VARIANCE_GAUSS),
                 "PyTorch-default variance, Gaussian so Stein is exact"),
+        Variant("resnet, norm=batch", r("batch"),
+                "conv readers as im2col; stem.act adds the exact identity-shortcut term"),
+        Variant("resnet, norm=group (control)", r("group"), "no batch coupling of T"),
+        Variant("resnet, norm=none (control)", r("none"), "no norm after the readers"),
     ]
 
 
@@ -65,9 +71,20 @@ POWER = Variant("POWER: gpt default, curvature sign flipped",
 def deciding_term(row: dict) -> str:
     """Which part decides the predicted sign: Gauss–Newton, curvature, or neither (cancel)."""
     gn, cu, pr, se = row["gauss_newton"], row["curvature"], row["predicted"], row["predicted_se"]
+    sc = row.get("shortcut") or 0.0  # ResNet: exact identity-shortcut term, part of predicted
+    if sc and abs(pr) >= 2 * se and abs(sc) > abs(pr - sc) and sc * pr > 0:
+        return "identity shortcut (exact)"
+    kink = row.get("kink") or 0.0  # ResNet: the ReLU-kink part of the curvature
+    term = _deciding_stein_term(gn, cu, pr, se, row["curvature_se"])
+    if term == "curvature" and kink * cu > 0 and abs(kink) > abs(cu - kink):
+        return "curvature (ReLU kinks)"
+    return term
+
+
+def _deciding_stein_term(gn: float, cu: float, pr: float, se: float, cu_se: float) -> str:
     if abs(pr) < 2 * se:
-        return "GN and curvature cancel" if abs(cu) > 2 * row["curvature_se"] else "both ≈ 0"
-    if abs(cu) < 2 * row["curvature_se"] or abs(gn) > abs(cu):
+        return "GN and curvature cancel" if abs(cu) > 2 * cu_se else "both ≈ 0"
+    if abs(cu) < 2 * cu_se or abs(gn) > abs(cu):
         return "Gauss–Newton" if math.copysign(1, gn) == math.copysign(1, pr) else "curvature"
     return "curvature"
 

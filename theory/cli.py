@@ -240,4 +240,10 @@ def format_layers(rows: list[dict]) -> str:
                      f"{r['measured']:11.3e} ± {r['measured_se']:8.2e} {r['z']:6.2f} "
                      f"{r['gauss_newton']:12.3e} {r['curvature']:12.3e}  {r['sign_verdict']}")
     lines.append(f"seeds = {rows[0]['seeds']}; Stein step {rows[0]['stein']}")
+    if "kink" in rows[0]:  # conv readers (montecarlo/conv_readers.py): two more parts
+        lines.append("parts of predicted: shortcut = exact identity-shortcut term; kink = ReLU δ(p) "
+                     "part of curvature")
+        lines += [f"  {r['tap']:16} shortcut {r['shortcut']:11.3e} ± {r['shortcut_se']:8.2e}   "
+                  f"kink {r['kink']:11.3e} ± {r['kink_se']:8.2e}   readers: {r['readers']}"
+                  for r in rows]
     return "\n".join(lines)

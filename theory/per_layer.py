@@ -31,6 +31,40 @@ Canonical block (THEORY.md): one position, z = f = W2 h. MSE ½‖f − y‖² s
 T = k, so E[g_i | p] = k s2² σσ'(p_i), the existing result; cross-entropy: ∇²_f ℓ =
 diag(s) − s sᵀ, s = softmax(f), T = 1 − ‖s‖² (theory/expected_grad.softmax_trace_factor).
 
+Conv readers (ResNet; checked symbolically by :func:`check_conv_stein`). A conv z = conv(h, W)
+is a dense reader of the im2col patches P (P_{y,(dx,c)} = h_{y+dx,c}, 0 in the padding) with W
+reshaped (K²C, C'); y ranges over batch × output positions, all sharing W. The statement above
+with h → P and the chain rule ∂P_{y,(dx,c)}/∂h_{x,c} = 1[x = y + dx] give
+
+    E[g^h_{x,c} | h] = s² Σ_dx Σ_{y'} h_{y'+dx,c} E[T_{x−dx,y'} | h],  T_{yy'} = Σ_c' ∂²ℓ/∂z_{yc'}∂z_{y'c'},
+
+in operator form s² E_R[conv_hᵀ(∇²_z ℓ · conv(h, R); R)] for E[R_a R_b] = δ_ab (conv_hᵀ the
+adjoint of h ↦ conv(h, R); montecarlo/conv_readers.py). Several independent Gaussian readers
+(conv1 and a 1×1 projection shortcut) add their Stein terms. A global-average-pool + dense head
+is a dense reader of mean_x h, so T carries the pool's 1/(HW)². An identity shortcut (h added
+to a later pre-activation p⁺) has no weight: its term ∂ℓ/∂p⁺ enters E[g | p] as it is.
+
+Kinks. Stein needs the weak derivative of ∂ℓ/∂z in W. A ReLU σ(p_u) downstream of z makes
+∂ℓ/∂z contain 1[p_u > 0], whose weak derivative adds Σ_u (∂ℓ/∂σ_u) δ(p_u) ∇_z p_u ∇_z p_uᵀ to
+∇²_z ℓ; autodiff (σ'' = 0 a.e.) drops it. It is part of the curvature term, finite in
+expectation, and decisive in ResNet, where conv → norm → ReLU follow each other directly
+(montecarlo/relu_kink.py estimates it with δ → N(0, τ²) density).
+
+Batch-statistics norm after the reader (BatchNorm, training mode). ℓ is invariant to shifting
+z_{·,c} by a constant over the whole batch, and (up to ε) to scaling it. Differentiating
+ℓ(z + t·1_c) = ℓ(z) twice: Σ_y ∂ℓ/∂z_{yc} = 0 and Σ_{y'} ∂²ℓ/∂z_{yc'}∂z_{y'c} = 0 for all
+y, c', hence Σ_{y'} T_{yy'} = 0 for every y. The conv prediction becomes
+
+    E[g^h_{x,c} | h] = s² Σ_dx Σ_{y'} (h_{y'+dx,c} − h̄_{dx,c}) E[T_{x−dx,y'} | h],
+
+h̄_{dx,c} the batch mean of the (shifted, zero-padded) patch column: the h·E[T_yy] drift term
+is cancelled by the off-diagonal T, and only h's deviation from its batch mean drives
+E[g | p > 0]. Scale invariance ℓ(z + t z⊙1_c) = ℓ(z) adds, differentiating once in t and then
+in z_{yc'}: Σ_{y'} ∂²ℓ/∂z_{yc'}∂z_{y'c} z_{y'c} = −δ_{cc'} ∂ℓ/∂z_{yc}, i.e. ∇²_z ℓ · z = −∇_z ℓ:
+along the reader's own output the curvature is minus the gradient, so the Hessian has no
+fixed sign and the Gauss–Newton T_yy ≥ 0 is no guide. GroupNorm (per example) keeps the
+scale identity but not the batch row sums; no norm keeps neither.
+
 Non-Gaussian W (PyTorch's U(±1/√fan_in)): Stein's identity does not hold exactly; the
 zero-bias transform replaces W by W* in ∂F/∂W, so the prediction is approximate. The
 agreement checks use a Gaussian W of the same variance 1/(3·fan_in).
@@ -103,6 +137,47 @@ def check_dense_stein(positions: int = 2, width: int = 2, outputs: int = 2,
     return True
 
 
+@lru_cache(maxsize=None)
+def check_conv_stein(length: int = 3, kernel: int = 2, channels_in: int = 1,
+                     channels_out: int = 2, unshifted: bool = False) -> bool:
+    """SymPy: the conv-reader form E_W[∂ℓ/∂h_{x,c}] = s² Σ_dx Σ_{y'} h_{y'+dx,c} E_W[T_{x−dx,y'}].
+
+    A 1-D valid convolution z_{y,c'} = Σ_{dx,c} h_{y+dx,c} W_{dx,c,c'} (y = 0..length−kernel,
+    every y sharing W), a generic cubic ℓ(z), T_{yy'} = Σ_c' ∂²ℓ/∂z_{yc'}∂z_{y'c'}; terms with
+    x − dx outside the output range are 0 (that patch does not contain h_x). Exact Gaussian
+    expectation over W ~ N(0, s²) on both sides. ``unshifted`` uses T_{x,y'} in place of
+    T_{x−dx,y'} (a planted error: it must return False).
+    """
+    s2 = sp.Symbol("s2", positive=True)
+    n_out = length - kernel + 1
+    h = sp.Matrix(length, channels_in, lambda x, c: sp.Symbol(f"h_{x}_{c}"))
+    W = {(d, c, k): sp.Symbol(f"W_{d}_{c}_{k}") for d in range(kernel)
+         for c in range(channels_in) for k in range(channels_out)}
+    zf = sp.Matrix(n_out, channels_out, lambda y, k: sp.Symbol(f"z_{y}_{k}"))
+    loss_z = generic_cubic_loss(list(zf))
+    z_of_w = {zf[y, k]: sum(h[y + d, c] * W[d, c, k] for d in range(kernel)
+                            for c in range(channels_in))
+              for y in range(n_out) for k in range(channels_out)}
+    loss_w = loss_z.subs(z_of_w, simultaneous=True)
+    wvars = list(W.values())
+    ET = {(y, y2): gaussian_expectation(
+        sum(sp.diff(loss_z, zf[y, k], zf[y2, k]) for k in range(channels_out)).subs(
+            z_of_w, simultaneous=True), wvars, s2)
+        for y in range(n_out) for y2 in range(n_out)}
+    for x in range(length):
+        for c in range(channels_in):
+            lhs = gaussian_expectation(sp.diff(loss_w, h[x, c]), wvars, s2)
+            rhs = 0
+            for d in range(kernel):
+                y = x if unshifted else x - d
+                if not 0 <= y < n_out:
+                    continue
+                rhs += sum(h[y2 + d, c] * ET[y, y2] for y2 in range(n_out))
+            if sp.expand(lhs - s2 * rhs) != 0:
+                return False
+    return True
+
+
 def check_stein_lemma(max_degree: int = 5) -> bool:
     """SymPy: E[W·W^n] = s² E[n·W^{n−1}] for W ~ N(0, s²), n = 0..max_degree (Stein)."""
     s2, w = sp.Symbol("s2", positive=True), sp.Symbol("w")
@@ -148,5 +223,5 @@ def canonical_prediction_mse(setting) -> float:
                                                              setting.s1).value
 
 
-__all__ = ["gaussian_expectation", "check_dense_stein", "check_stein_lemma", "canonical_T",
+__all__ = ["gaussian_expectation", "check_dense_stein", "check_conv_stein", "check_stein_lemma", "canonical_T",
            "check_canonical_reduction", "canonical_prediction_mse", "generic_cubic_loss"]

@@ -92,8 +92,13 @@ def test_mlp_agrees_and_planted_errors_fail():
 
 
 def test_non_dense_reader_is_refused():
+    """The dense estimator refuses a conv reader (ResNet goes through montecarlo/conv_readers)."""
+    arch = get_arch("resnet")
+    cfg, ds = arch.data("synthetic", arch.config("tiny", "relu"), 0)
+    params = arch.init(jax.random.PRNGKey(0), cfg)
+    batch = {k: jnp.asarray(v) for k, v in ds.sample("train", 0, 2, 0).items()}
     with pytest.raises(ValueError, match="dense"):
-        run_layers(LayersSpec("resnet", seeds=2, batch_size=2))
+        per_seed(arch, cfg, params, batch, "stage1.block0.act1", 1, jax.random.PRNGKey(0))
 
 
 def test_cli_layers_json_rows_and_errors(capsys):
