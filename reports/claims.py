@@ -53,7 +53,7 @@ def _sign(mean: float, se: float, z: float = 3.0) -> str:
 
 def _is_default_variant(name: str) -> bool:
     """The per-layer variants that are an architecture's default (not the diagnostics)."""
-    return not name.startswith("POWER") and not any(w in name for w in ("untied", "fan-in"))
+    return not name.startswith("POWER") and not any(w in name for w in ("untied", "fan-in", "control"))
 
 
 def per_layer_claims(rows: list[dict]) -> list[ClaimTest]:
