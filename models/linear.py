@@ -4,7 +4,7 @@ For y = x W with x (..., d_in) flattened to X (M, d_in) and W (d_in, d_out), rev
 needs dX = dY Wᵀ and dW = Xᵀ dY. JAX writes dW as a dot that contracts X on its first
 axis. XLA:CPU (jaxlib 0.10) hands dots to YNNPACK only when the left operand is
 contracted on its last axis, so this one falls back to Eigen. On GPT-nano small this
-lowers the CPU time of a training step by 10-15% (README, Performance).
+lowers the CPU time of a training step by 15-20% (README, Performance).
 ``linear`` transposes X (or dY, then the small result, whichever is narrower) explicitly
 behind ``lax.optimization_barrier``, which keeps XLA's simplifier from folding the transpose
 back into the dot. The dot is then row-major and goes to YNNPACK. Other backends (cuBLAS transposes
