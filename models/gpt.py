@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from driftlab.activations import parse_activation
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
 from driftlab.models.init import get_init
+from driftlab.models.linear import linear
 from driftlab.models.pins import record_reader_input
 
 NORMS = ("rmsnorm", "layernorm")
@@ -216,20 +217,21 @@ def attention(x, p: dict, cfg: GPTConfig, rope):
     """Causal multi-head self-attention of x (B, T, D) -> (B, T, D)."""
     B, T, _ = x.shape
     N, Q = cfg.n_head, cfg.head_dim
-    q, k, v = (jnp.reshape(x @ p[w].astype(x.dtype), (B, T, N, Q)) for w in ("w_q", "w_k", "w_v"))
+    q, k, v = (jnp.reshape(linear(x, p[w].astype(x.dtype)), (B, T, N, Q))
+               for w in ("w_q", "w_k", "w_v"))
     if rope is not None:
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     impl = None if cfg.attn_impl == "auto" else cfg.attn_impl
     y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
-    return jnp.reshape(y, (B, T, N * Q)) @ p["w_o"].astype(x.dtype)
+    return linear(jnp.reshape(y, (B, T, N * Q)), p["w_o"].astype(x.dtype))
 
 
 def mlp(x, p: dict, cfg: GPTConfig, tap, name: str):
     """x @ W_in -> σ (through the tap) -> @ W_out."""
     record_reader_input(tap, name, x)  # u = x for the reader pin and shift decomposition
-    pre = x @ p["w_in"].astype(x.dtype)
+    pre = linear(x, p["w_in"].astype(x.dtype))
     h = tap(name, pre, parse_activation(cfg.act))
-    return h @ p["w_out"].astype(x.dtype)
+    return linear(h, p["w_out"].astype(x.dtype))
 
 
 def branch_scales(cfg: GPTConfig) -> tuple[float, float]:
@@ -260,7 +262,7 @@ def apply(params: dict, batch, cfg: GPTConfig, tap=plain_tap):
     if cfg.final_norm:
         x = norm(x, params["ln_f"], cfg)
     head = wte.T if cfg.tied_head else params["head"].astype(dtype)
-    return x @ head
+    return linear(x, head)
 
 
 def loss(logits, batch, cfg: GPTConfig):

@@ -382,6 +382,22 @@ def torch_row(plain: StepRunner, quick: bool, repeats: int) -> dict:
                 f"batch; JAX step also computes accuracy, entropy, grad norm, finiteness")
 
 
+def gpt_vs_torch_rows(size: str, repeats: int, block_seconds: float = BLOCK_SECONDS[False]
+                      ) -> list[dict]:
+    """Only GPT-nano at ``size``: the JAX vs PyTorch row, then (torch importable) the phase
+    split and the engine step's extras (driftlab/bench/gpt_phases.py)."""
+    if size not in ("tiny", "small"):
+        raise ValueError(f"size={size!r} invalid; allowed: tiny, small")
+    plain = make_runner("gpt", size, False, steps=ENGINE_STEPS["gpt"])
+    _warm(plain.run)
+    rows = [torch_row(plain, False, repeats)]
+    if rows[0]["target"] is not None:  # torch is importable
+        from driftlab.bench import gpt_phases
+
+        rows += gpt_phases.phase_rows(plain, repeats, block_seconds)
+    return rows
+
+
 def mfu_row(plain: StepRunner, tokens_per_s: float, peak: float) -> dict:
     """Achieved model FLOP/s of the plain GPT step against the measured matmul peak."""
     flops = tokens_per_s * gpt.flops_per_token(plain.mcfg)
@@ -438,7 +454,8 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m driftlab.bench.train [--gpu-paper ...] | [--quick] [--repeats N] [--json]``."""
+    """``python -m driftlab.bench.train [--gpu-paper ...] | [--gpt-vs-torch SIZE] | [--quick]
+    [--repeats N] [--json]``."""
     parser = argparse.ArgumentParser(prog="python -m driftlab.bench.train",
                                      description="training benchmarks; --gpu-paper: GPT-nano "
                                                  "MFU at paper size")
@@ -451,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="peak to compute MFU against (default: device table or matmul)")
     parser.add_argument("--no-instrumented", action="store_true",
                         help="skip timing the instrumented step")
+    parser.add_argument("--gpt-vs-torch", metavar="SIZE", choices=("tiny", "small"),
+                        help="only GPT-nano at SIZE against eager PyTorch, with the phase split")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
@@ -467,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from driftlab.bench.cli import format_rows
 
-    rows = run_bench(quick=args.quick, repeats=args.repeats)
+    if args.gpt_vs_torch:
+        rows = gpt_vs_torch_rows(args.gpt_vs_torch, args.repeats)
+    else:
+        rows = run_bench(quick=args.quick, repeats=args.repeats)
     print("\n".join(json.dumps(r) for r in rows) if args.json else format_rows(rows))
     return 0
 
