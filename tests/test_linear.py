@@ -54,3 +54,16 @@ def test_weight_gradient_is_a_row_major_dot_on_cpu(d_in, d_out):
     # ... linear's every dot contracts its left operand on the last axis
     dims = _lhs_contracting_dims(weight_grad(linear), x, w)
     assert dims and set(dims) == {"1"}
+
+
+def test_forward_mode_and_hessian_vector_products_match_plain_matmul():
+    """Forward over reverse (the per-layer estimator's HVPs) works through ``linear``."""
+    x, w, _ = _operands(jnp.float32)
+    v = jax.random.normal(jax.random.PRNGKey(3), w.shape)
+
+    def hvp(fn):
+        loss = lambda b: jnp.sum(jnp.tanh(fn(x, b)) ** 2)
+        return jax.jvp(jax.grad(loss), (w,), (v,))[1]
+
+    np.testing.assert_allclose(hvp(linear), hvp(lambda a, b: a @ b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jvp(linear, (x, w), (x, v))[1], x @ v + x @ w, rtol=1e-5)
