@@ -76,12 +76,17 @@ class HostReader:
             return PendingRead({}, [], treedef)
         return PendingRead(self._pack(tree), self._layout(leaves, treedef), treedef)
 
-    def packed(self, packed: dict, like) -> "PendingRead":
-        """A read of ``packed = pack(tree)`` computed elsewhere (e.g. inside a training
-        step), where ``like`` has the structure, shapes and dtypes of ``tree`` (e.g. from
-        ``jax.eval_shape``)."""
+    def layout(self, like) -> tuple:
+        """Where each leaf of a tree shaped like ``like`` lies in ``pack(tree)``: worked out
+        once per record structure, so that :meth:`packed` does no per-leaf work."""
         leaves, treedef = jax.tree_util.tree_flatten(like)
-        return PendingRead(packed, self._layout(leaves, treedef) if leaves else [], treedef)
+        return (self._layout(leaves, treedef) if leaves else []), treedef
+
+    def packed(self, packed: dict, layout: tuple) -> "PendingRead":
+        """A read of ``packed = pack(tree)`` computed elsewhere (e.g. inside a training
+        step); ``layout = self.layout(like)`` for a ``like`` with the structure, shapes and
+        dtypes of ``tree`` (e.g. from ``jax.eval_shape``)."""
+        return PendingRead(packed, *layout)
 
     def read(self, tree):
         return self.start(tree).read()

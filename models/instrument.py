@@ -60,38 +60,61 @@ def zero_probes(shapes: dict) -> dict:
     return {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
 
 
+RADIX_SELECT_MIN_SIZE = 1 << 18  # measured crossover on CPU: bisection 10× faster at 8k entries, radix 1.7× at 1M
+
+
 def median_abs_nonzero(x) -> jax.Array:
     """Exact lower median of the non-zero |x| over every entry (no subsample, no sort).
 
     With c the number of non-zero entries, returns the k-th smallest non-zero |x|,
     k = ceil(c/2) (for odd c the median; for even c the lower of the two middle values).
-    Non-negative float32 values are ordered like their int32 bit patterns, so a two-pass
-    radix select finds that entry's bits exactly: a 32768-bin histogram of the high 16
-    bits locates the bucket holding rank k, a 65536-bin histogram of the low 16 bits
-    within that bucket the entry itself (two O(n) scatter-adds; the result is an element
-    of |x|, bit for bit). Exact zeros are left out: with ReLU-like activations more than
-    half the entries can be zero, which would make the median 0 and max/median
-    meaningless. It is 0 when every entry is zero.
+    Non-negative float32 values are ordered like their int32 bit patterns, so the entry's
+    bits are found exactly by selection on those integers: :func:`_select_bisect` (31
+    counting passes, cheapest for small tensors) below ``RADIX_SELECT_MIN_SIZE`` entries,
+    :func:`_select_radix` (two histogram passes with a fixed cost of two 2^15/2^16-bin
+    histograms) from there on. Both return an element of |x|, bit for bit. Exact zeros
+    are left out: with ReLU-like activations more than half the entries can be zero, which
+    would make the median 0 and max/median meaningless. It is 0 when every entry is zero.
 
     This replaces a strided subsample of 4096 entries whose stride (size // 4096) is a
     multiple of the hidden width at typical sizes, so it read one hidden unit only (a
-    dead or a spiking unit then set the "median"). The full pass is affordable because
-    tap statistics are computed on logged steps only.
+    dead or a spiking unit then set the "median").
     """
     bits = jax.lax.bitcast_convert_type(jnp.abs(jnp.ravel(x)).astype(jnp.float32), jnp.int32)
-    pos = (bits > 0).astype(jnp.int32)
-    count = jnp.sum(pos)
+    pos = bits > 0
+    count = jnp.sum(pos.astype(jnp.int32))
     k = (count + 1) // 2  # 1-based rank of the lower median among the non-zero entries
-    high, low = bits >> 16, bits & 0xFFFF  # bits >= 0: high < 2^15
+    select = _select_bisect if bits.size < RADIX_SELECT_MIN_SIZE else _select_radix
+    median = jax.lax.bitcast_convert_type(select(bits, pos, k), jnp.float32)
+    return jnp.where(count > 0, median, 0.0)
 
+
+def _select_bisect(bits, pos, k):
+    """Smallest t with #{i: 0 < bits_i <= t} >= k, by bisection over [1, 2^31 - 1]: that
+    count is monotone in t and first reaches k at the k-th smallest positive bits_i."""
+    def halve(_, lo_hi):
+        lo, hi = lo_hi
+        mid = lo + (hi - lo) // 2
+        enough = jnp.sum((pos & (bits <= mid)).astype(jnp.int32)) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    lo, _ = jax.lax.fori_loop(0, 31, halve, (jnp.int32(1), jnp.int32(0x7FFFFFFF)))
+    return lo
+
+
+def _select_radix(bits, pos, k):
+    """The k-th smallest positive bits_i by a two-pass radix select: a 32768-bin histogram
+    of the high 16 bits locates the bucket holding rank k, a 65536-bin histogram of the low
+    16 bits within that bucket the entry itself (two O(n) scatter-adds)."""
+    pos = pos.astype(jnp.int32)
+    high, low = bits >> 16, bits & 0xFFFF  # bits >= 0: high < 2^15
     hist = jnp.zeros(1 << 15, jnp.int32).at[high].add(pos)
     cum = jnp.cumsum(hist)
     bucket = jnp.argmax(cum >= k)  # first high-16 bucket reaching rank k
     k_in = k - (cum[bucket] - hist[bucket])  # rank within that bucket
     hist2 = jnp.zeros(1 << 16, jnp.int32).at[low].add(pos * (high == bucket))
     entry = jnp.argmax(jnp.cumsum(hist2) >= k_in)
-    median = jax.lax.bitcast_convert_type((bucket << 16) | entry, jnp.float32)
-    return jnp.where(count > 0, median, 0.0)
+    return (bucket << 16) | entry
 
 
 MASSIVE_ABS = 100.0  # massive activation: |h| > 100 …

@@ -129,7 +129,7 @@ def test_host_reader_equals_leaf_by_leaf_read():
     make = lambda v: {"p": v * 2, "q": (v > 0).astype(jnp.int32)}
     v = jnp.float32(3.25)
     packed = jax.jit(lambda v: host_read.pack(make(v)))(v)
-    assert reader.packed(packed, jax.eval_shape(make, v)).floats() == {"p": 6.5, "q": 1.0}
+    assert reader.packed(packed, reader.layout(jax.eval_shape(make, v))).floats() == {"p": 6.5, "q": 1.0}
     assert reader.read({}) == {}
 
 

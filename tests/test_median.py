@@ -87,3 +87,21 @@ def test_median_of_bfloat16_and_tiny_values():
     assert float(instrument.median_abs_nonzero(h)) == np.float32(2e-30)
     hb = jnp.asarray([[0.5, -1.5, 2.5]], jnp.bfloat16)
     assert float(instrument.median_abs_nonzero(hb)) == 1.5
+
+
+@pytest.mark.parametrize("select", ["_select_bisect", "_select_radix"])
+@pytest.mark.parametrize("name,h", _layouts(), ids=[n for n, _ in _layouts()])
+def test_both_selections_are_exact(select, name, h, monkeypatch):
+    """median_abs_nonzero picks bisection or radix select by size; each alone is exact."""
+    chosen = getattr(instrument, select)
+    monkeypatch.setattr(instrument, "_select_bisect", chosen)
+    monkeypatch.setattr(instrument, "_select_radix", chosen)
+    assert float(instrument.median_abs_nonzero(jnp.asarray(h))) == lower_median_nonzero(h)
+
+
+def test_size_threshold_picks_each_selection():
+    small = np.ones(instrument.RADIX_SELECT_MIN_SIZE - 1, np.float32)
+    large = np.ones(instrument.RADIX_SELECT_MIN_SIZE, np.float32)
+    large[::3] = 2.0
+    assert float(instrument.median_abs_nonzero(small)) == 1.0
+    assert float(instrument.median_abs_nonzero(large)) == lower_median_nonzero(large)
