@@ -17,6 +17,7 @@ theory/tests/test_power.py at the same sample sizes.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -166,10 +167,15 @@ class Evaluator:
         self.budgets = {k: replace(v, seed=seed, progress=progress) for k, v in (budgets or BUDGETS).items()}
         self._mc: dict = {}
         self._analytic: dict = {}
+        self._locks: dict = {}  # one lock per cache key: threads share a result, not its work
+        self._locks_lock = threading.Lock()
 
     def _cached(self, cache, key, compute):
-        if key not in cache:
-            cache[key] = compute()
+        with self._locks_lock:
+            lock = self._locks.setdefault((id(cache), key), threading.Lock())
+        with lock:
+            if key not in cache:
+                cache[key] = compute()
         return cache[key]
 
     def mc(self, spec: CheckSpec) -> MCResult:
@@ -247,19 +253,32 @@ def evaluate(spec: CheckSpec, analytic: Analytic, mc: MCResult, n_checks: int) -
                        detectable_shift(mc.stderr, threshold, analytic.stderr))
 
 
+CHECK_WORKERS = 3  # checks evaluated at once (see run_checks)
+
+
 def run_checks(specs: list[CheckSpec] | None = None, seed: int = 0, progress: bool = False,
-               evaluator: Evaluator | None = None) -> list[CheckResult]:
+               evaluator: Evaluator | None = None, on_result=None,
+               workers: int = CHECK_WORKERS) -> list[CheckResult]:
     """Evaluate every check; the Bonferroni level is set by the number of checks run.
 
-    The analytic side (host quadrature, the Stein-reduced samplers) runs in a second
-    thread while this one runs the raw Monte Carlo: XLA compiles and executes without
-    the GIL, so on a multi-core host the two overlap. Each side has its own cache and
-    fixed seeds, so the results do not depend on the interleaving.
+    ``workers`` threads evaluate checks at once (analytic value and Monte Carlo of each),
+    so one check's XLA compilation (single-threaded, ~20 s of a cold suite) overlaps
+    another's execution and the host quadrature; XLA compiles and executes without the
+    GIL. Every estimate has its own fixed seed and the Evaluator computes each cache key
+    once (per-key locks), so the results do not depend on the interleaving.
+    ``on_result(i, result)`` is called in check order as results become available.
     """
     specs = default_specs() if specs is None else specs
     ev = evaluator or Evaluator(seed=seed, progress=progress)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        analytic = pool.submit(lambda: [ev.analytic(s) for s in specs])
-        mc = [ev.mc(s) for s in specs]
-        analytic = analytic.result()
-    return [evaluate(s, a, m, len(specs)) for s, a, m in zip(specs, analytic, mc)]
+
+    def check(spec):
+        return evaluate(spec, ev.analytic(spec), ev.mc(spec), len(specs))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(check, s) for s in specs]
+        results = []
+        for i, future in enumerate(futures):
+            results.append(future.result())
+            if on_result is not None:
+                on_result(i, results[-1])
+    return results
