@@ -38,9 +38,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from driftlab.models.base import ARCH_MODULES
 from driftlab.models.checkpoint import flatten_dict
+from driftlab.models.init import get_init
 from driftlab.models.stein_readers import READER_KINDS, TapReaders
 from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, LayersSpec, TapRow, _act,
                                            _config, init_variance, summarize)
@@ -329,7 +331,7 @@ def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
     return rows
 
 
-__all__ = ["has_readers", "tap_readers", "per_seed", "shapes", "ReaderSeedValues", "ReaderTapRow",
+__all__ = ["has_readers", "tap_readers", "per_seed", "fixed_p_draws", "shapes", "ReaderSeedValues", "ReaderTapRow",
            "run_reader_layers", "READER_TOLERANCE", "norm_invariance_residuals"]
 
 
@@ -378,3 +380,30 @@ def norm_invariance_residuals(arch, cfg, params, batch, reader: str, key=None) -
 
     out = residuals(params, batch, jax.random.PRNGKey(0) if key is None else key)
     return {k: float(v) for k, v in out.items()}
+
+
+def fixed_p_draws(arch, cfg, params, batch, tap: str, draws: int, probes: int = 2,
+                  first_key: int = 100, **per_seed_kw) -> dict:
+    """:func:`per_seed` over ``draws`` fresh draws of the tap's reader weights W_r (the init
+    scheme's, keys ``first_key`` …) at one fixed p: params other than the W_r and the batch
+    are held, so every draw's ``predicted`` and ``measured`` have the same mean E_W[· | p].
+    This is the conditional setting where the ReLU-kink term is large. Returns
+    {field: float64 array of length ``draws``}."""
+    decl = tap_readers(arch, cfg)[tap]
+    w_init = get_init(cfg.init, cfg.gain)
+
+    def one(key):
+        redrawn = jax.tree_util.tree_map(lambda x: x, params)
+        for i, r in enumerate(decl.readers):
+            *parents, leaf = r.weight.split("/")
+            node = redrawn
+            for part in parents:
+                node = node[part]
+            node[leaf] = w_init(jax.random.fold_in(key, i), node[leaf].shape,
+                                *r.fans(node[leaf].shape))
+        return per_seed(arch, cfg, redrawn, batch, tap, decl, probes,
+                        jax.random.fold_in(key, 99), **per_seed_kw)
+
+    fn = jax.jit(one)
+    outs = [jax.device_get(fn(jax.random.PRNGKey(first_key + k))) for k in range(draws)]
+    return {k: np.array([o[k] for o in outs], np.float64) for k in outs[0]}

@@ -12,7 +12,6 @@ import pytest
 from driftlab.models import resnet
 from driftlab.models.base import get_arch
 from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.init import get_init
 from driftlab.models.readers import reading_matrices
 from driftlab.models.stein_readers import LinearReader, TapReaders
 from driftlab.montecarlo import conv_readers as C
@@ -89,26 +88,9 @@ def test_batch_norm_makes_row_sums_of_T_vanish(norm):
 
 
 def _fixed_p_draws(norm, tap, draws, act="relu", **kw):
-    """Redraw the tap's reader weights ``draws`` times at one fixed p (params, batch): the
-    per-draw predicted and measured values have the same mean E_W[· | p]."""
+    """Reader weights redrawn ``draws`` times at one fixed p (conv_readers.fixed_p_draws)."""
     cfg, params, batch = _setup(norm, act)
-    decl = resnet.readers(cfg)[tap]
-    w_init = get_init(cfg.init, cfg.gain)
-
-    def one(key):
-        pr = jax.tree_util.tree_map(lambda x: x, params)
-        for i, r in enumerate(decl.readers):
-            *parents, leaf = r.weight.split("/")
-            node = pr
-            for part in parents:
-                node = node[part]
-            node[leaf] = w_init(jax.random.fold_in(key, i), node[leaf].shape,
-                                *r.fans(node[leaf].shape))
-        return C.per_seed(ARCH, cfg, pr, batch, tap, decl, 2, jax.random.fold_in(key, 99), **kw)
-
-    fn = jax.jit(one)
-    outs = [jax.device_get(fn(jax.random.PRNGKey(100 + k))) for k in range(draws)]
-    return {k: np.array([o[k] for o in outs], np.float64) for k in outs[0]}
+    return C.fixed_p_draws(ARCH, cfg, params, batch, tap, draws, **kw)
 
 
 def _z(a, b):
