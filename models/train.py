@@ -233,11 +233,6 @@ def _json_default(obj):
     return str(obj)
 
 
-def _to_python(tree):
-    """Host scalars of a pytree of device scalars, as floats (JSON-ready)."""
-    return jax.tree_util.tree_map(lambda x: float(sharding.to_host(x)), tree)
-
-
 def model_config(arch, cfg: TrainConfig):
     """arch.config(size, act, **overrides), with ``compute_dtype`` following ``cfg.dtype``."""
     overrides = dict(cfg.model_overrides)
@@ -477,11 +472,10 @@ def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Funct
 # --------------------------------------------------------------------------- summary
 
 
-def _validate(eval_step, params, get_batch, n_batches: int, read=None) -> tuple[dict, dict]:
+def _validate(eval_step, params, get_batch, n_batches: int, read) -> tuple[dict, dict]:
     """Mean loss/metrics ({"loss": .., metric: ..}) and per-tap forward statistics over
     validation batches 0 … n_batches-1 at ``params``. ``read``: device tree -> host floats
-    (default: leaf by leaf)."""
-    read = _to_python if read is None else read
+    (``HostReader.floats``)."""
     runs = [eval_step(params, get_batch("val", i)) for i in range(n_batches)]
     if not runs:
         return {}, {}
