@@ -233,6 +233,12 @@ def _json_default(obj):
     return str(obj)
 
 
+def is_logged_step(step: int, cfg: TrainConfig) -> bool:
+    """Whether ``train()`` logs ``step`` (and runs the instrumented step there): every
+    ``log_every``-th step and the last one."""
+    return step % cfg.log_every == 0 or step == cfg.steps - 1
+
+
 def model_config(arch, cfg: TrainConfig):
     """arch.config(size, act, **overrides), with ``compute_dtype`` following ``cfg.dtype``."""
     overrides = dict(cfg.model_overrides)
@@ -757,7 +763,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> dict:
     stopper.__enter__()  # SIGTERM/SIGINT -> checkpoint and return (models/interrupt.py)
     try:
         for step in range(step0, end):
-            log_now = step % cfg.log_every == 0 or step == cfg.steps - 1
+            log_now = is_logged_step(step, cfg)
             done = step + 1
             batch = batches.get(step)
             args = (params, opt_state, batch, np.int32(step), guard, pin_ref)

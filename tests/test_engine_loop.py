@@ -13,7 +13,7 @@ import pytest
 from driftlab.bench import engine_loop
 from driftlab.models import host_read, prefetch, sharding
 from driftlab.models.data import images, speech, text
-from driftlab.models.train import NonFiniteLossError, TrainConfig, train
+from driftlab.models.train import NonFiniteLossError, TrainConfig, is_logged_step, train
 
 
 def _reference_epoch_indices(n, split, step, batch_size, seed):
@@ -184,7 +184,7 @@ def test_records_identical_with_and_without_background_prefetch(tmp_path, monkey
 
 def test_bare_steps_and_engine_measure():
     cfg = TrainConfig(**BASE, steps=30, log_every=10)
-    assert [s for s in range(30) if engine_loop.is_logged(s, cfg)] == [0, 10, 20, 29]
+    assert [s for s in range(30) if is_logged_step(s, cfg)] == [0, 10, 20, 29]
     m = engine_loop.measure(cfg, from_step=10, repeats=1)
     assert m["window"] == (10, 29) and m["steps"] == 30
     for k in ("bare_s", "whole_s"):

@@ -33,12 +33,8 @@ import numpy as np
 
 from driftlab.models import nonfinite, sharding
 from driftlab.models.base import get_arch
-from driftlab.models.train import METRICS_FILE, TrainConfig, model_config, step_functions, train
-
-
-def is_logged(step: int, cfg: TrainConfig) -> bool:
-    """Whether ``train()`` logs (and runs the instrumented step at) ``step``."""
-    return step % cfg.log_every == 0 or step == cfg.steps - 1
+from driftlab.models.train import (TrainConfig, is_logged_step, model_config, step_functions,
+                                   train)
 
 
 class BareSteps:
@@ -63,7 +59,7 @@ class BareSteps:
         params, opt_state, guard = self.state
         fns, cfg = self.fns, self.cfg
         for s in range(first, last + 1):
-            step_fn = fns.logged_step if is_logged(s, cfg) else fns.guarded_plain_step
+            step_fn = fns.logged_step if is_logged_step(s, cfg) else fns.guarded_plain_step
             params, opt_state, _, guard = step_fn(params, opt_state, self.batches[s],
                                                   self.steps[s], guard, self.pin_ref)
         jax.block_until_ready((params, opt_state, guard))
