@@ -72,7 +72,9 @@ def _fmt(ms) -> str:
 
 def markdown(width_rows: list[dict], step_rows: list[dict]) -> str:
     lines = ["# ReLU-kink term against its kernel width τ (ResNet tiny, one fixed p)", "",
-             __doc__.split("\n\n")[1].replace("\n", " "), "",
+             __doc__.split("\n\n")[1].replace("\n", " "), "", __doc__.split("\n\n")[2], "",
+             f"Made by `python -m driftlab.reports.kink_width --draws {width_rows[0]['draws']}`.",
+             "",
              "| norm | tap | τ | draws | kink part | predicted | measured | agreement z |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['norm']} | {r['tap']} | {r['tau']} | {r['draws']} | {_fmt(r['kink'])} | "
