@@ -7,7 +7,7 @@ dict keys), ``opt/<i>`` for the i-th leaf of the flattened optimizer state, ``st
 ``optimizer.init`` on restore and the leaves are poured into it, checking the count,
 shapes and dtypes.
 
-Writes go to ``checkpoint.npz.tmp`` (fsynced), the current file is renamed to
+Writes go to ``checkpoint.npz.new`` (atomically, driftlab/atomic_io.py), the current file is renamed to
 ``checkpoint.prev.npz`` (one previous generation), then the new file is renamed into
 place: a crash or a damaged file never loses the run. :func:`load_latest` reads the current
 generation and falls back to the previous one when the current one is damaged.
@@ -17,6 +17,7 @@ a ValueError whose one-line message names the file and the problem.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
+from driftlab import atomic_io
 
 FILENAME = "checkpoint.npz"
 PREVIOUS = "checkpoint.prev.npz"
@@ -82,14 +85,15 @@ def save(path: str | os.PathLike, params, opt_state, step: int, rng, meta: dict,
     arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=str))
     for name, value in (extra or {}).items():
         arrays[f"extra/{name}"] = np.asarray(value)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    # the new generation is complete on disk (atomic_io: fsynced, no temp left on a full
+    # disk, DiskFullError) before the current one becomes the previous one
+    new = path.with_name(path.name + ".new")
+    atomic_io.write_bytes(new, buf.getvalue())
     if path.exists():
         os.replace(path, previous_path(path))
-    os.replace(tmp, path)
+    os.replace(new, path)
 
 
 def _check_leaf(path, name, stored: np.ndarray, template) -> np.ndarray:
@@ -179,3 +183,18 @@ def load_latest(path: str | os.PathLike, params_template, opt_template, meta: di
                                 f"{err}") from None
     warn(f"{first}; resuming from the previous generation {prev} (step {loaded[2]})")
     return loaded
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The run identity stored in a checkpoint (current generation, else the previous
+    one); CheckpointDamaged when neither is readable."""
+    errors = []
+    for p in (Path(path), previous_path(path)):
+        if not p.exists():
+            continue
+        try:
+            data = _read_arrays(p)
+            return json.loads(str(data["meta"]))
+        except (CheckpointDamaged, KeyError, json.JSONDecodeError) as err:
+            errors.append(str(err))
+    raise CheckpointDamaged(f"{path}: no readable checkpoint identity ({'; '.join(errors)})")
