@@ -7,10 +7,13 @@ Example::
     driftlab train --arch mlp --act relu --data synthetic --steps 200 --out runs/mlp-relu
     driftlab train --arch gpt --act clipped_relu2:15 --set n_layer=4 --json
     driftlab train --arch gpt --set n_layer=4 --pin downstream-mean --out runs/pinned
+    driftlab train --arch mlp --seeds 0-7 --steps 200 --out runs/ens   # one program, 8 seeds
 
 Exit codes: 0 done, 2 bad value (the field is named; also a reused --out without
---resume/--overwrite, or an unreadable checkpoint), 3 non-finite loss (the last good
-checkpoint is kept), 143/130 stopped by SIGTERM/SIGINT after writing a checkpoint.
+--resume/--overwrite, an --out in use by another run, an unreadable checkpoint, a full
+disk), 3 non-finite loss (the last good checkpoint is kept; for --seeds: some member
+diverged, the others finished), 143/130 stopped by SIGTERM/SIGINT after writing a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -84,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(d, field)
         parser.add_argument(flag, type=kind, default=None, dest=field,
                             help=f"{text} (default: {default})")
+    parser.add_argument("--seeds", default=None, metavar="SPEC",
+                        help="train these seeds as one ensemble in one compiled program, "
+                             "e.g. 0-7 or 0,3,5; writes OUT/seed-<s>/ per seed (default: "
+                             "none, one run with --seed)")
     parser.add_argument("--out", default=None,
                         help="run directory: config.json, metrics.jsonl, checkpoint.npz "
                              "(default: none, nothing is written)")
@@ -105,18 +112,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _stored_train_config(out: str) -> dict:
-    """The ``train`` section of OUT/config.json ({} if absent); ValueError if unreadable."""
+    """The ``train`` section of OUT/config.json (or of an ensemble's OUT/ensemble.json,
+    with its ``seeds``); {} if absent. A damaged file is recovered from the checkpoint's
+    own run identity (:func:`_recovered_config`), never by deleting anything."""
     from pathlib import Path
 
-    path = Path(out) / "config.json"
-    if not path.exists():
-        return {}
+    from driftlab.models.ensemble import ENSEMBLE_FILE
+
+    for name in (ENSEMBLE_FILE, "config.json"):
+        path = Path(out) / name
+        if not path.exists():
+            continue
+        try:
+            whole = json.loads(path.read_text())
+            stored = dict(whole["train"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            return _recovered_config(out, path, type(err).__name__)
+        if "seeds" in whole:
+            stored["seeds"] = whole["seeds"]
+        return stored
+    return {}
+
+
+def _recovered_config(out: str, path, problem: str) -> dict:
+    """The TrainConfig fields stored in OUT/checkpoint.npz's run identity (arch, act,
+    data, size, optimizer settings, seed(s), model overrides), after ``path`` was found
+    unreadable. ValueError with non-destructive advice when the checkpoint has none."""
+    from pathlib import Path
+
+    from driftlab.models import checkpoint
+
     try:
-        stored = json.loads(path.read_text())["train"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: unreadable run config ({type(err).__name__}); "
-                         f"pass every option explicitly with --overwrite") from None
-    return stored if isinstance(stored, dict) else {}
+        meta = checkpoint.read_meta(Path(out) / checkpoint.FILENAME)
+    except (checkpoint.CheckpointDamaged, OSError) as err:
+        raise ValueError(f"{path}: unreadable run config ({problem}) and no readable "
+                         f"checkpoint identity ({err}); restore {path.name} from a backup, "
+                         f"or start a new run in another --out (this one is kept)") from None
+    stored = {k: v for k, v in meta.items() if k not in ("model", "pins", "seeds")}
+    if meta.get("pins"):
+        stored["pins"] = meta["pins"]
+    if "seeds" in meta:
+        stored["seeds"] = meta["seeds"]
+    stored["model_overrides"] = _model_overrides(meta)
+    stored["_recovered_from"] = str(path)
+    print(f"driftlab train: {path}: unreadable ({problem}); configuration recovered from "
+          f"the checkpoint's run identity; pass --steps (the run's total) and any logging "
+          f"options again", file=sys.stderr)
+    return stored
+
+
+def _model_overrides(meta: dict) -> list:
+    """The model config fields of the identity that differ from the arch's defaults."""
+    from driftlab.models.base import get_arch
+
+    try:
+        base = get_arch(meta["arch"]).config(meta["size"], meta["act"])
+    except (KeyError, ValueError):
+        return []
+    import dataclasses
+
+    default = json.loads(json.dumps(dataclasses.asdict(base), default=str))
+    return [[k, tuple(v) if isinstance(v, list) else v]
+            for k, v in sorted(meta.get("model", {}).items()) if k in default and default[k] != v]
 
 
 def config_from_args(args: argparse.Namespace):
@@ -145,7 +202,14 @@ def config_from_args(args: argparse.Namespace):
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {}
     if args.resume and args.out is not None:
-        for key, value in _stored_train_config(args.out).items():
+        stored = _stored_train_config(args.out)
+        if "_recovered_from" in stored and "steps" not in given:
+            raise ValueError(f"{stored['_recovered_from']}: unreadable; the configuration "
+                             f"was recovered from the checkpoint, but not the run's total "
+                             f"steps: rerun with --resume --steps N (nothing was deleted)")
+        if stored.get("seeds") is not None and getattr(args, "seeds", None) is None:
+            args.seeds = ",".join(str(s) for s in stored["seeds"])
+        for key, value in stored.items():
             if key in fields and key not in ("out", "resume", "overwrite", "progress"):
                 if key == "model_overrides":
                     value = tuple(tuple(kv) for kv in value)
@@ -196,20 +260,48 @@ def format_table(summary: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train per ``args``; 0 on success, 3 on a non-finite loss."""
     cfg = config_from_args(args)
-    from driftlab.models.train import NonFiniteLossError, train
+    from driftlab.atomic_io import DiskFullError
+    from driftlab.models.train import NonFiniteLossError, train, train_ensemble
 
+    seeds = getattr(args, "seeds", None)
+    if seeds is not None and args.seed is not None:
+        raise ValueError("--seed and --seeds: give one of them (--seeds 0-7 trains "
+                         "seeds 0 … 7 as one ensemble)")
     try:
-        summary = train(cfg)
+        summary = train(cfg) if seeds is None else train_ensemble(cfg, seeds)
     except NonFiniteLossError as err:
         print(f"driftlab train: {err}", file=sys.stderr)
         return 3
+    except DiskFullError as err:
+        print(f"driftlab train: {err.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second signal: stop now, the last checkpoint stays
+        print(f"driftlab train: stopped by a second signal; the last checkpoint in "
+              f"{cfg.out} is kept (continue with --out {cfg.out} --resume)", file=sys.stderr)
+        return 130
     if summary["status"] == "interrupted":
-        print(f"driftlab train: {summary['signal']} at step {summary['steps']}: checkpoint "
+        print(f"driftlab train: {summary['signal']} at step {_steps(summary)}: checkpoint "
               f"written to {summary['checkpoint']}; continue with --out {cfg.out} --resume",
               file=sys.stderr)
         return 128 + (15 if summary["signal"] == "SIGTERM" else 2)
-    if args.json:
+    return _print_result(summary, args.json)
+
+
+def _steps(summary: dict) -> int:
+    return summary["members"][0]["steps"] if "members" in summary else summary["steps"]
+
+
+def _print_result(summary: dict, as_json: bool) -> int:
+    """Print a run's (or each ensemble member's) summary; 3 if a member diverged."""
+    members = summary.get("members", [summary])
+    for m in members:
+        m.pop("records", None)  # in-memory records (no --out): not for the terminal
+    if as_json:
         print(json.dumps(summary, default=str))
-    else:
-        print(format_table(summary))
-    return 0
+    diverged = [m for m in members if m["status"] == "diverged"]
+    for m in diverged:
+        print(f"driftlab train: seed {m.get('seed')}: {m['reason']}", file=sys.stderr)
+    if not as_json:
+        print("\n\n".join((f"seed {m['seed']}: " if "seed" in m else "") + format_table(m)
+                          for m in members))
+    return 3 if diverged else 0
