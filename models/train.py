@@ -303,6 +303,7 @@ def _loop(s: Setup, start: Start, ckpt: Checkpointer, reader, hooks: Hooks, stop
                                   background=(jax.default_backend() != "cpu"
                                               if PREFETCH_THREAD is None else PREFETCH_THREAD))
     try:
+        hooks.call(step0, state)  # e.g. a hook at step 0: the state at init
         for step in range(step0, end):
             logged = is_logged_step(step, cfg)
             state, out = state.advance(fns.logged_step if logged else fns.guarded_plain_step,

@@ -14,8 +14,12 @@ Concurrent workers (local processes, SLURM array jobs) sharing ``OUT`` claim eac
 atomically first (reports/run_claims.py); a run claimed by another live worker is left to it
 (status ``claimed``).
 
-Run kinds: ``train`` (the engine), ``sparsity_law`` (the engine in segments, the
-drift → sparsity law evaluated on each segment's checkpoint) and ``first_step`` (one
+Engine runs of the grid that differ only in seed train as one seed ensemble (one compiled
+program; at most ``max_ensemble`` members), each member still writing its own
+``OUT/<run_id>/``; the ensemble's checkpoint lives in ``OUT/_ensembles/<group>/``.
+
+Run kinds: ``train`` (the engine), ``sparsity_law`` (one engine run whose hook evaluates
+the drift → sparsity law on the parameters at each law step) and ``first_step`` (one
 SGD step of the theory's block, directly in JAX — not through the engine, because
 the engine's MLP data are images/labels while the theory needs Gaussian inputs and
 Gaussian targets).
@@ -166,39 +170,40 @@ def law_point(cfg, params, step: int, n_rows: int = 256) -> dict:
     return {"step": step, "layers": layers}
 
 
-def _load_params(path: Path) -> dict:
-    """Parameters from an engine checkpoint (numpy only, no pickle)."""
-    from driftlab.models.checkpoint import unflatten_dict
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            flat = {k[len("params/"):]: z[k] for k in z.files if k.startswith("params/")}
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path}: unreadable checkpoint ({err})") from None
-    if not flat:
-        raise ValueError(f"{path}: checkpoint holds no parameters")
-    return unflatten_dict(flat)
+def _read_law(path: Path) -> dict:
+    """{step: point} of an earlier (interrupted) run's law.jsonl; damaged lines dropped."""
+    points = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                point = json.loads(line)
+                points[int(point["step"])] = point
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return points
 
 
 def _run_sparsity_law(spec: RunSpec, run_dir: Path) -> dict:
-    """Train in segments ending at :func:`sparsity_law_steps`; after each, evaluate the
-    law on the checkpoint (the engine resumes bit-for-bit from it)."""
-    from driftlab.models.checkpoint import FILENAME
+    """One engine run with a hook at :func:`sparsity_law_steps`: the law is evaluated on
+    the parameters the engine hands the hook (no checkpoint is read here). A resumed run
+    keeps the points before its checkpoint; later ones are recomputed (bit-exact resume)."""
+    from driftlab.atomic_io import write_text
+    from driftlab.models.hooks import Hook
     from driftlab.models.train import train
 
     if spec.config.arch != "mlp":
         raise ValueError(f"sparsity_law runs need arch='mlp', got {spec.config.arch!r}")
-    (run_dir / LAW_FILE).unlink(missing_ok=True)
-    summary = None
-    for step in sparsity_law_steps(spec.config.steps):
-        cfg = _engine_config(spec, run_dir)
-        summary = train(cfg, stop_at=step)
-        if summary["status"] == "interrupted":
-            return summary
-        point = law_point(cfg, _load_params(run_dir / FILENAME), step)
-        with open(run_dir / LAW_FILE, "a") as fh:
-            fh.write(json.dumps(point) + "\n")
-    return summary
+    cfg = _engine_config(spec, run_dir)
+    law = run_dir / LAW_FILE
+    points = _read_law(law) if cfg.resume else {}
+
+    def on_step(step, state):
+        points[step] = law_point(cfg, state.params, step)
+        write_text(law, "".join(json.dumps(points[k]) + "\n" for k in sorted(points)))
+
+    if not cfg.resume:
+        law.unlink(missing_ok=True)
+    return train(cfg, hooks=[Hook(tuple(sparsity_law_steps(spec.config.steps)), on_step)])
 
 
 @lru_cache(maxsize=64)
@@ -322,6 +327,75 @@ def _run_claimed(spec: RunSpec, run_dir: Path) -> dict:
             "signal": summary.get("signal")}
 
 
+# --------------------------------------------------------------------------- seed ensembles
+
+ENSEMBLES_DIR = "_ensembles"  # OUT/_ensembles/<group>/: an ensemble's checkpoint and lock
+MAX_ENSEMBLE = 8  # default bound on the members of one ensemble (memory: S copies of state)
+
+
+def ensemble_groups(specs: list[RunSpec], max_ensemble: int = MAX_ENSEMBLE) -> list[list]:
+    """``specs`` in groups of engine runs that differ only in seed (at most
+    ``max_ensemble`` each, grid order kept); every other run alone."""
+    if not isinstance(max_ensemble, int) or max_ensemble < 1:
+        raise ValueError(f"max_ensemble={max_ensemble!r} invalid; allowed: an integer >= 1")
+    groups: dict = {}
+    for spec in specs:
+        d = spec.as_dict()
+        key = (spec.run_id,) if spec.kind != "train" or max_ensemble == 1 else (
+            d["preset"], d["version"], d["kind"],
+            json.dumps({**d["config"], "seed": None}, sort_keys=True))
+        groups.setdefault(key, []).append(spec)
+    return [g[i:i + max_ensemble] for g in groups.values()
+            for i in range(0, len(g), max_ensemble)]
+
+
+def run_group(specs: list[RunSpec], out: str | os.PathLike) -> list[dict]:
+    """Run ``specs`` (differing only in seed) as one seed ensemble, each member writing
+    its own ``out/<run_id>`` as a single run would; finished members are skipped and
+    members claimed by another worker are left to it."""
+    if len(specs) == 1:
+        return [run_one(specs[0], out)]
+    results, mine = [], []
+    for spec in specs:
+        if is_finished(spec, Path(out) / spec.run_id):
+            results.append({"run_id": spec.run_id, "status": "skipped"})
+        elif claims.try_claim(out, spec.run_id):
+            mine.append(spec)
+        else:
+            results.append({"run_id": spec.run_id, "status": "claimed",
+                            "by": claims.holder(out, spec.run_id)})
+    try:
+        done = [s for s in mine if is_finished(s, Path(out) / s.run_id)]  # by another worker
+        results += [{"run_id": s.run_id, "status": "skipped"} for s in done]
+        todo = [s for s in mine if s not in done]
+        if len(todo) == 1:
+            results.append(_run_claimed(todo[0], Path(out) / todo[0].run_id))
+        elif todo:
+            results += _run_ensemble_claimed(todo, Path(out))
+    finally:
+        for spec in mine:
+            claims.release(out, spec.run_id)
+    return results
+
+
+def _run_ensemble_claimed(specs: list[RunSpec], out: Path) -> list[dict]:
+    import hashlib
+
+    from driftlab.models import checkpoint
+    from driftlab.models.train import train_ensemble
+
+    ids = sorted(s.run_id for s in specs)
+    home = out / ENSEMBLES_DIR / hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+    for spec in specs:
+        _start(spec, out / spec.run_id, keep=True)
+    cfg = dataclasses.replace(specs[0].config, out=str(home), overwrite=True,
+                              resume=checkpoint.exists(home / checkpoint.FILENAME))
+    res = train_ensemble(cfg, [s.config.seed for s in specs], home=home,
+                         member_outs=[out / s.run_id for s in specs])
+    return [{"run_id": s.run_id, "status": m["status"], "signal": m.get("signal")}
+            for s, m in zip(specs, res["members"])]
+
+
 # --------------------------------------------------------------------------- summary.csv
 
 
@@ -434,11 +508,12 @@ def _submitit_run(specs: list[RunSpec], out: Path, options: dict) -> list[dict]:
 def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=None,
               out: str | os.PathLike = "runs", executor: str = "local",
               specs: list[RunSpec] | None = None, executor_options: dict | None = None,
-              log=print) -> SweepResult:
+              log=print, max_ensemble: int = MAX_ENSEMBLE) -> SweepResult:
     """Run shard ``shard`` of ``preset``'s grid into ``out`` (see the module docstring).
 
     ``specs`` replaces the preset's grid (tests pass shortened runs); ``log`` gets one
-    line per run (None: silent).
+    line per run (None: silent). Engine runs differing only in seed train as one seed
+    ensemble of at most ``max_ensemble`` members (local executor; 1: one run at a time).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} invalid; allowed: {', '.join(EXECUTORS)}")
@@ -452,20 +527,24 @@ def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=N
     log = log or (lambda *_: None)
     ran, interrupted = [], None
     if executor == "local":
-        for i, spec in enumerate(todo):
+        n = 0
+        for group in ensemble_groups(todo, max_ensemble):
             t = time.time()
-            res = run_one(spec, out)
-            if res["status"] in ("claimed", "skipped"):  # another worker has it / did it
-                skipped.append(res["run_id"])
-                log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: " + (
-                    f"claimed by another worker ({res['by']}), left to it"
-                    if res["status"] == "claimed" else "finished by another worker"))
-                continue
-            ran.append(res["run_id"])
-            log(f"[{preset} {i + 1}/{len(todo)}] {spec.run_id}: {res['status']} "
-                f"({time.time() - t:.1f} s)")
-            if res["status"] == "interrupted":  # SIGTERM/SIGINT: checkpointed, stop here
-                interrupted = res.get("signal") or "signal"
+            for res in run_group(group, out):
+                n += 1
+                if res["status"] in ("claimed", "skipped"):  # another worker has it / did it
+                    skipped.append(res["run_id"])
+                    log(f"[{preset} {n}/{len(todo)}] {res['run_id']}: " + (
+                        f"claimed by another worker ({res['by']}), left to it"
+                        if res["status"] == "claimed" else "finished by another worker"))
+                    continue
+                ran.append(res["run_id"])
+                log(f"[{preset} {n}/{len(todo)}] {res['run_id']}: {res['status']} "
+                    f"({time.time() - t:.1f} s" + (f", ensemble of {len(group)})"
+                                                    if len(group) > 1 else ")"))
+                if res["status"] == "interrupted":  # SIGTERM/SIGINT: checkpointed
+                    interrupted = res.get("signal") or "signal"
+            if interrupted:
                 break
     elif todo:
         for res in _submitit_run(todo, out, executor_options or {}):

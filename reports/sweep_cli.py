@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th grid entry from I")
     parser.add_argument("--out", default="runs", help="output directory")
     parser.add_argument("--executor", default="local", help="local (in-process) or submitit")
+    parser.add_argument("--max-ensemble", type=int, default=None,
+                        help="train runs differing only in seed as one seed ensemble of at "
+                             "most N members (1: one run at a time; default: 8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     cluster = parser.add_argument_group("submitit executor")
     cluster.add_argument("--timeout-min", type=int, default=60)
@@ -52,6 +55,8 @@ def _validate(args) -> list[str]:
     check_output_dir(args.out)
     if args.executor not in EXECUTORS:
         raise ValueError(f"executor={args.executor!r} invalid; allowed: {', '.join(EXECUTORS)}")
+    if args.max_ensemble is not None and args.max_ensemble < 1:
+        raise ValueError(f"max_ensemble={args.max_ensemble!r} invalid; allowed: an integer >= 1")
     if args.timeout_min < 1:
         raise ValueError(f"timeout_min={args.timeout_min!r} invalid; allowed: a positive integer")
     return names
@@ -70,7 +75,9 @@ def run(args) -> int:
     for name in names:
         out = Path(args.out) / name if args.preset == "all" else Path(args.out)
         res = run_sweep(name, size=args.size, seeds=args.seeds, shard=args.shard, out=out,
-                        executor=args.executor, executor_options=options, log=log)
+                        executor=args.executor, executor_options=options, log=log,
+                        **({} if args.max_ensemble is None
+                           else {"max_ensemble": args.max_ensemble}))
         results.append(res.as_dict())
         if res.interrupted:
             print(f"{name}: stopped by {res.interrupted} after checkpointing; run the same "

@@ -98,7 +98,8 @@ def test_sweep_stops_after_a_signal_and_resumes(tmp_path, monkeypatch):
     specs = _specs()
     out = tmp_path / "sweep"
     monkeypatch.setattr(images, "load_images", signalling)
-    res = run_sweep("drift", out=out, specs=specs, log=None)
+    # one run at a time (max_ensemble=1): in an ensemble every member would send the signal
+    res = run_sweep("drift", out=out, specs=specs, log=None, max_ensemble=1)
     assert res.interrupted == "SIGTERM" and res.ran == [specs[0].run_id]  # the second never started
     assert (out / specs[0].run_id / "checkpoint.npz").exists()
     monkeypatch.setattr(images, "load_images", real)

@@ -1,0 +1,108 @@
+"""Seed-ensemble throughput (``driftlab bench train --ensemble 1,4,8,16``).
+
+For each architecture (cpu-scale MLP and GPT-nano, ``tiny``) and ensemble size S, in one
+process and alternating so that machine load hits both alike:
+
+* **ensemble**: one ``train_ensemble(cfg, seeds=0…S-1)`` call (one compiled program, a
+  leading replica axis; models/ensemble.py), with its run directories written;
+* **sequential**: S ``train(cfg, seed=s)`` calls of the same cells one after the other
+  (each with its own data set, init, dispatch per step, validation and files), as a sweep
+  ran them before, but in one process, so they already share one compile.
+
+Both are timed as whole calls (setup, steps, validation, file writes). Compile time is
+reported apart: the first call of each kind compiles (and is not timed as a rate); the
+difference between that first call and the median timed call is the row's
+``compile_s``. value = S·steps / median ensemble seconds (seed-steps/s), baseline = the
+same for the sequential calls; ratio = sequential seconds / ensemble seconds. A timed
+call always takes a positive time, so no rate is ever zero or negative; when the ratio of
+the repeats spreads by more than :data:`NOISE` after :data:`MAX_REPEATS` repeats, the note
+says "too noisy".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+from driftlab.models import steps as steps_module
+from driftlab.models.train import TrainConfig, train, train_ensemble
+
+ENSEMBLE_STEPS = {"mlp": 200, "gpt": 40}  # steps per seed (log every 10, 1 eval batch)
+ENSEMBLE_BATCH = {"mlp": 64, "gpt": 16}  # as driftlab/bench/train.py BATCH
+ENSEMBLE_TARGET = 3.0  # seeds/s at S = 8 vs sequential (issue 19)
+TARGET_SIZE = 8
+NOISE = 1.5  # max/min of the per-repeat ratios above which the row says "too noisy"
+MAX_REPEATS = 7
+
+
+def _cfg(arch: str, out: Path) -> TrainConfig:
+    return TrainConfig(arch=arch, size="tiny", batch_size=ENSEMBLE_BATCH[arch],
+                       steps=ENSEMBLE_STEPS[arch], log_every=10, eval_batches=1,
+                       progress=False, checkpoint_minutes=0.0, out=str(out), overwrite=True)
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return max(time.perf_counter() - t, 1e-9)
+
+
+def measure(arch: str, size: int, repeats: int) -> dict:
+    """Seconds of the ensemble call and of the S sequential calls (medians), the first
+    (compiling) calls, and the per-repeat ratios."""
+    jax.clear_caches()  # each first call compiles afresh: compile times are comparable
+    steps_module._CACHE.clear()
+    with tempfile.TemporaryDirectory(prefix="driftlab-ens-bench-") as tmp:
+        cfg = _cfg(arch, Path(tmp) / "ens")
+        seeds = tuple(range(size))
+
+        def ensemble():
+            train_ensemble(cfg, seeds)
+
+        def sequential():
+            for s in seeds:
+                train(dataclasses.replace(cfg, seed=s, out=str(Path(tmp) / f"s{s}")))
+
+        first_ens = _timed(ensemble)
+        first_seq = _timed(lambda: train(dataclasses.replace(cfg, out=str(Path(tmp) / "w"))))
+        ens, seq = [], []
+        while len(ens) < repeats or (_spread(ens, seq) > NOISE and len(ens) < MAX_REPEATS):
+            ens.append(_timed(ensemble))
+            seq.append(_timed(sequential))
+    return {"ens_s": statistics.median(ens), "seq_s": statistics.median(seq),
+            "first_ens_s": first_ens, "first_single_s": first_seq,
+            "ratios": [b / a for a, b in zip(ens, seq)]}
+
+
+def _spread(ens: list, seq: list) -> float:
+    ratios = [b / a for a, b in zip(ens, seq)]
+    return max(ratios) / min(ratios) if ratios else float("inf")
+
+
+def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3) -> list[dict]:
+    """One row per (arch, S); see the module docstring."""
+    from driftlab.bench.train import _row
+
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats!r} invalid; allowed: a positive integer")
+    rows = []
+    for arch in archs:
+        steps = ENSEMBLE_STEPS[arch]
+        for size in sizes:
+            m = measure(arch, size, repeats)
+            noisy = max(m["ratios"]) / min(m["ratios"]) > NOISE
+            single_s = m["seq_s"] / size
+            note = (f"{'too noisy; ' if noisy else ''}median of {len(m['ratios'])} "
+                    f"alternating; ratios {min(m['ratios']):.2f}-{max(m['ratios']):.2f}; "
+                    f"compile_s ensemble {max(m['first_ens_s'] - m['ens_s'], 0):.2f}, "
+                    f"single {max(m['first_single_s'] - single_s, 0):.2f} (not in the rates)")
+            rows.append(_row(f"ensemble S={size} vs {size} sequential runs [{arch} tiny]",
+                             size * steps / m["ens_s"], "seed-steps/s",
+                             f"{size}×train() sequential", size * steps / m["seq_s"],
+                             ENSEMBLE_TARGET if size == TARGET_SIZE else None, note))
+    return rows
