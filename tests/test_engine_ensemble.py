@@ -169,3 +169,12 @@ def test_cli_seeds_writes_member_dirs_and_resumes(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["seeds"] == [0, 2] and [m["steps"] for m in res["members"]] == [6, 6]
     assert main(["train", "--seed", "1", "--seeds", "0-1", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_bench_ensemble_sizes_are_validated():
+    from driftlab.bench.ensemble import parse_sizes
+
+    assert parse_sizes("1,4,8,16") == (1, 4, 8, 16)
+    for bad in ("", "0", "a,2"):
+        with pytest.raises(ValueError, match="--ensemble"):
+            parse_sizes(bad)

@@ -12,13 +12,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per row")
     parser.add_argument("--quick", action="store_true", help="smallest sizes only (seconds; for tests)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
+    parser.add_argument("--ensemble", default=None, metavar="S[,S...]",
+                        help="train suite only: seed-ensemble throughput at these ensemble "
+                             "sizes (e.g. 1,4,8,16) against as many sequential runs")
 
 
 def run(args) -> int:
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     module = importlib.import_module(f"driftlab.bench.{args.suite}")
-    rows = module.run_bench(quick=args.quick, repeats=args.repeats)
+    if args.ensemble is not None:
+        if args.suite != "train":
+            raise ValueError(f"--ensemble is a train-suite option; got suite {args.suite!r}")
+        from driftlab.bench.ensemble import ensemble_rows, parse_sizes
+
+        rows = ensemble_rows(parse_sizes(args.ensemble),
+                             ("mlp",) if args.quick else ("mlp", "gpt"), args.repeats)
+    else:
+        rows = module.run_bench(quick=args.quick, repeats=args.repeats)
     if args.json:
         for row in rows:
             print(json.dumps(row))

@@ -1,6 +1,7 @@
 """Seed-ensemble throughput (``driftlab bench train --ensemble 1,4,8,16``).
 
-For each architecture (cpu-scale MLP and GPT-nano, ``tiny``) and ensemble size S, in one
+``--quick`` measures the MLP only (with small sizes, seconds; for tests). For each
+architecture (cpu-scale MLP and GPT-nano, ``tiny``) and ensemble size S, in one
 process and alternating so that machine load hits both alike:
 
 * **ensemble**: one ``train_ensemble(cfg, seeds=0…S-1)`` call (one compiled program, a
@@ -38,6 +39,18 @@ ENSEMBLE_TARGET = 3.0  # seeds/s at S = 8 vs sequential (issue 19)
 TARGET_SIZE = 8
 NOISE = 1.5  # max/min of the per-repeat ratios above which the row says "too noisy"
 MAX_REPEATS = 7
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"1,4,8,16"`` -> (1, 4, 8, 16); ValueError naming --ensemble otherwise."""
+    try:
+        sizes = tuple(int(x) for x in str(text).split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--ensemble {text!r} invalid; allowed: positive integers, "
+                         f"comma-separated, e.g. 8 or 1,4,8,16")
+    return sizes
 
 
 def _cfg(arch: str, out: Path) -> TrainConfig:

@@ -26,6 +26,10 @@ Rows, all measured in one process (ratios compare runs taken side by side):
   device batches (plain steps, the instrumented step every 10th); target >= 0.95. A second
   row compares the whole ``train()`` call (initialization and file writes included).
   See driftlab/bench/engine_loop.py.
+* ``ensemble S=… vs S sequential runs [arch tiny]`` (only with ``--ensemble 1,4,8,16``):
+  seed-steps/s of one S-member seed ensemble (one compiled program) against S
+  single-seed ``train()`` calls of the same cells; compile time reported apart; target
+  >= 3 at S = 8. See driftlab/bench/ensemble.py.
 
 Timing: each step function is compiled and warmed up (the first call after
 initialization also recompiles for the replicated output sharding), a block length
@@ -471,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpt-vs-torch", metavar="SIZE", choices=("tiny", "small"),
                         help="only GPT-nano at SIZE against eager PyTorch, with the phase split")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--ensemble", default=None, metavar="S[,S...]",
+                        help="seed-ensemble throughput at these sizes (driftlab/bench/ensemble.py)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -486,7 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from driftlab.bench.cli import format_rows
 
-    if args.gpt_vs_torch:
+    if args.ensemble is not None:
+        from driftlab.bench.ensemble import ensemble_rows, parse_sizes
+
+        rows = ensemble_rows(parse_sizes(args.ensemble),
+                             ("mlp",) if args.quick else ("mlp", "gpt"), args.repeats)
+    elif args.gpt_vs_torch:
         rows = gpt_vs_torch_rows(args.gpt_vs_torch, args.repeats)
     else:
         rows = run_bench(quick=args.quick, repeats=args.repeats)
