@@ -60,6 +60,7 @@ from driftlab.models import (checkpoint, instrument, interrupt, nonfinite, pins,
                              run_dir, sharding)
 from driftlab.models import host_read
 from driftlab.models.base import ARCH_MODULES, SIZES, get_arch
+from driftlab.models.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
 DTYPES = ("float32", "bfloat16")
@@ -118,7 +119,13 @@ class TrainConfig:
     warmdown_steps: int = 0  # schedule="wcd": linear decay to 0 over the last warmdown_steps
     adam_beta2: float = 0.999  # AdamW's β₂ (also the AdamW part of optimizer="muon")
     muon_lr_ratio: float = 0.1  # optimizer="muon": Muon's lr = muon_lr_ratio · lr
+    # optimizer="muon": update scale rule, momentum form, Newton–Schulz dtype (models/muon.py)
+    muon_scale: str = "jordan"
+    muon_momentum: str = "ema"
+    muon_ns_dtype: str = "float32"
+    warmdown_end: int | None = None  # schedule="wcd": the step lr reaches 0 (None: steps)
     recipe: str | None = None  # "name@version" of the recipe applied (models/recipes.py)
+    phase_scaling: str | None = None  # how the recipe's phases were scaled to ``steps``
     grad_clip: float | None = None
     dtype: str = "float32"
     seed: int = 0
@@ -173,9 +180,19 @@ class TrainConfig:
             raise _bad("optimizer", self.optimizer, ", ".join(OPTIMIZERS))
         if self.schedule not in SCHEDULES:
             raise _bad("schedule", self.schedule, ", ".join(SCHEDULES))
-        if self.schedule == "wcd" and self.warmup_steps + self.warmdown_steps > self.steps:
+        if self.warmdown_end is not None and (not _is_int(self.warmdown_end)
+                                              or not 1 <= self.warmdown_end <= self.steps):
+            raise _bad("warmdown_end", self.warmdown_end,
+                       f"None or an integer in [1, steps = {self.steps}]")
+        end = self.steps if self.warmdown_end is None else self.warmdown_end
+        if self.schedule == "wcd" and self.warmup_steps + self.warmdown_steps > end:
             raise _bad("warmdown_steps", self.warmdown_steps,
-                       f"warmup_steps + warmdown_steps <= steps = {self.steps}")
+                       f"warmup_steps + warmdown_steps <= "
+                       f"{'steps' if self.warmdown_end is None else 'warmdown_end'} = {end}")
+        for name, allowed in (("muon_scale", SCALINGS), ("muon_momentum", MOMENTUM_FORMS),
+                              ("muon_ns_dtype", NS_DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise _bad(name, getattr(self, name), ", ".join(allowed))
         if not _is_num(self.adam_beta2) or not 0 <= self.adam_beta2 < 1:
             raise _bad("adam_beta2", self.adam_beta2, "a number in [0, 1)")
         if not _is_num(self.muon_lr_ratio) or not (self.muon_lr_ratio > 0
@@ -183,6 +200,8 @@ class TrainConfig:
             raise _bad("muon_lr_ratio", self.muon_lr_ratio, "a positive finite number")
         if self.recipe is not None and not isinstance(self.recipe, str):
             raise _bad("recipe", self.recipe, "None or a 'name@version' string")
+        if self.phase_scaling is not None and not isinstance(self.phase_scaling, str):
+            raise _bad("phase_scaling", self.phase_scaling, "None or a string")
         if self.dtype not in DTYPES:
             raise _bad("dtype", self.dtype, ", ".join(DTYPES))
         if not _is_num(self.checkpoint_minutes) or not self.checkpoint_minutes >= 0:
@@ -255,7 +274,8 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",
             "warmup_steps", "schedule", "grad_clip", "dtype", "seed")
     ident = {k: getattr(cfg, k) for k in keep}
-    for k in ("warmdown_steps", "adam_beta2", "muon_lr_ratio"):  # only when not default,
+    for k in ("warmdown_steps", "adam_beta2", "muon_lr_ratio", "muon_scale", "muon_momentum",
+              "muon_ns_dtype", "warmdown_end"):  # only when not default,
         if getattr(cfg, k) != getattr(TrainConfig, k):  # so earlier checkpoints keep theirs
             ident[k] = getattr(cfg, k)
     if cfg.act_l1:  # only when set, so earlier checkpoints keep their identity
@@ -325,7 +345,8 @@ class Functions(NamedTuple):
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
 _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
                 "schedule", "grad_clip", "dtype", "eps", "instrument", "act_l1", "pins",
-                "warmdown_steps", "adam_beta2", "muon_lr_ratio")
+                "warmdown_steps", "adam_beta2", "muon_lr_ratio", "muon_scale", "muon_momentum",
+                "muon_ns_dtype", "warmdown_end")
 
 
 def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
@@ -351,9 +372,10 @@ _CACHE: dict = {}
 def _build_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict) -> Functions:
     """Build the jitted functions of :class:`Functions` (see there)."""
     schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule,
-                             cfg.warmdown_steps)
+                             cfg.warmdown_steps, cfg.warmdown_end)
     tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip,
-                        cfg.adam_beta2, cfg.muon_lr_ratio)
+                        cfg.adam_beta2, cfg.muon_lr_ratio, muon_scale=cfg.muon_scale,
+                        muon_momentum=cfg.muon_momentum, muon_ns_dtype=cfg.muon_ns_dtype)
 
     # One compiled program for init (eager random ops would compile one by one); fp32
     # master weights whatever the model's init returns.

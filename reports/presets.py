@@ -85,14 +85,23 @@ class FirstStepConfig:
 # is shown, how often it checkpoints, whether an earlier run there may be replaced. They
 # stay out of run ids, so adding such a field never invalidates finished runs.
 OPERATIONAL_FIELDS = ("out", "progress", "checkpoint_minutes", "overwrite")
+# TrainConfig fields added after run ids were first issued: left out of the id (and of
+# run.json) while at their default, so finished runs keep their ids; a run that sets one
+# gets a new id.
+LATE_FIELDS = ("muon_scale", "muon_momentum", "muon_ns_dtype", "warmdown_end",
+               "phase_scaling")
 
 
 def config_dict(config) -> dict:
     """The config as JSON-ready plain data (tuples become lists), without the
-    :data:`OPERATIONAL_FIELDS`."""
+    :data:`OPERATIONAL_FIELDS` and without :data:`LATE_FIELDS` at their defaults."""
     d = dataclasses.asdict(config)
     for name in OPERATIONAL_FIELDS:
         d.pop(name, None)
+    if isinstance(config, TrainConfig):
+        for name in LATE_FIELDS:
+            if d.get(name) == getattr(TrainConfig, name):
+                d.pop(name)
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
