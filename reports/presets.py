@@ -541,11 +541,13 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
 
 # --------------------------------------------------------------------------- 7. optimizers
 
-OPTIMIZERS_VERSION = "1"
+# 2: paper-gpt@2 (the paper's Muon scale, momentum form, bf16 Newton–Schulz, the schedule
+# as run); 1 used paper-gpt@1, whose Muon steps were 8–16× smaller than the paper's.
+OPTIMIZERS_VERSION = "2"
 
 
 def _optimizers_grid(size: str, seeds: int) -> list[RunSpec]:
-    """Muon (the paper-gpt recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
+    """Muon (the paper-gpt@2 recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
     and schedule (reports/optimizer_compare.py): ``cpu`` at its GRID_STEPS, ``tiny`` 8 steps."""
     from driftlab.reports.optimizer_compare import GRID_STEPS, OPTIMIZERS, optimizer_configs
 
@@ -582,7 +584,7 @@ PRESETS: dict[str, Preset] = {
         Preset("spikes", SPIKES_VERSION, "GPT-nano activation spikes: relu² vs clipped "
                "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1,
                                           "paper": 5}),
-        Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt "
+        Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt@2 "
                "recipe) vs AdamW vs SGD", _optimizers_grid, {"tiny": 2, "cpu": 3}),
     )
 }
