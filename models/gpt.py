@@ -206,7 +206,11 @@ def rope_tables(T: int, head_dim: int, base: float):
 
 
 def apply_rope(x, cos, sin):
-    """Rotate pairs (x_j, x_{j+Q/2}) of x (B, T, N, Q) by the position's angle."""
+    """Rotate pairs (x_j, x_{j+Q/2}) of x (B, T, N, Q) by the position's angle +θ.
+
+    Converting weights from the paper's code (model_gpt_orig.apply_rotary_emb), which
+    rotates by −θ: negate the second half (columns Q/2 … Q−1) of each head's w_q and w_k
+    columns; q·k, and so the model, is then the same (docs/recipes.md)."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     c, s = cos[:, None, :].astype(x.dtype), sin[:, None, :].astype(x.dtype)

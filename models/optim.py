@@ -3,11 +3,14 @@
 ``make_schedule`` gives a linear warmup from 0 to ``lr`` over ``warmup_steps``, then
 ``constant``, ``cosine`` (to 0 at ``steps``) or ``linear`` (to 0 at ``steps``) decay.
 ``wcd`` is warmup–constant–warmdown (the paper's code, modded-nanogpt's ``get_lr``): the
-multiplier is (t+1)/W for t < W, 1 until S − D, then (S − t)/D, reaching 0 at t = S.
+multiplier is (t+1)/W for t < W, 1 until E − D, then (E − t)/D, reaching 0 at t = E and
+staying 0 until the run's end S (E = S unless ``warmdown_end`` is given: the paper's code as
+it runs has E = 5800 of S = 7168 steps, models/recipes.py).
 ``make_optimizer`` chains optional global-norm clipping with ``sgd``, ``momentum``
 (SGD with heavy-ball momentum 0.9), ``adamw``, or ``muon``: per-parameter routing by the
 rule table :data:`MUON_ROUTES` (first match of path regex and rank wins) between Muon
-(models/muon.py, at ``muon_lr_ratio`` × the schedule) and AdamW (β = 0.9/``adam_beta2``).
+(models/muon.py, at ``muon_lr_ratio`` × the schedule; its scale rule, momentum form and
+Newton–Schulz precision by name) and AdamW (β = 0.9/``adam_beta2``).
 
 The schedule is a function of the optimizer's own step counter, which lives in the
 optimizer state; a resumed run restores that state, so it continues on the same
@@ -63,12 +66,15 @@ def route_labels(params, routes=MUON_ROUTES):
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def wcd_schedule(lr: float, steps: int, warmup_steps: int, warmdown_steps: int):
-    """η_t = lr · min((t+1)/W, 1, (S − t)/D) with W = warmup, D = warmdown, S = steps
-    (terms with W = 0 or D = 0 dropped); η_t = 0 for t >= S."""
-    if warmup_steps + warmdown_steps > steps:
+def wcd_schedule(lr: float, steps: int, warmup_steps: int, warmdown_steps: int,
+                 warmdown_end: int | None = None):
+    """η_t = lr · clip(min((t+1)/W, 1, (E − t)/D), 0, 1) with W = warmup, D = warmdown,
+    E = ``warmdown_end`` (None: S = steps); terms with W = 0 or D = 0 dropped; η_t = 0 for
+    t >= E. This is the paper's ``get_lr_multiplier`` (step clamped to E) when W + D <= E."""
+    end = steps if warmdown_end is None else warmdown_end
+    if not warmup_steps + warmdown_steps <= end <= steps:
         raise ValueError(f"warmup_steps + warmdown_steps = {warmup_steps + warmdown_steps} "
-                         f"invalid; allowed: <= steps = {steps}")
+                         f"invalid; allowed: <= warmdown_end = {end} <= steps = {steps}")
 
     def schedule(t):
         t = jnp.asarray(t, jnp.float32)
@@ -76,20 +82,23 @@ def wcd_schedule(lr: float, steps: int, warmup_steps: int, warmdown_steps: int):
         if warmup_steps > 0:
             mult = jnp.minimum(mult, (t + 1) / warmup_steps)
         if warmdown_steps > 0:
-            mult = jnp.minimum(mult, (steps - t) / warmdown_steps)
+            mult = jnp.minimum(mult, (end - t) / warmdown_steps)
+        elif end < steps:  # no warmdown: a step down to 0 at E
+            mult = jnp.where(t < end, mult, 0.0)
         return lr * jnp.clip(mult, 0.0, 1.0)
 
     return schedule
 
 
 def make_schedule(lr: float, steps: int, warmup_steps: int = 0, schedule: str = "constant",
-                  warmdown_steps: int = 0):
+                  warmdown_steps: int = 0, warmdown_end: int | None = None):
     """Learning rate as a function of the step: linear warmup, then the named decay
-    (``wcd``: see :func:`wcd_schedule`; ``warmdown_steps`` is used by it alone)."""
+    (``wcd``: see :func:`wcd_schedule`; ``warmdown_steps`` and ``warmdown_end`` are used by
+    it alone)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} invalid; allowed: {', '.join(SCHEDULES)}")
     if schedule == "wcd":
-        return wcd_schedule(lr, steps, warmup_steps, warmdown_steps)
+        return wcd_schedule(lr, steps, warmup_steps, warmdown_steps, warmdown_end)
     decay_steps = max(steps - warmup_steps, 1)
     if schedule == "constant":
         main = optax.constant_schedule(lr)
@@ -105,14 +114,16 @@ def make_schedule(lr: float, steps: int, warmup_steps: int = 0, schedule: str = 
 
 def make_optimizer(name: str, schedule, weight_decay: float = 0.0,
                    grad_clip: float | None = None, adam_beta2: float = 0.999,
-                   muon_lr_ratio: float = 0.1, routes=MUON_ROUTES
+                   muon_lr_ratio: float = 0.1, routes=MUON_ROUTES, muon_scale: str = "jordan",
+                   muon_momentum: str = "ema", muon_ns_dtype: str = "float32"
                    ) -> optax.GradientTransformation:
     """The named optimizer on ``schedule``, after global-norm clipping when ``grad_clip`` is set.
 
     For ``sgd``/``momentum`` a non-zero ``weight_decay`` adds ``weight_decay · w`` to the
     gradient (L2); ``adamw`` uses decoupled decay. ``muon``: :func:`route_labels` sends each
     parameter to Muon (lr = ``muon_lr_ratio`` · schedule, decoupled decay) or to AdamW
-    (β₁ = 0.9, β₂ = ``adam_beta2``) through one ``optax.multi_transform``.
+    (β₁ = 0.9, β₂ = ``adam_beta2``) through one ``optax.multi_transform``; Muon's
+    ``scaling``/``momentum``/``ns_dtype`` are ``muon_scale``/``muon_momentum``/``muon_ns_dtype``.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer={name!r} invalid; allowed: {', '.join(OPTIMIZERS)}")
@@ -122,7 +133,8 @@ def make_optimizer(name: str, schedule, weight_decay: float = 0.0,
     if name == "adamw":
         parts.append(optax.adamw(schedule, b2=adam_beta2, weight_decay=weight_decay))
     elif name == "muon":
-        muon_part = muon(lambda t: muon_lr_ratio * schedule(t), weight_decay=weight_decay)
+        muon_part = muon(lambda t: muon_lr_ratio * schedule(t), weight_decay=weight_decay,
+                         scaling=muon_scale, momentum=muon_momentum, ns_dtype=muon_ns_dtype)
         parts.append(optax.multi_transform(
             {"muon": muon_part,
              "adamw": optax.adamw(schedule, b2=adam_beta2, weight_decay=weight_decay)},

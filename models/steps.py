@@ -92,7 +92,8 @@ class Functions(NamedTuple):
 # Fields of TrainConfig that change the compiled step (seed, out, logging do not).
 _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
                 "schedule", "grad_clip", "dtype", "eps", "instrument", "act_l1", "pins",
-                "warmdown_steps", "adam_beta2", "muon_lr_ratio")
+                "warmdown_steps", "adam_beta2", "muon_lr_ratio", "muon_scale", "muon_momentum",
+                "muon_ns_dtype", "warmdown_end")
 _CACHE: dict = {}
 
 
@@ -229,9 +230,10 @@ def build_steps(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
                 members: int | None = None) -> Functions:
     """Build the jitted functions of :class:`Functions` (see there)."""
     schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule,
-                             cfg.warmdown_steps)
+                             cfg.warmdown_steps, cfg.warmdown_end)
     tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip,
-                        cfg.adam_beta2, cfg.muon_lr_ratio)
+                        cfg.adam_beta2, cfg.muon_lr_ratio, muon_scale=cfg.muon_scale,
+                        muon_momentum=cfg.muon_momentum, muon_ns_dtype=cfg.muon_ns_dtype)
 
     # One compiled program for init (eager random ops would compile one by one); fp32
     # master weights whatever the model's init returns.

@@ -62,7 +62,11 @@ _OPTIONS = (
     ("--warmup-steps", "warmup_steps", int, "linear warmup steps"),
     ("--warmdown-steps", "warmdown_steps", int, "wcd: linear decay to 0 over the last N steps"),
     ("--adam-beta2", "adam_beta2", float, "AdamW's beta2"),
+    ("--warmdown-end", "warmdown_end", int, "wcd: the step the warmdown reaches lr 0"),
     ("--muon-lr-ratio", "muon_lr_ratio", float, "muon: Muon lr = ratio x lr"),
+    ("--muon-scale", "muon_scale", str, "muon: update scale rule, jordan, moonlight or paper"),
+    ("--muon-momentum", "muon_momentum", str, "muon: momentum form, ema or sum (paper's)"),
+    ("--muon-ns-dtype", "muon_ns_dtype", str, "muon: Newton-Schulz dtype, float32 or bfloat16"),
     ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
     ("--grad-clip", "grad_clip", float, "clip the global gradient norm (none: no clipping)"),
     ("--dtype", "dtype", str, "float32 or bfloat16"),
@@ -82,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     parser.add_argument("--recipe", default=None,
-                        help="named recipe applied first (e.g. paper-gpt); flags override it")
+                        help="named recipe applied first: paper-gpt (= paper-gpt@2), "
+                             "paper-gpt-config, paper-gpt@1 (docs/recipes.md); flags override "
+                             "it, and a --steps other than the recipe's scales its phases")
     for flag, field, kind, text in _OPTIONS:
         default = getattr(d, field)
         parser.add_argument(flag, type=kind, default=None, dest=field,
@@ -267,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
     if seeds is not None and args.seed is not None:
         raise ValueError("--seed and --seeds: give one of them (--seeds 0-7 trains "
                          "seeds 0 … 7 as one ensemble)")
+    if cfg.phase_scaling:
+        print(f"driftlab train: {cfg.phase_scaling}", file=sys.stderr)
+
     try:
         summary = train(cfg) if seeds is None else train_ensemble(cfg, seeds)
     except NonFiniteLossError as err:

@@ -14,6 +14,7 @@ import numpy as np
 from driftlab.activations import parse_activation
 from driftlab.models import pins
 from driftlab.models.base import ARCH_MODULES, SIZES
+from driftlab.models.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "bfloat16")
@@ -49,7 +50,13 @@ class TrainConfig:
     warmdown_steps: int = 0  # schedule="wcd": linear decay to 0 over the last warmdown_steps
     adam_beta2: float = 0.999  # AdamW's β₂ (also the AdamW part of optimizer="muon")
     muon_lr_ratio: float = 0.1  # optimizer="muon": Muon's lr = muon_lr_ratio · lr
+    # optimizer="muon": update scale rule, momentum form, Newton–Schulz dtype (models/muon.py)
+    muon_scale: str = "jordan"
+    muon_momentum: str = "ema"
+    muon_ns_dtype: str = "float32"
+    warmdown_end: int | None = None  # schedule="wcd": the step lr reaches 0 (None: steps)
     recipe: str | None = None  # "name@version" of the recipe applied (models/recipes.py)
+    phase_scaling: str | None = None  # how the recipe's phases were scaled to ``steps``
     grad_clip: float | None = None
     dtype: str = "float32"
     seed: int = 0
@@ -95,6 +102,8 @@ class TrainConfig:
             raise _bad("dtype", self.dtype, ", ".join(DTYPES))
         if self.recipe is not None and not isinstance(self.recipe, str):
             raise _bad("recipe", self.recipe, "None or a 'name@version' string")
+        if self.phase_scaling is not None and not isinstance(self.phase_scaling, str):
+            raise _bad("phase_scaling", self.phase_scaling, "None or a string")
         pins.validate_pins(self.pins, self.arch)
 
     def _validate_numbers(self) -> None:
@@ -117,9 +126,19 @@ class TrainConfig:
             raise _bad("eps", self.eps, "a number >= 0")
         if self.grad_clip is not None and (not _is_num(self.grad_clip) or not self.grad_clip > 0):
             raise _bad("grad_clip", self.grad_clip, "None or a positive number")
-        if self.schedule == "wcd" and self.warmup_steps + self.warmdown_steps > self.steps:
+        if self.warmdown_end is not None and (not _is_int(self.warmdown_end)
+                                              or not 1 <= self.warmdown_end <= self.steps):
+            raise _bad("warmdown_end", self.warmdown_end,
+                       f"None or an integer in [1, steps = {self.steps}]")
+        end = self.steps if self.warmdown_end is None else self.warmdown_end
+        if self.schedule == "wcd" and self.warmup_steps + self.warmdown_steps > end:
             raise _bad("warmdown_steps", self.warmdown_steps,
-                       f"warmup_steps + warmdown_steps <= steps = {self.steps}")
+                       f"warmup_steps + warmdown_steps <= "
+                       f"{'steps' if self.warmdown_end is None else 'warmdown_end'} = {end}")
+        for name, allowed in (("muon_scale", SCALINGS), ("muon_momentum", MOMENTUM_FORMS),
+                              ("muon_ns_dtype", NS_DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise _bad(name, getattr(self, name), ", ".join(allowed))
         if not _is_num(self.adam_beta2) or not 0 <= self.adam_beta2 < 1:
             raise _bad("adam_beta2", self.adam_beta2, "a number in [0, 1)")
         if not _is_num(self.muon_lr_ratio) or not (self.muon_lr_ratio > 0
@@ -182,7 +201,8 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",
             "warmup_steps", "schedule", "grad_clip", "dtype", "seed")
     ident = {k: getattr(cfg, k) for k in keep}
-    for k in ("warmdown_steps", "adam_beta2", "muon_lr_ratio"):  # only when not default,
+    for k in ("warmdown_steps", "adam_beta2", "muon_lr_ratio", "muon_scale", "muon_momentum",
+              "muon_ns_dtype", "warmdown_end"):  # only when not default,
         if getattr(cfg, k) != getattr(TrainConfig, k):  # so earlier checkpoints keep theirs
             ident[k] = getattr(cfg, k)
     if cfg.act_l1:  # only when set, so earlier checkpoints keep their identity

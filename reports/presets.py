@@ -85,14 +85,23 @@ class FirstStepConfig:
 # is shown, how often it checkpoints, whether an earlier run there may be replaced. They
 # stay out of run ids, so adding such a field never invalidates finished runs.
 OPERATIONAL_FIELDS = ("out", "progress", "checkpoint_minutes", "overwrite")
+# TrainConfig fields added after run ids were first issued: left out of the id (and of
+# run.json) while at their default, so finished runs keep their ids; a run that sets one
+# gets a new id.
+LATE_FIELDS = ("muon_scale", "muon_momentum", "muon_ns_dtype", "warmdown_end",
+               "phase_scaling")
 
 
 def config_dict(config) -> dict:
     """The config as JSON-ready plain data (tuples become lists), without the
-    :data:`OPERATIONAL_FIELDS`."""
+    :data:`OPERATIONAL_FIELDS` and without :data:`LATE_FIELDS` at their defaults."""
     d = dataclasses.asdict(config)
     for name in OPERATIONAL_FIELDS:
         d.pop(name, None)
+    if isinstance(config, TrainConfig):
+        for name in LATE_FIELDS:
+            if d.get(name) == getattr(TrainConfig, name):
+                d.pop(name)
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
@@ -532,11 +541,13 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
 
 # --------------------------------------------------------------------------- 7. optimizers
 
-OPTIMIZERS_VERSION = "1"
+# 2: paper-gpt@2 (the paper's Muon scale, momentum form, bf16 Newton–Schulz, the schedule
+# as run); 1 used paper-gpt@1, whose Muon steps were 8–16× smaller than the paper's.
+OPTIMIZERS_VERSION = "2"
 
 
 def _optimizers_grid(size: str, seeds: int) -> list[RunSpec]:
-    """Muon (the paper-gpt recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
+    """Muon (the paper-gpt@2 recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
     and schedule (reports/optimizer_compare.py): ``cpu`` at its GRID_STEPS, ``tiny`` 8 steps."""
     from driftlab.reports.optimizer_compare import GRID_STEPS, OPTIMIZERS, optimizer_configs
 
@@ -573,7 +584,7 @@ PRESETS: dict[str, Preset] = {
         Preset("spikes", SPIKES_VERSION, "GPT-nano activation spikes: relu² vs clipped "
                "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1,
                                           "paper": 5}),
-        Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt "
+        Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt@2 "
                "recipe) vs AdamW vs SGD", _optimizers_grid, {"tiny": 2, "cpu": 3}),
     )
 }

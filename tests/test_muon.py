@@ -1,5 +1,6 @@
 """Muon against a NumPy reference, the routing table, the wcd schedule, and the paper-gpt
-recipe (trains, resumes bit-exactly, bad names rejected)."""
+recipes (fields, phase scaling, trains and resumes bit-exactly, bad names rejected). The
+paper's own Muon step is checked in tests/test_paper_muon_reference.py."""
 
 import json
 
@@ -76,6 +77,12 @@ def test_newton_schulz_equalizes_singular_values():
 
 def test_update_scale_and_bad_scaling():
     assert update_scale((16, 64)) == 2.0 and update_scale((64, 16)) == 1.0
+    # the paper's rule √max(rows, cols): 8× (D × D, D × 4D) and 16× (4D × D) at D = 64
+    assert update_scale((64, 64), "paper") == 8.0 and update_scale((256, 64), "paper") == 16.0
+    assert update_scale((64, 256), "moonlight") == pytest.approx(0.2 * 16)
+    for bad in (dict(scaling="nope"), dict(momentum="nope"), dict(ns_dtype="float16")):
+        with pytest.raises(ValueError, match=f"muon {next(iter(bad))}='"):
+            scale_by_muon(**bad)
     with pytest.raises(ValueError, match="scaling"):
         update_scale((4, 4), "nope")
 
@@ -133,6 +140,24 @@ def test_wcd_schedule_values():
         TrainConfig(steps=20, warmup_steps=10, warmdown_steps=11, schedule="wcd").validate()
 
 
+def test_wcd_schedule_with_an_early_end_is_the_papers_as_run():
+    """get_lr_multiplier(warmup 0, warmdown 1450, num_iterations 5800) over 7168 steps:
+    1 until 4350, (5800 − t)/1450 down to 0 at 5800, then 0 (the step is clamped)."""
+    lr = 0.005
+    sched = make_schedule(lr, 7168, 0, "wcd", 1450, warmdown_end=5800)
+
+    def paper(step):  # models/model_gpt_orig.py, Model.get_lr_multiplier
+        step = min(step, 5800)
+        return 1.0 if step < 5800 - 1450 else (5800 - step) / 1450
+
+    for t in (0, 4349, 4350, 5000, 5799, 5800, 5801, 7167):
+        assert float(sched(t)) == pytest.approx(lr * paper(t), rel=1e-6, abs=1e-12), t
+    with pytest.raises(ValueError, match="warmdown_end"):
+        TrainConfig(steps=20, warmdown_end=21, schedule="wcd").validate()
+    with pytest.raises(ValueError, match="warmdown_steps.*warmdown_end = 10"):
+        TrainConfig(steps=20, warmdown_steps=11, warmdown_end=10, schedule="wcd").validate()
+
+
 # --------------------------------------------------------------------------- recipe
 
 
@@ -140,13 +165,53 @@ def test_recipe_fields_and_overrides():
     cfg = recipe_config("paper-gpt")
     assert (cfg.optimizer, cfg.lr, cfg.muon_lr_ratio, cfg.adam_beta2, cfg.weight_decay) == \
         ("muon", 0.005, 0.1, 0.95, 0.0)
-    assert (cfg.schedule, cfg.steps, cfg.warmup_steps, cfg.warmdown_steps) == \
-        ("wcd", 7168, 2000, 2028)
+    assert (cfg.muon_scale, cfg.muon_momentum, cfg.muon_ns_dtype, cfg.act) == \
+        ("paper", "sum", "bfloat16", "clipped_relu2:50")
+    assert (cfg.schedule, cfg.steps, cfg.warmup_steps, cfg.warmdown_steps, cfg.warmdown_end) \
+        == ("wcd", 7168, 0, 1450, 5800)
+    assert cfg.phase_scaling is None  # the recipe's own length: nothing scaled
     assert dict(cfg.model_overrides)["init"] == "torch_default"
-    assert cfg.recipe == f"paper-gpt@{RECIPES['paper-gpt'].version}"
+    assert cfg.recipe == "paper-gpt@2" == f"paper-gpt@{RECIPES['paper-gpt'].version}"
+    conf = recipe_config("paper-gpt-config")
+    assert (conf.recipe, conf.warmup_steps, conf.warmdown_steps, conf.warmdown_end,
+            conf.muon_scale) == ("paper-gpt-config@1", 2000, 2028, None, "paper")
+    old = recipe_config("paper-gpt@1")  # the first port, unchanged so its runs resume
+    assert (old.recipe, old.warmup_steps, old.warmdown_steps, old.muon_scale, old.act,
+            old.muon_ns_dtype) == ("paper-gpt@1", 2000, 2028, "jordan", "relu", "float32")
+    assert recipe_config("paper-gpt@1", steps=20, warmup_steps=2, warmdown_steps=3) \
+        .phase_scaling is None  # @1's phases are absolute
     over = recipe_config("paper-gpt", lr=0.01, model_overrides=(("init", "fan_in_normal"),))
     assert over.lr == 0.01 and dict(over.model_overrides)["init"] == "fan_in_normal"
     assert dict(over.model_overrides)["branch_scale"] == "attn"
+
+
+def test_phases_scale_with_steps_and_explicit_values_win():
+    """Boundaries b → round(b·S/7168) half up: warmdown end 5800 → 16, its start 4350 → 12."""
+    cfg = recipe_config("paper-gpt", steps=20)
+    assert (cfg.warmup_steps, cfg.warmdown_steps, cfg.warmdown_end) == (0, 4, 16)
+    assert "20/7168" in cfg.phase_scaling and "warmdown_end 5800→16" in cfg.phase_scaling
+    mine = recipe_config("paper-gpt", steps=20, warmdown_steps=3)
+    assert (mine.warmdown_steps, mine.warmdown_end) == (3, 16)
+    assert "explicit warmdown_steps kept" in mine.phase_scaling
+    conf = recipe_config("paper-gpt-config", steps=1500)  # 2000 → 419, 5140 → 1076
+    assert (conf.warmup_steps, conf.warmdown_steps, conf.warmdown_end) == (419, 424, None)
+    assert recipe_config("paper-gpt", steps=7168).phase_scaling is None
+
+
+def test_paper_gpt_1_keeps_its_run_identity():
+    """Fields added for paper-gpt@2 stay out of a @1 run's identity and of preset run ids
+    at their defaults, so checkpoints and sweeps made before them still match."""
+    from driftlab.models.train import model_config, run_identity
+    from driftlab.models import gpt as gpt_arch
+    from driftlab.reports.presets import LATE_FIELDS, config_dict
+
+    old = recipe_config("paper-gpt@1", steps=20, warmup_steps=2, warmdown_steps=3)
+    ident = run_identity(old, model_config(gpt_arch, old))
+    assert not set(LATE_FIELDS) & set(ident) and not set(LATE_FIELDS) & set(config_dict(old))
+    new = recipe_config("paper-gpt", steps=20)
+    ident = run_identity(new, model_config(gpt_arch, new))
+    assert (ident["muon_scale"], ident["muon_ns_dtype"], ident["warmdown_end"]) == \
+        ("paper", "bfloat16", 16)
 
 
 def test_bad_recipe_name_is_a_clear_error_and_exit_2(capsys):
@@ -155,10 +220,6 @@ def test_bad_recipe_name_is_a_clear_error_and_exit_2(capsys):
     from driftlab.cli import main
     assert main(["train", "--recipe", "nope"]) == 2
     assert "recipe='nope' invalid" in capsys.readouterr().err
-
-
-TINY = dict(steps=24, warmup_steps=4, warmdown_steps=8, batch_size=8, log_every=4,
-            eval_batches=1, progress=False)
 
 
 def _records(path):
@@ -170,27 +231,43 @@ def _records(path):
     return out
 
 
-def test_paper_gpt_recipe_trains_and_resumes_bit_exactly(tmp_path):
+def test_paper_gpt_cli_steps_20_trains_and_resumes_bit_exactly(tmp_path, capsys):
+    """``driftlab train --recipe paper-gpt --steps 20``: phases scaled (stated on stderr and
+    in config.json), trains, and a run cut at step 9 resumes to the same bits."""
+    import argparse
+
+    from driftlab.cli import main
+    from driftlab.models.train_cli import add_arguments, config_from_args
+
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
-    full = train(recipe_config("paper-gpt", out=str(full_dir), **TINY))
-    part = train(recipe_config("paper-gpt", out=str(cut_dir), **TINY), stop_at=11)
-    assert part["status"] == "stopped" and part["steps"] == 11
-    resumed = train(recipe_config("paper-gpt", out=str(cut_dir), resume=True, **TINY))
-    assert resumed["resumed_from"] == 11 and resumed["status"] == "ok"
-    assert np.isfinite(full["final_loss"]) and full["final_loss"] < full["val_loss"] + 5
+    argv = ["--recipe", "paper-gpt", "--steps", "20", "--size", "tiny", "--batch-size", "4",
+            "--log-every", "5", "--eval-batches", "1", "--no-progress"]
+    assert main(["train", *argv, "--out", str(full_dir)]) == 0
+    assert "phases scaled by 20/7168" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    part = train(config_from_args(parser.parse_args(argv + ["--out", str(cut_dir)])),
+                 stop_at=9)
+    assert part["status"] == "stopped" and part["steps"] == 9
+    assert main(["train", *argv, "--out", str(cut_dir), "--resume", "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    full = json.loads((full_dir / "summary.json").read_text())
+    assert resumed["resumed_from"] == 9 and resumed["status"] == "ok"
+    assert np.isfinite(full["final_loss"])
     a, b = np.load(full_dir / "checkpoint.npz"), np.load(cut_dir / "checkpoint.npz")
-    assert sorted(a.files) == sorted(b.files)
-    assert any(k.startswith("opt/") for k in a.files)
+    assert sorted(a.files) == sorted(b.files) and any(k.startswith("opt/") for k in a.files)
     for k in a.files:  # params and the routed Muon/AdamW state, bit for bit
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert _records(full_dir) == _records(cut_dir)
-    assert resumed["final_loss"] == full["final_loss"] and resumed["layers"] == full["layers"]
-    conf = json.loads((full_dir / "config.json").read_text())
-    assert conf["train"]["recipe"] == "paper-gpt@1" and conf["model"]["init"] == "torch_default"
-    # The learning rate followed wcd: 0 < lr < peak in warmup and warmdown, peak between.
+    assert resumed["final_loss"] == full["final_loss"]
+    conf = json.loads((full_dir / "config.json").read_text())["train"]
+    assert conf["recipe"] == "paper-gpt@2" and conf["muon_scale"] == "paper"
+    assert (conf["warmup_steps"], conf["warmdown_steps"], conf["warmdown_end"]) == (0, 4, 16)
+    assert "warmdown_end 5800→16" in conf["phase_scaling"]
+    # lr: the peak until the warmdown starts at 12, then (16 − t)/4 of it, 0 from 16 on
     lrs = {r["step"]: r["lr"] for r in _records(full_dir)}
-    assert lrs[0] == pytest.approx(0.005 / 4) and lrs[8] == pytest.approx(0.005)
-    assert lrs[23] == pytest.approx(0.005 / 8)
+    assert lrs[0] == pytest.approx(0.005) and lrs[10] == pytest.approx(0.005)
+    assert lrs[15] == pytest.approx(0.005 / 4) and lrs[19] == 0.0
 
 
 def test_cli_flags_override_the_recipe():
@@ -206,6 +283,6 @@ def test_cli_flags_override_the_recipe():
     assert (cfg.lr, cfg.steps, cfg.optimizer, cfg.adam_beta2) == (0.01, 100, "muon", 0.95)
     model = dict(cfg.model_overrides)
     assert model["init"] == "fan_in_normal" and model["n_layer"] == 3
-    assert model["branch_scale"] == "attn" and cfg.recipe == "paper-gpt@1"
+    assert model["branch_scale"] == "attn" and cfg.recipe == "paper-gpt@2"
     plain = config_from_args(parser.parse_args([]))
     assert plain == TrainConfig()  # without a recipe: TrainConfig's defaults

@@ -19,8 +19,11 @@ def test_grid_configs():
     assert (m.lr, m.muon_lr_ratio, m.adam_beta2) == (0.005, 0.1, 0.95)
     assert a.lr == 0.005 and s.lr == oc.SGD_LR
     for c in cfgs:  # only the optimizer differs
-        assert (c.steps, c.schedule, c.warmup_steps, c.warmdown_steps, c.batch_size) == \
-            (1500, "wcd", 419, 424, 16)
+        # paper-gpt@2's schedule as run, boundaries scaled: 4350 → 910, 5800 → 1214 of 1500
+        assert (c.steps, c.schedule, c.warmup_steps, c.warmdown_steps, c.warmdown_end,
+                c.batch_size) == (1500, "wcd", 0, 304, 1214, 16)
+        assert (c.recipe, c.muon_scale, c.muon_momentum, c.muon_ns_dtype) == \
+            ("paper-gpt@2", "paper", "sum", "bfloat16")
         assert dict(c.model_overrides)["n_embd"] == 64 and c.act == "relu"
         assert c.out.endswith(f"{c.optimizer}-s{c.seed}")
     with pytest.raises(ValueError, match="optimizer='lion' invalid"):
