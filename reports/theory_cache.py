@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from driftlab.atomic_io import write_json
+
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("theory", "montecarlo", "driftlab/activations.py")
 
@@ -62,9 +64,7 @@ def store(rows: list[dict], seed: int = 0) -> Path | None:
     path = cache_path(seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(rows, indent=1, default=str))
-        os.replace(tmp, path)
+        write_json(path, rows, indent=1, default=str)
     except OSError:
         return None
     return path
