@@ -220,17 +220,12 @@ def theory_results(mode: str, out: Path, cache: str | None = None) -> list[dict]
     import sys
 
     from driftlab.reports import theory_cache
-    from driftlab.theory.cli import run_with_progress
 
-    rows = theory_cache.load() if not rerun else None
-    if rows is not None:
-        print(f"driftlab report: theorem checks from the cache {theory_cache.cache_path()} "
-              f"(same code version)", file=sys.stderr)
-    else:
-        print("driftlab report: running the theorem checks (minutes of CPU; cached by code "
-              "version afterwards)", file=sys.stderr)
-        rows = [r.as_dict() for r in run_with_progress()]
-        theory_cache.store(rows)
+    rows, cached = theory_cache.checked(progress=True, rerun=rerun)
+    print(f"driftlab report: theorem checks from the cache {cached} (same code version)"
+          if cached else "driftlab report: ran the theorem checks (running the theorem checks "
+          "takes minutes of CPU; cached by code version for `driftlab theory check` and the "
+          "next report)", file=sys.stderr)
     write_json(out / THEORY_CACHE, rows, indent=1, default=str)
     return rows
 

@@ -13,13 +13,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = sub.add_parser("check", help="run every theorem check and print a table")
     check.add_argument("--json", action="store_true", help="print the results as a JSON list")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    check.add_argument("--rerun", action="store_true",
+                       help="run the checks even if results for this code version and seed "
+                            "are cached (default: reuse them; the cache is shared with "
+                            "`driftlab report`, reports/theory_cache.py)")
     check.add_argument("--no-progress", action="store_true",
                        help="no progress output (default: one overall bar on a terminal, "
                             "one line per check otherwise)")
 
     pred = sub.add_parser("predict", help="analytic vs Monte Carlo E[∂ℓ/∂p_i | p_i > 0] in one setting")
-    pred.add_argument("--loss", required=True, choices=("mse", "ce"),
+    pred.add_argument("--loss", required=True,
                       help="mse (½‖f − y‖² summed over outputs) or ce (softmax cross-entropy)")
     pred.add_argument("--act", required=True, help=f"one of {', '.join(ACTIVATION_NAMES)} (clipped: NAME:C)")
     pred.add_argument("--d-in", type=int, required=True, help="input dimension d (x ~ N(0, I_d))")
@@ -109,13 +113,18 @@ def run_with_progress(seed: int = 0, show: bool = True, stream=None) -> list:
 
 
 def _check(args) -> int:
-    results = run_with_progress(seed=args.seed, show=not (args.no_progress or args.json))
-    rows = [r.as_dict() for r in results]
+    from driftlab.reports import theory_cache
+
+    rows, cached = theory_cache.checked(seed=args.seed, rerun=args.rerun,
+                                        progress=not (args.no_progress or args.json))
+    if cached:
+        print(f"driftlab theory check: results of this code version and seed from the cache "
+              f"{cached}; --rerun runs them again", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         print(format_table(rows))
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r["verdict"] == "pass" for r in rows) else 1
 
 
 # What each check kind tests (its pass rule), printed under the table.
