@@ -95,3 +95,21 @@ def test_sweep_moves_a_finished_run_of_another_spec_aside(tmp_path, capsys):
     assert json.loads((moved / "summary.json").read_text())["status"] == "ok"
     assert json.loads((old / "run.json").read_text()) == spec.as_dict()
     assert "moved to" in capsys.readouterr().err
+
+
+def test_load_run_gives_flat_rows_for_a_run_and_an_ensemble(train_run, tmp_path):
+    import driftlab
+
+    rows = driftlab.load_run(train_run)
+    taps = {r["tap"] for r in rows}
+    steps = sorted({r["step"] for r in rows})
+    assert len(rows) == len(taps) * len(steps) and steps[0] == 0
+    assert all(isinstance(v, (int, float, str, type(None))) for r in rows for v in r.values())
+    assert {"run", "arch", "seed", "loss", "sparsity", "grad_pos_mean"} <= set(rows[0])
+    ens = tmp_path / "ens"
+    for s in (3, 4):
+        _copy_run(train_run, ens / f"seed-{s}", seed=s)
+    rows = driftlab.load_run(ens)
+    assert {r["seed"] for r in rows} == {3, 4}
+    final = driftlab.load_run(ens, final=True)
+    assert len(final) == 2 * len(taps) and "val_loss" in final[0]
