@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
+# JAX is imported inside the functions (they run at trace time, where the import is a
+# dict lookup): the registry's names and parser are used by argparse help and config
+# validation, which must not start JAX (``driftlab --help`` stays fast).
 
 # The paper's value is not public; its code uses 50 and a companion library 15.
 # We default to 15 and make it a parameter (``clipped_relu2:50``).
@@ -21,16 +22,42 @@ DEFAULT_CLIP = 15.0
 
 
 def _gelu(z):
+    import jax
+
     return jax.nn.gelu(z, approximate=False)
 
 
+def _relu(z):
+    import jax
+
+    return jax.nn.relu(z)
+
+
+def _silu(z):
+    import jax
+
+    return jax.nn.silu(z)
+
+
+def _tanh(z):
+    import jax.numpy as jnp
+
+    return jnp.tanh(z)
+
+
+def _square(z):
+    import jax.numpy as jnp
+
+    return jnp.square(z)
+
+
 _BASE: dict[str, Callable] = {
-    "relu": jax.nn.relu,
+    "relu": _relu,
     "gelu": _gelu,
-    "silu": jax.nn.silu,
-    "tanh": jnp.tanh,
-    "relu2": lambda z: jnp.square(jax.nn.relu(z)),
-    "gelu2": lambda z: jnp.square(_gelu(z)),
+    "silu": _silu,
+    "tanh": _tanh,
+    "relu2": lambda z: _square(_relu(z)),
+    "gelu2": lambda z: _square(_gelu(z)),
     "identity": lambda z: z,
 }
 _CLIPPED = {"clipped_relu2": "relu2", "clipped_gelu2": "gelu2"}
@@ -47,6 +74,8 @@ class Activation:
 
     def __call__(self, z):
         if self.name in _CLIPPED:
+            import jax.numpy as jnp
+
             return jnp.minimum(_BASE[_CLIPPED[self.name]](z), self.clip)
         return _BASE[self.name](z)
 

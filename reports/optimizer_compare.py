@@ -267,8 +267,14 @@ def optimizer_figure(run_dirs, path) -> str:
     ax2.set_xticks(range(len(opts)), opts)
     ax2.set(ylabel="validation ReLU sparsity (block mean)", title="final sparsity")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+
+    from driftlab.atomic_io import write_bytes
+
+    buf = io.BytesIO()  # one atomic write: no half-written PNG
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    write_bytes(path, buf.getvalue())
     return str(path)
 
 

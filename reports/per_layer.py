@@ -178,8 +178,14 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_title("Per-tap Stein prediction vs autodiff at init (±1 SE)")
     ax.legend(fontsize=5, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+
+    from driftlab.atomic_io import write_bytes
+
+    buf = io.BytesIO()  # one atomic write: no half-written PNG
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    write_bytes(path, buf.getvalue())
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driftlab.atomic_io import write_json, write_text
 from driftlab.reports import figures
 from driftlab.reports.analysis import mean_ci
 from driftlab.reports import causal, claims, cliff, drift, spikes
@@ -68,38 +69,34 @@ def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    for i, line in enumerate(path.read_text().splitlines()):
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
+            if i == len(lines) - 1:  # a record cut off by a kill mid-write: the run's
+                continue             # summary and checkpoint say where it stopped
             raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
     return sorted((r for r in out if "step" in r and "event" not in r), key=lambda r: r["step"])
 
 
-def load_runs(dirs) -> list[Run]:
-    """Every finished run (summary.json with status ok) under ``dirs``; ValueError for a
+def discover_runs(dirs) -> tuple[list[Run], list[tuple[str, str]]]:
+    """(every finished run under ``dirs``, [(directory, reason)] for each run directory that
+    cannot be used): sweep runs (run.json), ``driftlab train`` runs and seed-* ensembles
+    (config.json; preset "train"); see reports/discover.py. ValueError only for a
     directory that does not exist."""
-    runs, seen = [], set()
-    for d in dirs:
-        d = Path(d)
-        if not d.is_dir():
-            raise ValueError(f"run directory {str(d)!r} does not exist or is not a directory")
-        for spec_path in sorted(d.rglob("run.json")):
-            run_dir = spec_path.parent.resolve()
-            if run_dir in seen or not (run_dir / "summary.json").exists():
-                continue
-            try:
-                spec = json.loads(spec_path.read_text())
-                summary = json.loads((run_dir / "summary.json").read_text())
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{spec_path.parent}: unreadable run files ({err})") from None
-            if summary.get("status") not in FINISHED_STATUSES:
-                continue
-            seen.add(run_dir)
-            runs.append(Run(run_dir, spec, summary))
-    return runs
+    from driftlab.reports.discover import discover
+
+    found = discover(dirs)
+    return [Run(f.path, f.spec, f.summary) for f in found.runs], found.skipped
+
+
+def load_runs(dirs) -> list[Run]:
+    """Every finished run (status ok or diverged) under ``dirs`` (:func:`discover_runs`);
+    ValueError for a directory that does not exist."""
+    return discover_runs(dirs)[0]
 
 
 def by_preset(runs: list[Run]) -> dict[str, list[Run]]:
@@ -115,7 +112,8 @@ def provenance(runs: list[Run]) -> str:
         return "no runs"
     sizes = sorted({r.tags.get("size", "?") for r in runs})
     seeds = sorted({r.tags.get("seed", 0) for r in runs})
-    versions = sorted({f"{r.spec['preset']} v{r.spec['version']}" for r in runs})
+    versions = sorted({f"{r.spec['preset']} v{r.spec['version']}" if r.spec["preset"] != "train"
+                       else "driftlab train" for r in runs})
     steps = sorted({r.spec["config"].get("steps") for r in runs if "steps" in r.spec["config"]})
     text = (f"{len(runs)} runs ({', '.join(versions)}), size {'/'.join(sizes)}, "
             f"seeds {seeds[0]}–{seeds[-1]} ({len(seeds)})")
@@ -222,18 +220,13 @@ def theory_results(mode: str, out: Path, cache: str | None = None) -> list[dict]
     import sys
 
     from driftlab.reports import theory_cache
-    from driftlab.theory.cli import run_with_progress
 
-    rows = theory_cache.load() if not rerun else None
-    if rows is not None:
-        print(f"driftlab report: theorem checks from the cache {theory_cache.cache_path()} "
-              f"(same code version)", file=sys.stderr)
-    else:
-        print("driftlab report: running the theorem checks (minutes of CPU; cached by code "
-              "version afterwards)", file=sys.stderr)
-        rows = [r.as_dict() for r in run_with_progress()]
-        theory_cache.store(rows)
-    (out / THEORY_CACHE).write_text(json.dumps(rows, indent=1, default=str))
+    rows, cached = theory_cache.checked(progress=True, rerun=rerun)
+    print(f"driftlab report: theorem checks from the cache {cached} (same code version)"
+          if cached else "driftlab report: ran the theorem checks (running the theorem checks "
+          "takes minutes of CPU; cached by code version for `driftlab theory check` and the "
+          "next report)", file=sys.stderr)
+    write_json(out / THEORY_CACHE, rows, indent=1, default=str)
     return rows
 
 
@@ -372,7 +365,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(run_dirs)
+    runs, skipped = discover_runs(run_dirs)
     groups = by_preset(runs)
     ok = {name: _ok(rs) for name, rs in groups.items()}
     t0 = time.time()
@@ -391,30 +384,70 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_opt = section_optimizers(ok.get("optimizers", []), out)
     s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, layer_rows),
                                  SECTIONS[9])
-    sizes = sorted({r.tags.get("size", "?") for r in runs})
+    sizes = sorted({str(r.tags.get("size", "?")) for r in runs})
+    n_ok = sum(r.summary.get("status") == "ok" for r in runs)
     head = ["# driftlab report: weight drift, sparsity and spikes",
             "",
-            f"Runs: {len(runs)} finished runs from {', '.join(map(str, run_dirs)) or '–'} "
+            f"Runs: {n_ok} completed and {len(runs) - n_ok} diverged (stopped on a non-finite "
+            f"loss; used only by the trade-off) from {', '.join(map(str, run_dirs)) or '–'} "
             f"(scales: {', '.join(sizes) or '–'}). "
             + (f"Regenerate with:\n\n```\n{command}\n```\n" if command else "")]
+    only_diverged = [f"{name} ({len(rs)})" for name, rs in groups.items()
+                     if rs and not ok.get(name) and name != "tradeoff"]
+    if only_diverged:
+        head.append(f"**Only diverged runs** for {', '.join(only_diverged)}: their sections "
+                    f"below have no completed run to show.\n")
+    head += skipped_note(skipped, Path(out))
     if sizes and set(sizes) <= {"tiny"}:
         head.append("**Scale warning.** These are *tiny* smoke-scale CPU runs (tens of "
                     "steps): only signs at initialization and over the first steps mean "
                     "anything; the decisive reduced report is made at scale `cpu`.\n")
-    body = "\n".join(head + [s_th, s_layers, s_drift, s_pins, s_first, s_law, s_trade, s_spk,
+    body = "\n".join(head + [section_train_runs(groups.get("train", []))] + [s_th, s_layers, s_drift, s_pins, s_first, s_law, s_trade, s_spk,
                              s_opt, s_claims, "",
                              f"_Report built in {time.time() - t0:.0f} s._\n"])
-    path = out / "report.md"
-    path.write_text(body)
+    path = write_text(out / "report.md", body)
     write_runs_csv(runs, out / "summary.csv")
     return path
 
 
+def skipped_note(skipped: list[tuple[str, str]], out: Path) -> list[str]:
+    """Header lines naming every run directory the report could not use, and why."""
+    if not skipped:
+        return []
+    lines = [f"**Skipped {len(skipped)} run director{'y' if len(skipped) == 1 else 'ies'}** "
+             f"(not in any table):\n"]
+    lines += [f"- `{d}`: {why}" for d, why in skipped]
+    return lines + [""]
+
+
+def section_train_runs(runs: list[Run]) -> str:
+    """``driftlab train`` runs (and seed-* ensembles) given to the report: one row per
+    (arch, act, data, optimizer) over its seeds, mean ± t-based 95% CI (reports/drift.py's
+    per-run quantities). Not part of any claim: the claims use the presets' runs."""
+    if not runs:
+        return ""
+    ok = _ok(runs)
+    s = (f"## Training runs (`driftlab train`)\n\n{len(runs)} run(s): {len(ok)} completed, "
+         f"{len(runs) - len(ok)} diverged (not in the table). Per run: Δmean/std of the "
+         f"downstream matrices (heads excluded, shown as the control), E[g|p>0] at the first "
+         f"and last logged step, mean tap sparsity and validation loss; per group the mean "
+         f"± 95% CI over seeds. Directories: "
+         + ", ".join(f"`{os.path.relpath(r.path)}`" for r in sorted(runs, key=lambda r: str(r.path)))
+         + ".\n\n")
+    cells = drift.collect_cells(ok)
+    rows = [[arch, act, data, opt, len(ds), ", ".join(str(d.seed) for d in ds),
+             ds[0].steps, _ci([d.w_rel for d in ds]), _ci([d.head_rel for d in ds]),
+             _ci([d.g0 for d in ds]), _ci([d.g_end for d in ds]),
+             _ci([d.sparsity for d in ds]), _ci([d.val_loss for d in ds])]
+            for (arch, act, data, opt), ds in cells.items()]
+    return s + _table(["arch", "act", "data", "optimizer", "n", "seeds", "steps",
+                       "Δmean/std downstream", "Δmean/std heads", "E[g|p>0] first",
+                       "E[g|p>0] last", "sparsity", "val loss"], rows) + "\n"
+
+
 def write_runs_csv(runs: list[Run], path: Path) -> Path:
     """One row per run of every preset (reports/sweep.summary_row; union of columns)."""
-    import csv
-
-    from driftlab.reports.sweep import summary_row
+    from driftlab.reports.sweep import csv_text, summary_row
 
     rows = []
     for r in sorted(runs, key=lambda r: (r.spec["preset"], r.spec["run_id"])):
@@ -427,8 +460,4 @@ def write_runs_csv(runs: list[Run], path: Path) -> Path:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields or ["run_id"], restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_text(path, csv_text(rows, fields))

@@ -58,7 +58,13 @@ def styled(fn):
 
 def save(fig, path) -> str:
     """Lay out, write ``path`` (PNG at RC's dpi), close the figure; return the path."""
+    import io
+
+    from driftlab.atomic_io import write_bytes
+
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()  # rendered in memory, then one atomic write: no half-written PNG
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    write_bytes(path, buf.getvalue())
     return str(path)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driftlab.atomic_io import write_json, write_text
 from driftlab.reports import run_claims as claims
 from driftlab.reports.presets import (PRESETS, FirstStepConfig, RunSpec, get_preset,
                                       sparsity_law_steps, spec_from_dict)
@@ -98,12 +99,40 @@ def is_finished(spec: RunSpec, run_dir: Path) -> bool:
             and _read_json(run_dir / RUN_FILE) == spec.as_dict())
 
 
+SUPERSEDED_DIR = ".superseded"  # finished runs moved aside, never deleted (hidden: not reported)
+
+
 def _start(spec: RunSpec, run_dir: Path, keep: bool) -> None:
-    """Write ``run.json``; drop an unrelated or (``keep=False``) partial run first."""
+    """Write ``run.json``; drop an unrelated or (``keep=False``) partial run first. A
+    *finished* run (summary.json status ok/diverged) whose run.json differs (another preset
+    version, other tags) is not deleted: it is moved to ``OUT/.superseded/`` and named on
+    stderr."""
     if run_dir.exists() and (not keep or _read_json(run_dir / RUN_FILE) != spec.as_dict()):
-        shutil.rmtree(run_dir)
+        summary = _read_json(run_dir / SUMMARY_FILE)
+        if isinstance(summary, dict) and summary.get("status") in FINISHED_STATUSES:
+            _set_aside(run_dir)
+        else:
+            shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_FILE).write_text(json.dumps(spec.as_dict(), indent=1))
+    write_json(run_dir / RUN_FILE, spec.as_dict(), indent=1)
+
+
+def _set_aside(run_dir: Path) -> Path:
+    """Move a finished run out of the grid's way to OUT/.superseded/<run_id>[-N]; say so."""
+    import sys
+
+    old = _read_json(run_dir / RUN_FILE)
+    version = old.get("version") if isinstance(old, dict) else None
+    base = run_dir.parent / SUPERSEDED_DIR / (run_dir.name + (f".v{version}" if version else ""))
+    target, n = base, 1
+    while target.exists():
+        target, n = base.with_name(f"{base.name}-{n}"), n + 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run_dir, target)
+    print(f"driftlab sweep: {run_dir} held a finished run of another spec"
+          f"{f' (preset version {version})' if version else ''}; moved to {target}, not "
+          f"deleted", file=sys.stderr)
+    return target
 
 
 # --------------------------------------------------------------------------- run kinds
@@ -120,7 +149,7 @@ def _run_train(spec: RunSpec, run_dir: Path) -> dict:
     except NonFiniteLossError as err:
         summary = {"status": "diverged", "reason": str(err), "arch": cfg.arch, "act": cfg.act,
                    "steps": err.step, "final_loss": err.loss}
-        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        write_json(run_dir / SUMMARY_FILE, summary, indent=2)
         return summary
 
 
@@ -285,9 +314,8 @@ def _run_first_step(spec: RunSpec, run_dir: Path) -> dict:
     t0 = time.time()
     summary = run_first_step(spec.config)
     summary["seconds"] = time.time() - t0
-    (run_dir / "config.json").write_text(json.dumps(
-        {"first_step": dataclasses.asdict(spec.config)}, indent=2))
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / "config.json", {"first_step": dataclasses.asdict(spec.config)}, indent=2)
+    write_json(run_dir / SUMMARY_FILE, summary, indent=2)
     return summary
 
 
@@ -440,6 +468,17 @@ def summary_row(spec: dict, summary: dict, run_dir: Path) -> dict:
     return row
 
 
+def csv_text(rows: list[dict], fields: list[str]) -> str:
+    """``rows`` as CSV text with header ``fields`` (missing cells empty)."""
+    import io
+
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=fields or ["run_id"], restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def write_summary_csv(specs: list[RunSpec], out: str | os.PathLike) -> Path:
     """(Re)write ``out/summary.csv`` from every finished run of ``specs`` found in ``out``
     (written to a temporary file and renamed, so concurrent shards never see half a file)."""
@@ -453,15 +492,8 @@ def write_summary_csv(specs: list[RunSpec], out: str | os.PathLike) -> Path:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    path = out / CSV_FILE
-    tmp = out / f".{CSV_FILE}.{os.getpid()}.tmp"
     out.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields or ["run_id"], restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return write_text(out / CSV_FILE, csv_text(rows, fields))
 
 
 # --------------------------------------------------------------------------- the sweep

@@ -1,5 +1,7 @@
-"""Theorem-check results cached by code version, so ``driftlab report`` reruns the checks
-(minutes of CPU) only when the code that computes them changed.
+"""Theorem-check results cached by code version, so ``driftlab theory check``,
+``driftlab report`` and ``driftlab.check_theorems()`` rerun the checks (minutes of CPU) only
+when the code that computes them changed: one cache, filled and read by all three
+(:func:`checked`).
 
 The key is a SHA-256 over the source of every module the results depend on (theory/,
 montecarlo/, driftlab/activations.py) plus the seed; the cache lives in
@@ -14,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from driftlab.atomic_io import write_json
+
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("theory", "montecarlo", "driftlab/activations.py")
 
@@ -27,7 +31,7 @@ def source_files(root: Path = _PACKAGE_ROOT) -> list[Path]:
     return [f for f in files if f.is_file() and "tests" not in f.parts]
 
 
-def code_version(seed: int = 0, root: Path = _PACKAGE_ROOT) -> str:
+def code_version(seed: int | str = 0, root: Path = _PACKAGE_ROOT) -> str:
     """First 16 hex digits of SHA-256 over (relative path, content) of :func:`source_files`."""
     h = hashlib.sha256(f"seed={seed}".encode())
     for f in source_files(root):
@@ -43,11 +47,11 @@ def cache_dir() -> Path:
     return Path(base) / "driftlab"
 
 
-def cache_path(seed: int = 0) -> Path:
+def cache_path(seed: int | str = 0) -> Path:
     return cache_dir() / f"theory_checks-{code_version(seed)}.json"
 
 
-def load(seed: int = 0) -> list[dict] | None:
+def load(seed: int | str = 0) -> list[dict] | None:
     """Cached rows for the current code version, or None."""
     try:
         rows = json.loads(cache_path(seed).read_text())
@@ -57,14 +61,39 @@ def load(seed: int = 0) -> list[dict] | None:
     return rows if ok else None
 
 
-def store(rows: list[dict], seed: int = 0) -> Path | None:
+def store(rows: list[dict], seed: int | str = 0) -> Path | None:
     """Write ``rows`` for the current code version (atomically); None if not writable."""
     path = cache_path(seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(rows, indent=1, default=str))
-        os.replace(tmp, path)
+        write_json(path, rows, indent=1, default=str)
     except OSError:
         return None
     return path
+
+
+def suite_key(seed: int = 0) -> str:
+    """The cache key of one suite run: the seed and a digest of the check specs and budgets,
+    so a different set of checks (tests shrink them) never reads or overwrites the cache of
+    the full suite at the same code version."""
+    from driftlab.theory import checks
+
+    blob = repr((checks.default_specs(), sorted(checks.BUDGETS.items())))
+    return f"{seed}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def checked(seed: int = 0, progress: bool = False, rerun: bool = False, stream=None
+            ) -> tuple[list[dict], Path | None]:
+    """(check rows, the cache file they came from or None if run now): the cached rows of
+    this code version, suite and seed, else every check run now (theory/cli's
+    run_with_progress, progress on ``stream`` if ``progress``) and stored. ``rerun`` skips
+    the lookup (and refreshes the cache)."""
+    key = suite_key(seed)
+    rows = None if rerun else load(key)
+    if rows is not None:
+        return rows, cache_path(key)
+    from driftlab.theory.cli import run_with_progress
+
+    rows = [r.as_dict() for r in run_with_progress(seed=seed, show=progress, stream=stream)]
+    store(rows, key)
+    return rows, None

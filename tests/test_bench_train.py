@@ -19,7 +19,11 @@ def _check_rows(rows):
     for r in rows:
         assert {"name", "value", "baseline", "baseline_value", "unit", "ratio", "target",
                 "note"} <= set(r)
-        assert r["value"] > 0 and r["baseline_value"] > 0 and r["ratio"] > 0
+        assert r["baseline_value"] > 0
+        if r["value"] is None:  # a timing difference too noisy for a rate (load-dependent)
+            assert r["ratio"] is None and "too noisy" in r["note"]
+            continue
+        assert r["value"] > 0 and r["ratio"] > 0
         assert math.isclose(r["ratio"], r["value"] / r["baseline_value"], rel_tol=1e-9)
     assert any(n.startswith("instrumented vs plain step [mlp tiny]") for n in names)
     assert any(n.startswith("instrumented vs plain step [gpt tiny]") for n in names)

@@ -189,6 +189,10 @@ def test_bare_steps_and_engine_measure():
     assert m["window"] == (10, 29) and m["steps"] == 30
     for k in ("bare_s", "whole_s"):
         assert 0 < m[k] < 1
+    # The steady state is a difference of wall times: a positive rate or "too noisy",
+    # whichever the machine's load gives, never a value <= 0.
+    assert (m["steady_s"] is None) == m["steady_note"].startswith("too noisy")
+    assert m["steady_s"] is None or m["steady_s"] > 0
     with pytest.raises(ValueError, match="from_step"):
         engine_loop.measure(cfg, from_step=29, repeats=1)
     with pytest.raises(ValueError, match="repeats"):

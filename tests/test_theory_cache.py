@@ -2,6 +2,7 @@
 
 import shutil
 from pathlib import Path
+import pytest
 
 
 from driftlab.reports import report, theory_cache
@@ -57,3 +58,24 @@ def test_report_checks_out_before_work(tmp_path, capsys):
     f.write_text("x")
     assert main(["report", "--out", str(f), "--no-theory"]) == 2
     assert "existing file" in capsys.readouterr().err
+
+
+def test_theory_check_fills_the_cache_report_reads(tmp_path, monkeypatch, capsys):
+    """One cache: `driftlab theory check` stores, the next report (and check) reuse it."""
+    from dataclasses import replace
+
+    import driftlab.theory.cli as tcli
+    from driftlab.cli import main
+    from driftlab.theory import checks
+
+    small = [s for s in checks.default_specs() if s.quantity == "gram_diag"][:1]
+    fast = {k: replace(v, draws=256, chunk=256) for k, v in checks.BUDGETS.items()}
+    monkeypatch.setattr(checks, "default_specs", lambda: small)
+    monkeypatch.setattr(checks, "BUDGETS", fast)
+    assert main(["theory", "check", "--no-progress"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(tcli, "run_with_progress", lambda *a, **k: pytest.fail("rerun"))
+    rows = report.theory_results("auto", tmp_path)
+    assert len(rows) == 1 and "from the cache" in capsys.readouterr().err
+    assert main(["theory", "check", "--no-progress"]) == 0
+    assert "from the cache" in capsys.readouterr().err

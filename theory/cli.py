@@ -13,24 +13,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = sub.add_parser("check", help="run every theorem check and print a table")
     check.add_argument("--json", action="store_true", help="print the results as a JSON list")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    check.add_argument("--rerun", action="store_true",
+                       help="run the checks even if results for this code version and seed "
+                            "are cached (default: reuse them; the cache is shared with "
+                            "`driftlab report`, reports/theory_cache.py)")
     check.add_argument("--no-progress", action="store_true",
                        help="no progress output (default: one overall bar on a terminal, "
                             "one line per check otherwise)")
 
     pred = sub.add_parser("predict", help="analytic vs Monte Carlo E[∂ℓ/∂p_i | p_i > 0] in one setting")
-    pred.add_argument("--loss", required=True, help="mse or ce")
+    pred.add_argument("--loss", required=True,
+                      help="mse (½‖f − y‖² summed over outputs) or ce (softmax cross-entropy)")
     pred.add_argument("--act", required=True, help=f"one of {', '.join(ACTIVATION_NAMES)} (clipped: NAME:C)")
-    pred.add_argument("--d-in", type=int, required=True)
-    pred.add_argument("--width", type=int, required=True)
-    pred.add_argument("--d-out", type=int, required=True)
-    pred.add_argument("--gain", type=float, default=1.0)
+    pred.add_argument("--d-in", type=int, required=True, help="input dimension d (x ~ N(0, I_d))")
+    pred.add_argument("--width", type=int, required=True, help="hidden width n (units of p, h)")
+    pred.add_argument("--d-out", type=int, required=True, help="outputs k (classes for ce)")
+    pred.add_argument("--gain", type=float, default=1.0,
+                      help="init gain G: weights N(0, G²/fan_in) (default: 1.0)")
     pred.add_argument("--samples", type=int, default=1 << 18,
                       help="total examples (independent weight draws × 16 inputs each); "
                            "rounded up to whole compiled chunks, and the rounding is reported "
                            "(default: 262144)")
-    pred.add_argument("--seed", type=int, default=0)
-    pred.add_argument("--json", action="store_true")
+    pred.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    pred.add_argument("--max-memory-gb", type=float, default=None,
+                      help="refuse (exit 2) a setting whose estimated memory is above this "
+                           "(default: the physical memory available now)")
+    pred.add_argument("--json", action="store_true", help="print one JSON object")
 
     plots = sub.add_parser("plots", help="empirical-vs-analytic figures (PNG)")
     plots.add_argument("--out", default="reports/theory",
@@ -104,13 +113,18 @@ def run_with_progress(seed: int = 0, show: bool = True, stream=None) -> list:
 
 
 def _check(args) -> int:
-    results = run_with_progress(seed=args.seed, show=not (args.no_progress or args.json))
-    rows = [r.as_dict() for r in results]
+    from driftlab.reports import theory_cache
+
+    rows, cached = theory_cache.checked(seed=args.seed, rerun=args.rerun,
+                                        progress=not (args.no_progress or args.json))
+    if cached:
+        print(f"driftlab theory check: results of this code version and seed from the cache "
+              f"{cached}; --rerun runs them again", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         print(format_table(rows))
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r["verdict"] == "pass" for r in rows) else 1
 
 
 # What each check kind tests (its pass rule), printed under the table.
@@ -153,11 +167,16 @@ def exact_chunk(draws: int, max_chunk: int) -> int:
     return best if best * 8 >= min(draws, max_chunk) else max_chunk
 
 
+def _chunk_for(setting, inputs: int) -> int:
+    # The estimator's own rule (montecarlo.estimators.chunk_for), imported late: JAX.
+    from driftlab.montecarlo.estimators import chunk_for
+
+    return chunk_for(setting, inputs)
+
+
 def _predict(args) -> int:
-    from driftlab.montecarlo import stein_reduced
-    from driftlab.montecarlo.estimators import Budget, chunk_for, estimate_grad_positive
-    from driftlab.montecarlo.stats import z_score
-    from driftlab.theory.expected_grad import expected_grad_positive_mse
+    from driftlab.montecarlo import memory
+    from driftlab.theory.dispatch import expected_grad_positive, uncovered
     from driftlab.theory.setting import BlockSetting
 
     if args.samples < 32:
@@ -167,14 +186,23 @@ def _predict(args) -> int:
     if setting.loss == "ce" and setting.d_out < 2:
         raise ValueError(f"--d-out {args.d_out} invalid with --loss ce; allowed: d_out >= 2 "
                          f"(a softmax over one class is constant, its gradient is 0)")
+    if uncovered(setting):
+        raise ValueError(uncovered(setting))
     inputs = 16
     draws = max(2, -(-args.samples // inputs))
-    budget = Budget(draws=draws, inputs_per_draw=inputs,
-                    chunk=exact_chunk(draws, chunk_for(setting, inputs)), seed=args.seed)
-    if setting.loss == "mse":
-        analytic = expected_grad_positive_mse(setting)
-    else:
-        analytic = stein_reduced.ce_grad_positive(setting, budget)
+    chunk = exact_chunk(draws, _chunk_for(setting, inputs))
+    # Before JAX allocates anything: a huge --d-in would otherwise die in the allocator.
+    limit = (memory.available_bytes() if args.max_memory_gb is None
+             else int(args.max_memory_gb * 1e9))
+    memory.check_fits(memory.grad_positive_bytes(setting.d_in, setting.width, setting.d_out,
+                                                 inputs, min(chunk, draws)),
+                      limit, f"--d-in {setting.d_in} --width {setting.width} --d-out "
+                             f"{setting.d_out} (a chunk of {min(chunk, draws)} draws × {inputs} inputs)")
+    from driftlab.montecarlo.estimators import Budget, estimate_grad_positive
+    from driftlab.montecarlo.stats import z_score
+
+    budget = Budget(draws=draws, inputs_per_draw=inputs, chunk=chunk, seed=args.seed)
+    analytic = expected_grad_positive(setting, budget)
     mc = estimate_grad_positive(setting, budget)
     if mc.samples != args.samples:
         print(f"driftlab theory predict: --samples {args.samples} ran {mc.samples} examples "

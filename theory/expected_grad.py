@@ -1,4 +1,7 @@
-"""Analytic expected gradients in the canonical setting (THEORY.md).
+"""Analytic expected gradients in the canonical setting (docs/theory.md).
+
+One dispatcher picks the right formula per setting and refuses the rest:
+theory/dispatch.py (``driftlab.expected_grad``).
 
 Setting: x ~ N(0, I_d); W1 ~ N(0, s1²), s1² = G²/d; W2 ~ N(0, s2²), s2² = G²/n;
 p = W1 x ∈ R^n, h = σ(p), f = W2 h ∈ R^k; targets independent of the weights.
@@ -12,7 +15,7 @@ with r ~ χ_d and H(τ) = E[σσ'(τZ) | Z > 0].
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -63,9 +66,17 @@ def expected_grad_positive_mse(setting: BlockSetting) -> Analytic:
     """E[∂ℓ/∂p_i | p_i > 0] = k·s2²·E[σσ'(p_i) | p_i > 0] under MSE (÷k for "mean").
 
     Assumes zero-mean i.i.d. Gaussian W1, W2 (fan-in variances G²/d, G²/n), x ~ N(0, I),
-    y ~ N(0, I) independent of the weights. ``setting.loss`` is ignored (MSE formula);
-    the assumption-breaking variants are handled by the functions below.
+    y ~ N(0, I) independent of the weights. Refuses (ValueError naming the field) a
+    cross-entropy setting and the assumption-breaking variants (w2_mean, target_coupling),
+    which have their own functions below; theory/dispatch.py picks among them.
     """
+    if setting.loss != "mse":
+        raise ValueError(f"loss={setting.loss!r}: this is the MSE formula; the cross-entropy "
+                         f"value is theory.dispatch.expected_grad_positive (Stein-reduced MC)")
+    for field in ("w2_mean", "target_coupling"):
+        if getattr(setting, field):
+            raise ValueError(f"{field}={getattr(setting, field)!r}: the theorem assumes 0; "
+                             f"use theory.dispatch.expected_grad_positive for this variant")
     per_output = 1.0 if setting.reduction == "mean" else float(setting.d_out)
     moment = positive_preactivation_moment(setting.act, setting.d_in, setting.s1)
     return moment.scaled(per_output * setting.s2**2)
@@ -88,7 +99,7 @@ def expected_grad_positive_mse_nonzero_mean(setting: BlockSetting) -> Analytic:
 def expected_grad_positive_mse_coupled_target(setting: BlockSetting) -> Analytic:
     """MSE with y = β·f + ξ (target correlated with W2): f − y = (1 − β)f − ξ, so the
     Stein argument gives (1 − β) times the independent-target value; β > 1 flips the sign."""
-    base = expected_grad_positive_mse(setting)
+    base = expected_grad_positive_mse(replace(setting, target_coupling=0.0))
     return base.scaled(1.0 - setting.target_coupling)
 
 

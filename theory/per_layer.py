@@ -27,7 +27,7 @@ F = ∂ℓ/∂z_{tk}; ∂/∂W_{ik} ∂ℓ/∂z_{tk} = Σ_{t'} ∂²ℓ/∂z_{tk
 E[∂ℓ/∂h | h] = s_W² E_R[L(R,·)ᵀ ∇²_z ℓ L(R,h)] for R with E[R_{ik}R_{i'k'}] = δδ
 (Rademacher, or exact over the H·D basis); montecarlo/per_layer.py estimates this.
 
-Canonical block (THEORY.md): one position, z = f = W2 h. MSE ½‖f − y‖² summed: ∇²_f ℓ = I_k,
+Canonical block (docs/theory.md): one position, z = f = W2 h. MSE ½‖f − y‖² summed: ∇²_f ℓ = I_k,
 T = k, so E[g_i | p] = k s2² σσ'(p_i), the existing result; cross-entropy: ∇²_f ℓ =
 diag(s) − s sᵀ, s = softmax(f), T = 1 − ‖s‖² (theory/expected_grad.softmax_trace_factor).
 

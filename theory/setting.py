@@ -13,7 +13,7 @@ REDUCTIONS = ("sum", "mean")
 
 @dataclass(frozen=True)
 class BlockSetting:
-    """x ~ N(0, I_d) → W1 (n×d) → p → σ → h → W2 → f ∈ R^k → ℓ (THEORY.md notation).
+    """x ~ N(0, I_d) → W1 (n×d) → p → σ → h → W2 → f ∈ R^k → ℓ (docs/theory.md notation).
 
     Weights are i.i.d. N(0, G²/fan_in). Variants that break the theorem's assumptions:
     ``w2_mean`` ≠ 0 shifts W2's mean; ``target_coupling`` β ≠ 0 makes the MSE target

@@ -1,6 +1,6 @@
 """SymPy forms of every activation and the Gaussian closed forms derived from them.
 
-Notation (THEORY.md): σ is the activation, σ' its derivative, φ and Φ the standard
+Notation (docs/theory.md): σ is the activation, σ' its derivative, φ and Φ the standard
 normal density and distribution function. Two Gaussian moments of σσ' carry every
 theorem:
 

@@ -45,6 +45,9 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         target = "" if r.get("target") is None else f"≥{r['target']:g}"
         base = f"{r['baseline']}={r['baseline_value']:.4g}"
-        lines.append(f"{r['name']:44} {r['value']:12.4g} {base:>28} {r['ratio']:8.3g} {target:>8}  "
+        # value None: a difference of timings too noisy to give a rate (bench/stable.py)
+        value = "too noisy" if r["value"] is None else f"{r['value']:.4g}"
+        ratio = "–" if r["ratio"] is None else f"{r['ratio']:.3g}"
+        lines.append(f"{r['name']:44} {value:>12} {base:>28} {ratio:>8} {target:>8}  "
                      f"{r.get('unit', '')} {r.get('note', '')}")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from driftlab.bench.stable import stable_median
 from driftlab.models import nonfinite, sharding
 from driftlab.models.base import get_arch
 from driftlab.models.train import (TrainConfig, is_logged_step, model_config, step_functions,
@@ -69,7 +70,9 @@ class BareSteps:
 def measure(cfg: TrainConfig, from_step: int, repeats: int) -> dict:
     """Median seconds per step of the bare steps from_step … steps-1, of the engine's
     steady state over the same steps, and of the whole ``train()`` call (see the module
-    docstring); blocks alternate (bare, stopped call, full call) ``repeats`` times."""
+    docstring); blocks alternate (bare, stopped call, full call) at least ``repeats``
+    times and until the steady-state median is stable (``steady_s`` None and
+    ``steady_note`` "too noisy: …" when it never is)."""
     if repeats < 1:
         raise ValueError(f"repeats={repeats!r} invalid; allowed: a positive integer")
     if not 0 < from_step < cfg.steps - 1:
@@ -88,14 +91,21 @@ def measure(cfg: TrainConfig, from_step: int, repeats: int) -> dict:
         bare = BareSteps(cfg)
         bare.run(0, cfg.steps - 1)  # compiles for the replicated outputs, warms the steps
         n = cfg.steps - from_step
-        t_bare, t_steady, t_whole = [], [], []
-        for _ in range(repeats):
+        t_bare, t_whole = [], []
+
+        def one_block() -> float:
+            # One alternating block (bare, stopped call, full call); its steady-state draw.
             t0 = time.perf_counter()
             bare.run(from_step, cfg.steps - 1)
             t_bare.append((time.perf_counter() - t0) / n)
             stopped, full = engine(from_step), engine()
-            t_steady.append((full - stopped) / n)
             t_whole.append(full / cfg.steps)
-    return {"bare_s": statistics.median(t_bare), "steady_s": statistics.median(t_steady),
+            return (full - stopped) / n
+
+        # A difference of two wall times can be <= 0 under load: repeat until stable
+        # or report None ("too noisy"), never a negative rate (driftlab/bench/stable.py).
+        steady = stable_median(one_block, repeats)
+    return {"bare_s": statistics.median(t_bare), "steady_s": steady.value,
+            "steady_note": steady.note,
             "whole_s": statistics.median(t_whole), "window": (from_step, cfg.steps - 1),
             "steps": cfg.steps, "repeats": repeats, "load": os.getloadavg()[0]}

@@ -298,8 +298,12 @@ def gpu_paper_mfu(size: str = "paper", batch_size: int = 8, dtype: str = "bfloat
 
 
 def _row(name, value, unit, baseline, baseline_value, target=None, note="") -> dict:
-    return {"name": name, "value": float(value), "unit": unit, "baseline": baseline,
-            "baseline_value": float(baseline_value), "ratio": float(value / baseline_value),
+    """One row; ``value`` None (a measurement too noisy to give a rate) gives ratio None."""
+    if value is not None and not value > 0:
+        raise ValueError(f"{name}: rate {value!r} invalid; allowed: > 0 (or None: too noisy)")
+    return {"name": name, "value": None if value is None else float(value), "unit": unit,
+            "baseline": baseline, "baseline_value": float(baseline_value),
+            "ratio": None if value is None else float(value / baseline_value),
             "target": target, "note": note}
 
 
@@ -419,12 +423,13 @@ def engine_rows(arch_name: str, size: str, repeats: int) -> list[dict]:
                       log_every=10, eval_batches=0, progress=False)
     m = engine_loop.measure(cfg, from_step=min(100, steps // 3), repeats=repeats)
     a, b = m["window"]  # steps a … b
-    note = (f"median of {repeats} alternating; {b - a + 1} steps, log every 10 "
+    steady = None if m["steady_s"] is None else 1.0 / m["steady_s"]
+    note = (f"{m['steady_note']}, alternating; {b - a + 1} steps, log every 10 "
             f"(instrumented step + weight stats + record on logged steps); load {m['load']:.1f} "
             f"on {_cores()} cores")
     label = f"[{arch_name} {size}]"
     return [_row(f"engine loop, steady state (steps {a}-{b}) vs bare mixed steps {label}",
-                 1.0 / m["steady_s"], "steps/s", "bare guarded steps, device batches",
+                 steady, "steps/s", "bare guarded steps, device batches",
                  1.0 / m["bare_s"], ENGINE_TARGET, note),
             _row(f"engine train() call ({steps} steps, incl. init) vs bare mixed steps {label}",
                  1.0 / m["whole_s"], "steps/s", "bare guarded steps, device batches",
