@@ -45,29 +45,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plots.add_argument("--out", default="reports/theory",
                        help="output directory, checked before any computation "
                             "(default: reports/theory)")
-    plots.add_argument("--seed", type=int, default=0)
+    plots.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     plots.add_argument("--quick", action="store_true",
-                       help="smaller samples (for tests); the full run takes about 8 min on a "
-                            "laptop CPU")
+                       help="small samples, same three figures (for tests and a first look); "
+                            "the full run takes about 8 min on 2 CPU cores")
 
     layers = sub.add_parser("layers", help="per-tap Stein prediction vs measured E[g|p>0] at init "
                                            "(theory/per_layer.py)")
-    layers.add_argument("--arch", required=True, help="mlp, vit, gpt, mpsenet (resnet: not "
-                                                      "covered, see README)")
-    layers.add_argument("--size", default="tiny")
-    layers.add_argument("--data", default="synthetic", help="synthetic, embedded or a PATH")
+    layers.add_argument("--arch", required=True,
+                        help="mlp, resnet, vit, gpt or mpsenet (resnet's conv readers have "
+                             "their own estimator, montecarlo/conv_readers.py; about 30–70 s "
+                             "per 64 seeds on 2 cores; docs/per-layer.md)")
+    layers.add_argument("--size", default="tiny", help="tiny, small or paper (default: tiny)")
+    layers.add_argument("--data", default="synthetic",
+                        help="synthetic, embedded or a PATH (default: synthetic)")
     layers.add_argument("--act", default=None, help="activation (default: the arch's)")
-    layers.add_argument("--seeds", type=int, default=64, help="independent init seeds (clusters)")
-    layers.add_argument("--batch-size", type=int, default=32)
+    layers.add_argument("--seeds", type=int, default=64,
+                        help="independent init seeds (clusters; default: 64)")
+    layers.add_argument("--batch-size", type=int, default=32, help="batch per seed (default: 32)")
     layers.add_argument("--probes", type=int, default=0,
                         help="Hutchinson probes per seed; 0 (default) = exact sum over the basis")
     layers.add_argument("--row-exact", action="store_true",
                         help="probes exact over hidden units, Rademacher over outputs "
                              "(needs --probes >= 1; lower variance when many positions share W)")
     layers.add_argument("--w-draws", type=int, default=1,
-                        help="downstream-W redraws per seed sharing p (averaged)")
+                        help="downstream-W redraws per seed sharing p (averaged; default: 1)")
     layers.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="config override (repeatable)")
+                        help="model config override (repeatable), e.g. init=fan_in_normal; "
+                             "the fields are listed by `driftlab train --help`")
     layers.add_argument("--json", action="store_true", help="one JSON object per row")
 
 
@@ -140,13 +145,16 @@ TIER_ABBREV = {"closed form": "closed", "quadrature": "quad",
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'verdict':7} {'kind':8} {'tier':6} {'z':>9} {'z*':>5}  {'analytic':>11}  "
+    # Column widths from the data: a long tier or kind name must not shift the columns.
+    tiers = [TIER_ABBREV.get(r.get("tier"), str(r.get("tier"))) for r in rows]
+    tw = max([4, *map(len, tiers)])
+    kw = max([8, *(len(str(r.get("kind", ""))) for r in rows)])
+    head = (f"{'verdict':7} {'kind':{kw}} {'tier':{tw}} {'z':>9} {'z*':>5}  {'analytic':>11}  "
             f"{'MC mean ± SE':>24}  claim | setting")
     lines = [head, "-" * len(head)]
-    for r in rows:
+    for r, tier in zip(rows, tiers):
         mc = f"{r['mc_mean']:.5g} ± {r['mc_stderr']:.2g}"
-        tier = TIER_ABBREV.get(r.get("tier"), str(r.get("tier")))
-        lines.append(f"{r['verdict']:7} {r.get('kind', ''):8} {tier:6} {r['z']:9.2f} "
+        lines.append(f"{r['verdict']:7} {r.get('kind', ''):{kw}} {tier:{tw}} {r['z']:9.2f} "
                      f"{r['threshold']:5.2f}  {r['analytic']:11.5g}  {mc:>24}  "
                      f"{r['claim']} | {r['setting']}")
     n_fail = sum(r["verdict"] != "pass" for r in rows)
