@@ -293,24 +293,26 @@ def train_ensemble(spec: TrajectorySpec, seeds: list[int] | None = None, record_
     opt = jax.vmap(tx.init)(params)
     mean0 = jax.vmap(prob.means)(params)
 
-    def one(p, o, batch, record):
-        def observe(_):
-            q = prob.taps_q(p, batch)
-            m = prob.means(p)
-            return {**{f"mean:{k}": m[k] for k in m}, **{f"g+:{k}": q[k] for k in q}}
-        shape = {f"mean:{k}": 0.0 for k in prob.downstream.values()} | {f"g+:{k}": 0.0 for k in prob.taps}
-        obs = jax.lax.cond(record, observe,
-                           lambda _: {k: jnp.float32(jnp.nan) for k in shape}, None)
+    def observe(p, batch):
+        q = prob.taps_q(p, batch)
+        m = prob.means(p)
+        return {**{f"mean:{k}": m[k] for k in m}, **{f"g+:{k}": q[k] for k in q}}
+
+    def one(p, o, batch):
         value, g = jax.value_and_grad(prob.loss)(p, batch)
         upd, o = tx.update(g, o, p)
-        return optax.apply_updates(p, upd), o, obs, value
+        return optax.apply_updates(p, upd), o, value
 
-    vstep = jax.vmap(one, in_axes=(0, 0, 0, None))
+    vobserve, vstep = jax.vmap(observe), jax.vmap(one)
+    blank = jax.eval_shape(vobserve, params, jax.tree_util.tree_map(lambda x: x[0], batches))
 
     def body(carry, xs):
         p, o = carry
         batch, t = xs
-        p, o, obs, value = vstep(p, o, batch, (t % record_every) == 0)
+        # the cond sits outside the vmap, so unrecorded steps skip the instrumented pass
+        obs = jax.lax.cond((t % record_every) == 0, lambda: vobserve(p, batch),
+                           lambda: {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in blank.items()})
+        p, o, value = vstep(p, o, batch)
         return (p, o), (obs, value)
 
     steps = jnp.arange(spec.steps)
