@@ -52,6 +52,8 @@ does not apply; montecarlo/trajectory.py measures AdamW but predicts nothing for
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 HORIZON_FRACTION = 0.5  # κ: rows with η t |b/a| ≤ κ are inside the stated horizon
@@ -130,6 +132,7 @@ def overlap_weights(steps: int, beta: float, batch_size: int, n: int | None) -> 
     return {"V1": V1, "V2": V2}
 
 
+@functools.lru_cache(maxsize=1)  # SymPy's sums take seconds; the forms do not change
 def symbolic_weights():
     """SymPy closed forms (W₁, W₂, S₂) as functions of the symbols (t, β), β ≠ 1.
 
