@@ -1,4 +1,4 @@
-"""``driftlab theory {check, predict, plots, layers}``."""
+"""``driftlab theory {check, predict, plots, layers, trajectory}``."""
 
 from __future__ import annotations
 
@@ -75,10 +75,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the fields are listed by `driftlab train --help`")
     layers.add_argument("--json", action="store_true", help="one JSON object per row")
 
+    traj = sub.add_parser("trajectory", help="second-order prediction of the drift trajectory vs "
+                                             "seed-ensemble training (theory/trajectory.py)")
+    traj.add_argument("--arch", required=True, help="block (the canonical 3-layer block), mlp, "
+                                                    "gpt, resnet, vit")
+    traj.add_argument("--size", default="tiny")
+    traj.add_argument("--data", default="synthetic", help="synthetic, embedded or a PATH")
+    traj.add_argument("--act", default=None, help="activation (default: the arch's)")
+    traj.add_argument("--optimizer", default="sgd", help="sgd or momentum (adamw: measured only)")
+    traj.add_argument("--lr", type=float, default=0.01)
+    traj.add_argument("--steps", type=int, default=100)
+    traj.add_argument("--seeds", type=int, default=64, help="init seeds (clusters)")
+    traj.add_argument("--batch-size", type=int, default=32)
+    traj.add_argument("--pairs", type=int, default=4, help="batch triples per seed for the "
+                                                           "coefficients")
+    traj.add_argument("--every", type=int, default=0,
+                      help="table: print every N-th step (default: steps/10)")
+    traj.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="config override (repeatable)")
+    traj.add_argument("--json", action="store_true",
+                      help="one JSON object per step and quantity, then one per quantity")
+
 
 def run(args) -> int:
     return {"check": _check, "predict": _predict, "plots": _plots,
-            "layers": _layers}[args.action](args)
+            "layers": _layers, "trajectory": _trajectory}[args.action](args)
 
 
 def run_with_progress(seed: int = 0, show: bool = True, stream=None) -> list:
@@ -284,4 +305,56 @@ def format_layers(rows: list[dict]) -> str:
         lines += [f"  {r['tap']:16} shortcut {r['shortcut']:11.3e} ± {r['shortcut_se']:8.2e}   "
                   f"kink {r['kink']:11.3e} ± {r['kink_se']:8.2e}   readers: {r['readers']}"
                   for r in rows]
+    return "\n".join(lines)
+
+
+def _trajectory(args) -> int:
+    from driftlab.models.train_cli import parse_override
+    from driftlab.montecarlo import trajectory as mt
+
+    spec = mt.TrajectorySpec(arch=args.arch, size=args.size, data=args.data, act=args.act,
+                             optimizer=args.optimizer, lr=args.lr, steps=args.steps,
+                             seeds=args.seeds, batch_size=args.batch_size, pairs=args.pairs,
+                             overrides=tuple(parse_override(t) for t in args.set))
+    rows, changes, _ = mt.run(spec)
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: v for k, v in r.as_dict().items() if k != "z_first"}))
+        for c in changes:
+            print(json.dumps(c.as_dict()))
+        return 0
+    if not rows:
+        print(f"optimizer {spec.optimizer}: the expansion does not apply (theory/trajectory.py); "
+              f"nothing predicted")
+        return 0
+    print(format_trajectory(rows, changes, spec, args.every or max(1, spec.steps // 10)))
+    return 0
+
+
+def format_trajectory(rows, changes, spec, every: int) -> str:
+    """Predicted vs measured every ``every`` steps, the verdicts, the sign changes."""
+    from driftlab.montecarlo import trajectory as mt
+
+    head = (f"{'quantity':22} {'step':>4} {'first':>10} {'second ± SE':>21} "
+            f"{'measured ± SE':>21} {'z':>6} {'z_1st':>6}  horizon")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.step % every and r.step != spec.steps:
+            continue
+        lines.append(f"{r.quantity:22} {r.step:4d} {r.first_order:10.3e} {r.second_order:10.3e} ± "
+                     f"{r.second_order_se:8.2e} {r.measured:10.3e} ± {r.measured_se:8.2e} "
+                     f"{r.z:6.2f} {r.z_first:6.2f}  {'in' if r.in_horizon else 'out'}")
+    ag, ag1 = mt.agreement(rows), mt.agreement(rows, "z_first")
+    lines.append(f"horizon: steps t with η·t·|b/a| <= {spec.horizon_fraction} (per quantity); "
+                 f"seeds = {spec.seeds}, z paired over seeds")
+    if ag["n"]:
+        lines.append(f"second order vs measured, {ag['n']} in-horizon rows: max |z| = "
+                     f"{ag['max_abs_z']:.2f} vs z* = {ag['z_star']:.2f}: "
+                     f"{'agrees' if ag['agrees'] else 'DISAGREES'}")
+        lines.append(f"first order alone: max |z| = {ag1['max_abs_z']:.2f}: "
+                     f"{'agrees' if ag1['agrees'] else 'rejected'}")
+    for c in changes:
+        lines.append(f"{c.quantity:22} a = {c.a:.3e}  b = {c.b:.3e}  horizon = {c.horizon:.0f} steps  "
+                     f"sign change: predicted {c.predicted_sign_change} (CI {c.predicted_ci}), "
+                     f"measured {c.measured_sign_change} (CI {c.measured_ci})")
     return "\n".join(lines)

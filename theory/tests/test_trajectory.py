@@ -1,0 +1,104 @@
+"""theory/trajectory.py: the expansion's weights (SGD, momentum, SymPy) and its polynomial on a
+model where the exact trajectory is known, with planted errors in b that must be caught."""
+
+import numpy as np
+import pytest
+
+from driftlab.theory import trajectory as th
+
+
+def test_sgd_weights_are_t_and_pairs():
+    w = th.weights(7, 0.0)
+    t = np.arange(8)
+    np.testing.assert_array_equal(w["W1"], t)
+    np.testing.assert_array_equal(w["W2"], t * (t - 1) / 2)
+    np.testing.assert_array_equal(w["S2"], t)
+
+
+def test_momentum_weights_match_sympy_and_unrolled_recursion():
+    beta = th.optimizer_beta("momentum")
+    w = th.weights(9, beta)
+    sym = th.symbolic_weights()
+    for t in range(1, 10):
+        for k in ("W1", "W2", "S2"):
+            got = float(sym[k].subs({sym["t"]: t, sym["beta"]: beta}))
+            assert got == pytest.approx(w[k][t], rel=1e-9), (k, t)
+    # the unrolled heavy-ball recursion: θ_t − θ₀ = −η Σ_r w_r(t) g_r with m_r = g_r + β m_{r−1}
+    g = np.random.default_rng(0).standard_normal(9)
+    m, theta = 0.0, 0.0
+    for r in range(9):
+        m = g[r] + beta * m
+        theta -= m
+    assert theta == pytest.approx(-np.dot(th.step_weights(9, beta), g))
+
+
+def test_symbolic_weights_reduce_to_sgd():
+    import sympy as sp
+
+    sym = th.symbolic_weights()
+    t, b = sym["t"], sym["beta"]
+    for k, sgd in (("W1", t), ("W2", t * (t - 1) / 2), ("S2", t)):
+        expr = sym[k].args[-1][0] if isinstance(sym[k], sp.Piecewise) else sym[k]
+        while isinstance(expr, sp.Piecewise):
+            expr = expr.args[-1][0]
+        assert sp.simplify(sp.limit(expr, b, 0) - sgd) == 0, k
+
+
+def test_adamw_is_refused():
+    with pytest.raises(ValueError, match="not linear"):
+        th.optimizer_beta("adamw")
+
+
+def _quadratic(lr, steps, beta=0.0):
+    """ℓ(θ; x) = ½θᵀAθ − xᵀθ, E x = m: g = Aθ − x, H = A. Exact E θ_t by the recursion."""
+    rng = np.random.default_rng(1)
+    n = 6
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = Q @ np.diag(np.linspace(0.5, 3.0, n)) @ Q.T
+    theta0, mvec = rng.standard_normal(n), rng.standard_normal(n)
+    th_, mom, exact = theta0.copy(), np.zeros(n), [0.0]
+    for _ in range(steps):
+        mom = (A @ th_ - mvec) + beta * mom
+        th_ = th_ - lr * mom
+        exact.append(float(np.mean(th_ - theta0)))
+    gbar = A @ theta0 - mvec
+    coef = {"c0": 0.0, "c1": float(np.mean(gbar)), "c2": float(np.mean(A @ gbar))}
+    return np.array(exact), coef
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_second_order_exact_within_horizon_and_planted_b_caught(beta):
+    lr, steps = 0.004, 60
+    exact, coef = _quadratic(lr, steps, beta)
+    wts = th.weights(steps, beta)
+    pred = th.polynomial(coef, lr, wts)
+    horizon = th.horizon_steps(coef["c1"], coef["c2"], 0.0, lr)
+    t = np.arange(steps + 1)
+    inside = (t >= 1) & (t <= min(horizon, steps)) & (wts["W1"] * lr * abs(coef["c2"] / coef["c1"])
+                                                       <= th.HORIZON_FRACTION)
+    assert inside.sum() >= 5
+    scale = np.abs(exact[inside])
+    err2 = np.abs(pred["second_order"][inside, 0] - exact[inside]) / scale
+    err1 = np.abs(pred["first_order"][inside, 0] - exact[inside]) / scale
+    # the remainder is third order: a fraction of the second-order term's share (≤ κ/2)
+    assert err2.max() < 0.3 * err1.max()
+    # a planted error in b: the sign flip is 3× the remainder everywhere it matters; the 10%
+    # one dominates the remainder early (it is O(η²t²), the remainder O(η³t³)), not at the edge
+    flip = th.polynomial(coef, lr, wts, second_scale=-1.0)["second_order"][inside, 0]
+    assert (np.abs(flip - exact[inside]) / scale).max() > 3 * err2.max()
+    ten = th.polynomial(coef, lr, wts, second_scale=1.1)["second_order"][inside, 0]
+    assert (np.abs(ten - exact[inside]) / np.maximum(np.abs(pred["second_order"][inside, 0]
+                                                            - exact[inside]), 1e-300)).max() > 2
+
+
+def test_overlap_weights_vanish_within_one_epoch():
+    over = th.overlap_weights(20, 0.0, 8, n=1000)  # 125 steps per epoch
+    assert not over["V1"].any() and not over["V2"].any()
+    over = th.overlap_weights(12, 0.0, 8, n=40)  # 5 steps per epoch
+    # step 10 is in epoch 2: pairs with the 10 earlier batches of epochs 0, 1 share B/n each
+    assert over["V1"][10] == pytest.approx(10 * 8 / 40)
+
+
+def test_sign_change():
+    assert th.sign_change(np.array([0.0, -1, -2, -1, 0.5]), 1) == 4
+    assert th.sign_change(np.array([1.0, 0.5, 0.2]), 0) is None
