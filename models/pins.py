@@ -23,6 +23,14 @@ gradients, optimizer moments, weight decay and clipping are as without the pin):
     removed_fro = ‖û ûᵀ(R − R₀)‖_F and removed_p_mean = mean_k ū·(R − R₀)_{:,k} (the
     mean pre-activation shift removed). Implemented for :data:`READER_ARCHS`.
 
+``sham``
+    The reader pin's sham control (same code path, nothing removed): every step it runs
+    exactly the computation of ``reader-stream-mean`` (ū recorded, û, the projection
+    ûᵀ(R − R₀) against the stored R₀) but subtracts 0·û ûᵀ(R − R₀), so R is unchanged.
+    A pinned-vs-sham difference is then the removal itself, not the machinery (the
+    extra reference copy R₀, the traced projection). Logged like the reader pin (the
+    amounts it *would* remove). Implemented for :data:`READER_ARCHS`.
+
 When both are set, the reader pin runs first and ``downstream-mean`` last (in the MLP a
 hidden matrix is both a reader and a downstream matrix; the mean pin then holds exactly).
 
@@ -41,7 +49,10 @@ from driftlab.models.checkpoint import flatten_dict
 
 DOWNSTREAM_MEAN = "downstream-mean"
 READER_STREAM_MEAN = "reader-stream-mean"
-PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN)
+SHAM = "sham"
+PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN, SHAM)
+# Pins that run the reader-projection code path, with the factor applied to the removal.
+_READER_PATH = {READER_STREAM_MEAN: 1.0, SHAM: 0.0}
 READER_ARCHS = ("gpt", "mlp")
 _TINY = 1e-30
 
@@ -64,9 +75,13 @@ def validate_pins(pins, arch: str) -> None:
             raise ValueError(f"TrainConfig.pins: unknown pin {p!r}; allowed: {', '.join(PINS)}")
     if len(set(pins)) != len(pins):
         raise ValueError(f"TrainConfig.pins={pins!r} invalid; allowed: {allowed}")
-    if READER_STREAM_MEAN in pins and arch not in READER_ARCHS:
-        raise ValueError(f"TrainConfig.pins: {READER_STREAM_MEAN!r} is not implemented for "
-                         f"arch={arch!r}; allowed archs: {', '.join(READER_ARCHS)}")
+    for name in _READER_PATH:
+        if name in pins and arch not in READER_ARCHS:
+            raise ValueError(f"TrainConfig.pins: {name!r} is not implemented for "
+                             f"arch={arch!r}; allowed archs: {', '.join(READER_ARCHS)}")
+    if READER_STREAM_MEAN in pins and SHAM in pins:
+        raise ValueError(f"TrainConfig.pins={pins!r} invalid; allowed: {READER_STREAM_MEAN!r} "
+                         f"or its sham {SHAM!r}, not both")
 
 
 def readers(arch: str, mcfg) -> dict[str, Reader]:
@@ -124,7 +139,7 @@ def reference(init_params, pins: tuple, arch: str, mcfg, downstream: dict) -> di
         w0 = f32(flat[r.weight])
         ref["row_mean0"][tap] = jnp.mean(w0, axis=1)
         ref["mean0"][tap] = jnp.mean(w0)
-        if READER_STREAM_MEAN in pins:
+        if any(name in pins for name in _READER_PATH):
             ref["reader_w0"][r.weight] = w0
     return ref
 
@@ -139,24 +154,28 @@ def _replace_leaf(tree: dict, path: str, value) -> dict:
 def apply_pins(params, pins: tuple, ref: dict, input_means: dict, reader_map: dict):
     """(pinned params, logs) after an update; see the module docstring for the maths.
 
-    logs: {"downstream-mean": {path: mean(W) − mean(W₀) removed}, "reader-stream-mean":
-    {path: {"removed_fro", "removed_p_mean"}}}, only for the pins that are set.
+    logs: {"downstream-mean": {path: mean(W) − mean(W₀) removed}, "reader-stream-mean"
+    (and "sham", what it would remove): {path: {"removed_fro", "removed_p_mean"}}}, only
+    for the pins that are set.
     """
     if not pins:
         return params, {}
     flat = flatten_dict(params)
     logs = {}
-    if READER_STREAM_MEAN in pins:
-        logs[READER_STREAM_MEAN] = {}
+    for name, factor in _READER_PATH.items():
+        if name not in pins:
+            continue
+        logs[name] = {}
         for tap, r in reader_map.items():
             w, w0 = flat[r.weight], ref["reader_w0"][r.weight]
             u_bar = input_means[tap]
             norm = jnp.sqrt(jnp.sum(u_bar * u_bar))
             u_hat = u_bar / jnp.maximum(norm, _TINY)
             proj = u_hat @ (w.astype(jnp.float32) - w0)  # ûᵀ(R − R₀), one entry per unit
-            flat[r.weight] = (w - jnp.outer(u_hat, proj)).astype(w.dtype)
+            # The sham multiplies the removal by 0: identical trace, R unchanged.
+            flat[r.weight] = (w - factor * jnp.outer(u_hat, proj)).astype(w.dtype)
             params = _replace_leaf(params, r.weight, flat[r.weight])
-            logs[READER_STREAM_MEAN][r.weight] = {
+            logs[name][r.weight] = {
                 "removed_fro": jnp.sqrt(jnp.sum(proj * proj)),
                 "removed_p_mean": norm * jnp.mean(proj)}
     if DOWNSTREAM_MEAN in pins:

@@ -110,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--pin", action="append", default=[], metavar="NAME",
                         help="causal intervention after every update (repeatable): "
-                        "downstream-mean or reader-stream-mean (models/pins.py)")
+                        "downstream-mean, reader-stream-mean or sham (the reader pin's control; models/pins.py)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable), e.g. n_layer=4")
     parser.add_argument("--json", action="store_true",

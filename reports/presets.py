@@ -29,6 +29,7 @@ from typing import Callable
 
 from driftlab.activations import parse_activation
 from driftlab.models.train import TrainConfig
+from driftlab.reports.plan import CPU_SEEDS, cell_seeds
 
 DRIFT_ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
 DRIFT_ACTS = ("relu", "gelu", "silu", "tanh")  # tanh: the no-drift control
@@ -251,7 +252,7 @@ def _train(preset: str, version: str, label: str, tags: dict, kind: str = "train
 
 # --------------------------------------------------------------------------- 1. drift
 
-DRIFT_VERSION = "2"
+DRIFT_VERSION = "3"
 TINY_HEAVY_ARCHS = ("resnet", "mpsenet")
 TINY_HEAVY_ACTS = ("relu", "tanh")
 TINY_MPSENET_BATCH = 4  # MP-SENet steps cost ~1 s at batch 16 on 2 cores
@@ -261,29 +262,73 @@ DRIFT_OPTIMIZERS = ("momentum", "adamw")
 # installed (models/data/speech.py) and otherwise the synthetic generator itself, so the
 # decisive grid runs MP-SENet on synthetic speech only rather than duplicate it.
 DRIFT_DATA_OVERRIDE = {"mpsenet": ("synthetic",)}
-# At cpu scale every arch runs relu on both data sources with both optimizers; the cheap
-# archs add gelu/silu, and the MLP the tanh control, in the paper's setting (AdamW,
-# synthetic data: "the drift comes from the optimization, not the data").
-CPU_EXTRA_ACTS = {"mlp": ("gelu", "silu", "tanh"), "resnet": ("gelu", "silu"),
-                  "vit": ("gelu", "silu")}
 CPU_LOG_EVERY = 50
+# The MLP logs every 10 steps: its drift changes sign within the first ~100 steps
+# (issue 18, item 7), and the zero-crossing step is read from the logged trajectory.
+CPU_LOG_EVERY_ARCH = {"mlp": 10}
+
+
+@dataclass(frozen=True)
+class DriftCell:
+    """One cell of the decisive (cpu) drift grid: the configuration before seeds."""
+
+    arch: str
+    act: str = "relu"
+    data: str = "synthetic"
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: the arch's CPU_MODELS learning rate for the optimizer
+    norm: str | None = None  # ResNet only: None = the default (BatchNorm)
+
+
+def drift_cells_cpu() -> tuple[DriftCell, ...]:
+    """The cells of the decisive drift grid, cheapest architectures first, each one a
+    cell of a claim in reports/plan.py (cells no claim needs are cut: ViT's and
+    MP-SENet's SGD-momentum cells, whose drift was a structural zero of ~1e-8 in the
+    pilot, and GPT-nano on synthetic tokens, whose drift SD of 0.16 would need thousands
+    of seeds, see the plan). Claim 3's GELU/SiLU cells and the ResNet norm=none control
+    run on the embedded digits, the cheaper data source of those archs."""
+    cells = [DriftCell("mlp", "relu", d, o) for d in DRIFT_DATA for o in DRIFT_OPTIMIZERS]
+    cells += [DriftCell("mlp", "relu", "synthetic", "adamw", lr) for lr in MLP_DRIFT_LRS]
+    cells += [DriftCell("mlp", a, "synthetic", "adamw") for a in ("gelu", "silu", "tanh")]
+    cells += [DriftCell("resnet", "relu", "embedded", o) for o in DRIFT_OPTIMIZERS]
+    cells += [DriftCell("resnet", "relu", "embedded", "adamw", norm="none")]
+    cells += [DriftCell("resnet", a, "embedded", "adamw") for a in ("gelu", "silu")]
+    cells += [DriftCell("vit", "relu", d, "adamw") for d in DRIFT_DATA]
+    cells += [DriftCell("vit", a, "embedded", "adamw") for a in ("gelu", "silu")]
+    cells += [DriftCell("mpsenet", "relu", "synthetic", "adamw")]
+    cells += [DriftCell("gpt", "relu", "embedded", o) for o in ("adamw", "momentum")]
+    return tuple(cells)
+
+
+# The MLP's learning-rate factor (issue 18, item 7): the sparsity-law MLP drifted +0.08
+# at lr 1e-3 but −0.9 at 1e-2 and −1.4 at 3e-2; 1e-3 is the base cell (CPU_MODELS).
+MLP_DRIFT_LRS = (1e-2, 3e-2)
 
 
 def _drift_cpu_spec(preset: str, version: str, arch: str, act: str, data: str,
-                    optimizer: str, seed: int, scale: str, pins: tuple = ()) -> RunSpec:
+                    optimizer: str, seed: int, scale: str, pins: tuple = (),
+                    lr: float | None = None, norm: str | None = None) -> RunSpec:
     """One run of the decisive grid (also the unpinned baseline of the ``pins`` preset)."""
     ms = GPU_GPT if scale == "gpu" else CPU_MODELS[arch]
     pin_tag = "+".join(pins) or "none"
-    label = f"{preset}_{arch}_{act}_{data}_{optimizer}" + (f"_{pin_tag}" if pins else "") \
-        + f"_s{seed}"
+    label = (f"{preset}_{arch}_{act}_{data}_{optimizer}" + (f"_lr{lr:g}" if lr else "")
+             + (f"_norm-{norm}" if norm else "") + (f"_{pin_tag}" if pins else "")
+             + f"_s{seed}")
     tags = {"arch": arch, "act": act, "data": data, "optimizer": optimizer, "seed": seed,
             "size": scale}
     if preset == "pins":
         tags["pin"] = pin_tag
+    fields = ms.train_fields(optimizer)
+    if lr is not None:
+        tags["lr"] = lr
+        fields["lr"] = lr
+    if norm is not None:
+        tags["norm"] = norm
+        fields["model_overrides"] = tuple(fields["model_overrides"]) + (("norm", norm),)
     extra = {"pins": pins} if pins else {}
+    log_every = CPU_LOG_EVERY_ARCH.get(arch, CPU_LOG_EVERY) if scale == "cpu" else 100
     return _train(preset, version, label, tags, arch=arch, act=act, data=data, seed=seed,
-                  log_every=CPU_LOG_EVERY if scale == "cpu" else 100, eval_batches=8,
-                  **ms.train_fields(optimizer), **extra)
+                  log_every=log_every, eval_batches=8, **fields, **extra)
 
 
 def _drift_spec(preset: str, version: str, arch: str, act: str, seed: int, size: str,
@@ -313,26 +358,19 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
     ``tiny``/``small``/``paper``: every architecture × {relu, gelu, silu, tanh} × seed on
     synthetic data, AdamW lr 1e-3 (at ``tiny`` ResNet and MP-SENet run relu and the tanh
     control only, MP-SENet at batch 4: their compilation would dominate the smoke scale).
-    ``cpu``: the decisive grid, every architecture × {synthetic, embedded real data} ×
-    {SGD with momentum, AdamW} × seed with ReLU (see :data:`CPU_MODELS`; MP-SENet on
-    synthetic speech only, see :data:`DRIFT_DATA_OVERRIDE`), plus
-    :data:`CPU_EXTRA_ACTS` on synthetic data with AdamW. ``gpu``: GPT-nano 12×768 with
-    ReLU on the embedded text, both optimizers.
+    ``cpu``: the decisive grid, the cells of :func:`drift_cells_cpu` × seed (see
+    :data:`CPU_MODELS`); seeds per cell from the analysis plan (reports/plan.py
+    ``cell_seeds``: ``seeds`` for the cheap archs, fewer for GPT-nano and MP-SENet).
+    ``gpu``: GPT-nano 12×768 with ReLU on the embedded text, both optimizers.
     """
-    if size in ("cpu", "gpu"):
-        specs = []
-        archs = ("gpt",) if size == "gpu" else DRIFT_ARCHS
-        for arch in archs:
-            for data in (("embedded",) if size == "gpu"
-                         else DRIFT_DATA_OVERRIDE.get(arch, DRIFT_DATA)):
-                for opt in DRIFT_OPTIMIZERS:
-                    specs += [_drift_cpu_spec("drift", DRIFT_VERSION, arch, "relu", data, opt,
-                                              seed, size) for seed in range(seeds)]
-            if size == "cpu":
-                for act in CPU_EXTRA_ACTS.get(arch, ()):
-                    specs += [_drift_cpu_spec("drift", DRIFT_VERSION, arch, act, "synthetic",
-                                              "adamw", seed, size) for seed in range(seeds)]
-        return specs
+    if size == "cpu":
+        return [_drift_cpu_spec("drift", DRIFT_VERSION, c.arch, c.act, c.data, c.optimizer,
+                                seed, size, lr=c.lr, norm=c.norm)
+                for c in drift_cells_cpu() for seed in range(cell_seeds(c.arch, seeds))]
+    if size == "gpu":
+        return [_drift_cpu_spec("drift", DRIFT_VERSION, "gpt", "relu", "embedded", opt,
+                                seed, size) for opt in DRIFT_OPTIMIZERS
+                for seed in range(seeds)]
     specs = []
     for arch in DRIFT_ARCHS:
         acts = TINY_HEAVY_ACTS if size == "tiny" and arch in TINY_HEAVY_ARCHS else DRIFT_ACTS
@@ -342,26 +380,70 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
     return specs
 
 
+# --------------------------------------------------------------------------- 1b. init
+
+INIT_VERSION = "1"
+# E[g | p > 0] at the initial parameters over INIT_BATCHES training batches per seed: a
+# run of INIT_BATCHES steps at lr INIT_LR, logging every step. AdamW's update is at most
+# lr per entry per step, so 16 steps move no weight by more than 1.6e-11, below float32
+# resolution of the ~1e-2 weights: every logged step is the init parameters on a fresh
+# batch (issue 18, item 10: claim 1b over many batches per seed).
+INIT_BATCHES = 16
+INIT_LR = 1e-12
+INIT_CELLS = (("mlp", "synthetic", None), ("resnet", "embedded", None),
+              ("resnet", "embedded", "none"), ("vit", "embedded", None),
+              ("mpsenet", "synthetic", None), ("gpt", "synthetic", None),
+              ("gpt", "embedded", None))
+
+
+def _init_grid(size: str, seeds: int) -> list[RunSpec]:
+    """Claim 1b: the decisive scale's ReLU models at init (cpu: :data:`CPU_MODELS`;
+    tiny: size tiny), :data:`INIT_BATCHES` batches per seed, every architecture's data
+    source of the per-layer theorem's default variants plus the ResNet norm=none control."""
+    specs = []
+    for arch, data, norm in INIT_CELLS:
+        for seed in range(seeds):
+            if size == "cpu":
+                ms = CPU_MODELS[arch]
+                fields = ms.train_fields("adamw")
+            else:
+                fields = dict(size="tiny", model_overrides=(), batch_size=(
+                    TINY_MPSENET_BATCH if arch == "mpsenet" else 8), dtype="float32")
+            if norm:
+                fields["model_overrides"] = tuple(fields["model_overrides"]) + (("norm", norm),)
+            fields.update(steps=INIT_BATCHES if size == "cpu" else 4, lr=INIT_LR,
+                          optimizer="adamw")
+            tags = {"arch": arch, "act": "relu", "data": data, "seed": seed, "size": size,
+                    **({"norm": norm} if norm else {})}
+            label = f"init_{arch}_{data}" + (f"_norm-{norm}" if norm else "") + f"_s{seed}"
+            specs.append(_train("init", INIT_VERSION, label, tags, arch=arch, act="relu",
+                                data=data, seed=seed, log_every=1, eval_batches=1,
+                                **fields))
+    return specs
+
+
 # --------------------------------------------------------------------------- 2. pins
 
-PINS_VERSION = "1"
-PIN_NAMES = ("downstream-mean", "reader-stream-mean")
+PINS_VERSION = "2"
+# The paper's pin first; the reader pin (driftlab's competing mechanism, exploratory) and
+# its sham control (models/pins.py) after it.
+PIN_NAMES = ("downstream-mean", "sham", "reader-stream-mean")
 
 
 def _pins_grid(size: str, seeds: int) -> list[RunSpec]:
     """The causal test: the drift grid's runs with one pin each (models/pins.py), paired
     by seed with the unpinned run of the ``drift`` preset that has the same config.
 
-    ``cpu``/``gpu``: GPT-nano on the embedded text with AdamW and the MLP on synthetic
-    data with AdamW (where the drift is clearest), each pin × seed. ``tiny``: the same at
+    ``cpu``/``gpu``: the MLP on synthetic data and GPT-nano on the embedded text, both
+    with AdamW, each pin of :data:`PIN_NAMES` × seed (cpu: the plan's seeds per arch). ``tiny``: the same at
     the drift preset's tiny config (smoke scale; its baselines are tiny drift runs).
     """
     specs = []
-    cells = (("gpt", "embedded"),) if size == "gpu" else (("gpt", "embedded"),
-                                                          ("mlp", "synthetic"))
+    cells = (("gpt", "embedded"),) if size == "gpu" else (("mlp", "synthetic"),
+                                                          ("gpt", "embedded"))
     for arch, data in cells:
         for pin in PIN_NAMES:
-            for seed in range(seeds):
+            for seed in range(cell_seeds(arch, seeds) if size == "cpu" else seeds):
                 if size == "tiny":
                     specs.append(_drift_spec("pins", PINS_VERSION, arch, "relu", seed, size,
                                              pins=(pin,)))
@@ -499,7 +581,7 @@ def _tradeoff_grid(size: str, seeds: int) -> list[RunSpec]:
 
 # --------------------------------------------------------------------------- 6. spikes
 
-SPIKES_VERSION = "2"
+SPIKES_VERSION = "3"
 SPIKE_CLIPS = (2.0, 8.0, 50.0)
 # cpu/gpu scale: thresholds that bind, from the measured distribution of the non-zero
 # ReLU² outputs of GPT-nano cpu after 1500 AdamW steps (reports/spike_clips/): per layer
@@ -509,10 +591,19 @@ SPIKE_CLIPS_DECISIVE = (6.0, 12.0)
 GELU2_CLIP_DECISIVE = 6.0
 
 
+# At cpu scale the spikes preset runs relu² only (claim 6a): its relu reference is the
+# drift preset's GPT-nano embedded AdamW run (the same config), and claims 6b/6c need more
+# seeds than fit (reports/plan.py), so their cells run at the gpu scale.
+SPIKE_ACTS_CPU = ("relu2",)
+
+
 def spike_activations(size: str = "tiny") -> list[str]:
     """relu (the reference), relu2, clipped_relu2 at the scale's thresholds, gelu2 and
-    clipped_gelu2 (``tiny``/``small``/``paper`` also gelu)."""
-    if size in ("cpu", "gpu"):
+    clipped_gelu2 (``tiny``/``small``/``paper`` also gelu). At ``cpu`` the report shows
+    relu (from the drift preset) and :data:`SPIKE_ACTS_CPU`."""
+    if size == "cpu":
+        return ["relu", *SPIKE_ACTS_CPU]
+    if size == "gpu":
         return (["relu", "relu2"] + [f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS_DECISIVE]
                 + ["gelu2", f"clipped_gelu2:{GELU2_CLIP_DECISIVE:g}"])
     return (["relu", "relu2"] + [f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS]
@@ -521,10 +612,12 @@ def spike_activations(size: str = "tiny") -> list[str]:
 
 def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
     """GPT-nano on the embedded stdlib text, AdamW, per activation × seed (``cpu``: the
-    drift grid's 4-layer GPT for 2000 steps; ``gpu``: 12×768, sequence 1024)."""
+    drift grid's 4-layer GPT for 2000 steps, relu² only, see :data:`SPIKE_ACTS_CPU`;
+    ``gpu``: 12×768, sequence 1024)."""
     specs = []
-    for act in spike_activations(size):
-        for seed in range(seeds):
+    acts = SPIKE_ACTS_CPU if size == "cpu" else spike_activations(size)
+    for act in acts:
+        for seed in range(cell_seeds("gpt", seeds) if size == "cpu" else seeds):
             if size in ("cpu", "gpu"):
                 specs.append(_drift_cpu_spec("spikes", SPIKES_VERSION, "gpt", act, "embedded",
                                              "adamw", seed, size))
@@ -568,21 +661,24 @@ def _optimizers_grid(size: str, seeds: int) -> list[RunSpec]:
 
 PRESETS: dict[str, Preset] = {
     p.name: p for p in (
+        Preset("init", INIT_VERSION, "claim 1b: E[g | p > 0] at the initial parameters, "
+               f"{INIT_BATCHES} batches per seed, the decisive scale's models", _init_grid,
+               {"tiny": 2, "cpu": CPU_SEEDS}),
         Preset("drift", DRIFT_VERSION, "downstream weight mean and E[g | p > 0] over "
-               "training, every architecture × activation (cpu: × data × optimizer)",
-               _drift_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1, "paper": 5}),
+               "training, every architecture × activation (cpu: the plan's cells)",
+               _drift_grid, {"tiny": 3, "cpu": CPU_SEEDS, "small": 3, "gpu": 1, "paper": 5}),
         Preset("pins", PINS_VERSION, "causal test: sparsity and loss with each pin, paired "
                "with the drift preset's unpinned runs", _pins_grid,
-               {"tiny": 3, "cpu": 3, "gpu": 1}),
+               {"tiny": 3, "cpu": CPU_SEEDS, "gpu": 1}),
         Preset("first_step", FIRST_STEP_VERSION, "one SGD step of the 3-layer block vs the "
                "analytic −lr·E[∂ℓ/∂W2]", _first_step_grid,
-               {"tiny": 2, "cpu": 4, "small": 4, "paper": 8}),
+               {"tiny": 2, "cpu": 1, "small": 4, "paper": 8}),
         Preset("sparsity_law", SPARSITY_LAW_VERSION, "measured ReLU sparsity vs the "
                "drift → sparsity law during training", _sparsity_law_grid),
         Preset("tradeoff", TRADEOFF_VERSION, "accuracy vs sparsity and the cliff",
                _tradeoff_grid, {"tiny": 1, "cpu": 3, "small": 2, "paper": 1}),
         Preset("spikes", SPIKES_VERSION, "GPT-nano activation spikes: relu² vs clipped "
-               "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": 3, "small": 3, "gpu": 1,
+               "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": CPU_SEEDS, "small": 3, "gpu": 1,
                                           "paper": 5}),
         Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt@2 "
                "recipe) vs AdamW vs SGD", _optimizers_grid, {"tiny": 2, "cpu": 3}),

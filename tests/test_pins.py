@@ -74,6 +74,30 @@ def test_reader_pin_removes_exactly_the_change_along_the_mean_input():
                                rtol=1e-5)
 
 
+def test_sham_pin_runs_the_reader_path_and_removes_nothing():
+    """The sham computes (and logs) the reader pin's projection but leaves R bit-exactly
+    unchanged; the planted control: the real reader pin on the same inputs changes R."""
+    key = jax.random.PRNGKey(3)
+    w0 = jax.random.normal(key, (6, 5))
+    w = w0 + 0.1 * jax.random.normal(jax.random.fold_in(key, 1), (6, 5))
+    args = ({"t": pins.Reader("r/w", None, None)},)
+    ref = {"reader_w0": {"r/w": w0}}
+    u = {"t": jnp.arange(1.0, 7.0)}
+    sham, logs = pins.apply_pins({"r": {"w": w}}, ("sham",), ref, u, *args)
+    np.testing.assert_array_equal(np.asarray(sham["r"]["w"]), np.asarray(w))
+    real, real_logs = pins.apply_pins({"r": {"w": w}}, ("reader-stream-mean",), ref, u, *args)
+    assert float(jnp.max(jnp.abs(real["r"]["w"] - w))) > 1e-3
+    np.testing.assert_allclose(logs["sham"]["r/w"]["removed_fro"],
+                               real_logs["reader-stream-mean"]["r/w"]["removed_fro"])
+
+
+def test_sham_pin_refused_with_the_reader_pin_and_outside_reader_archs():
+    with pytest.raises(ValueError, match="not both"):
+        pins.validate_pins(("reader-stream-mean", "sham"), "mlp")
+    with pytest.raises(ValueError, match="allowed archs"):
+        pins.validate_pins(("sham",), "vit")
+
+
 @pytest.mark.slow
 def test_reader_pin_in_training_gpt_and_mlp(tmp_path):
     recs = _records(_run(tmp_path / "mlp", "adamw", ("reader-stream-mean",)))
