@@ -29,6 +29,8 @@ SUBCOMMANDS = {
     "train": ("driftlab.models.train_cli", "train an instrumented model"),
     "sweep": ("driftlab.reports.sweep_cli", "run an experiment preset's grid (resumable, shardable)"),
     "report": ("driftlab.reports.report_cli", "write the Markdown report with figures and tables"),
+    "records": ("driftlab.reports.records", "export finished runs as compact per-preset JSON "
+                "Lines records (the report rebuilds from them)"),
     "bench": ("driftlab.bench.cli", "benchmarks against baselines (ratios in the same run)"),
 }
 

@@ -357,18 +357,19 @@ def section_per_layer(out: Path, per_layer_dir: Path = PER_LAYER_DIR) -> tuple[s
 
 
 def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None = None,
-                 command: str | None = None) -> Path:
+                 command: str | None = None, source: str | None = None) -> Path:
     """Write ``out/report.md`` (and PNGs) from the finished runs under ``run_dirs``.
 
     ``theory``: see :func:`theory_results` ("auto", "run", "cache", "off"). ``command``: the command
-    line that regenerates the report, quoted in it.
+    line that regenerates the report, quoted in it. ``source``: what the header names as the
+    runs' origin (default: ``run_dirs``; ``report --from`` names its records directory).
+    The report holds no wall time, so the same runs give the same bytes.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, skipped = discover_runs(run_dirs)
     groups = by_preset(runs)
     ok = {name: _ok(rs) for name, rs in groups.items()}
-    t0 = time.time()
     th = theory_results(theory, out, theory_cache)
     s_th = section_theory(th)
     s_layers, layer_rows = section_per_layer(out)
@@ -389,7 +390,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     head = ["# driftlab report: weight drift, sparsity and spikes",
             "",
             f"Runs: {n_ok} completed and {len(runs) - n_ok} diverged (stopped on a non-finite "
-            f"loss; used only by the trade-off) from {', '.join(map(str, run_dirs)) or '–'} "
+            f"loss; used only by the trade-off) from {source or ', '.join(map(str, run_dirs)) or '–'} "
             f"(scales: {', '.join(sizes) or '–'}). "
             + (f"Regenerate with:\n\n```\n{command}\n```\n" if command else "")]
     only_diverged = [f"{name} ({len(rs)})" for name, rs in groups.items()
@@ -403,8 +404,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
                     "steps): only signs at initialization and over the first steps mean "
                     "anything; the decisive reduced report is made at scale `cpu`.\n")
     body = "\n".join(head + [section_train_runs(groups.get("train", []))] + [s_th, s_layers, s_drift, s_pins, s_first, s_law, s_trade, s_spk,
-                             s_opt, s_claims, "",
-                             f"_Report built in {time.time() - t0:.0f} s._\n"])
+                             s_opt, s_claims, ""])
     path = write_text(out / "report.md", body)
     write_runs_csv(runs, out / "summary.csv")
     return path

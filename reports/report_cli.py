@@ -17,6 +17,10 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="*", help="sweep output directories (searched "
                         "recursively for finished runs)")
+    parser.add_argument("--from", dest="from_dir", default=None, metavar="REPORT_DIR",
+                        help="rebuild from the checked-in records REPORT_DIR/records/*.jsonl "
+                             "(and REPORT_DIR/theory_checks.json) instead of run directories "
+                             "(`driftlab records` exports them)")
     parser.add_argument("--out", default="reports/latest", help="where report.md and PNGs go")
     parser.add_argument("--theory", action=argparse.BooleanOptionalAction, default=True,
                         help="include the theorem checks (default: reuse OUT/theory_checks.json "
@@ -41,6 +45,8 @@ def run(args) -> int:
     from driftlab.models.run_dir import check_output_dir
 
     check_output_dir(args.out)  # before reading runs or running checks
+    if args.from_dir is not None:
+        return _from_records(args)
 
     if args.sweep is not None:
         from driftlab.reports.presets import PRESETS
@@ -83,6 +89,40 @@ def run(args) -> int:
     path = write_report(args.run_dirs, args.out, theory=mode, theory_cache=args.theory_json,
                         command=command)
     print(f"driftlab report: done in {time.time() - t0:.0f} s", file=sys.stderr)
+    print(path)
+    return 0
+
+
+def _from_records(args) -> int:
+    """``--from DIR``: materialize DIR/records as run directories in a temporary folder and
+    report them with the same analysis code; theorem checks from DIR/theory_checks.json."""
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from driftlab.reports import records
+    from driftlab.reports.report import THEORY_CACHE, write_report
+
+    if args.run_dirs or args.sweep:
+        raise ValueError("--from: give no run directories and no --sweep with it")
+    src = Path(args.from_dir)
+    recs = records.load(src / records.RECORDS_DIR)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    theory_json = src / THEORY_CACHE
+    if args.theory and not args.rerun_theory and theory_json.is_file() \
+            and theory_json.resolve() != (out / THEORY_CACHE).resolve():
+        shutil.copyfile(theory_json, out / THEORY_CACHE)
+    mode = "off" if not args.theory else ("run" if args.rerun_theory else "auto")
+    command = args.command or f"driftlab report --from {shlex.quote(args.from_dir)} --out " \
+                              f"{shlex.quote(args.out)}"
+    print(f"driftlab report: {len(recs)} records from {src / records.RECORDS_DIR} -> {out}",
+          file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="driftlab-records-") as tmp:
+        records.materialize(recs, tmp)
+        path = write_report([tmp], out, theory=mode, command=command,
+                            source=f"the records in {src / records.RECORDS_DIR}")
     print(path)
     return 0
 
