@@ -320,6 +320,17 @@ def _spike_setup(runs: list[Run]) -> tuple[list[str], str, str]:
     return order, clipped[0] if clipped else "", gelu2
 
 
+def _spike_reference(spike_runs: list[Run], drift_runs: list[Run]) -> list[Run]:
+    """At ``cpu`` the spikes preset runs relu² only; its relu reference is the drift
+    preset's GPT-nano run of the same configuration (embedded text, AdamW, same seeds)."""
+    if not spike_runs or spike_runs[0].tags.get("size") != "cpu":
+        return []
+    seeds = {r.tags.get("seed") for r in spike_runs}
+    want = {"arch": "gpt", "act": "relu", "data": "embedded", "optimizer": "adamw"}
+    return [r for r in drift_runs if r.tags.get("seed") in seeds and r.tags.get("size") == "cpu"
+            and all(r.tags.get(k) == v for k, v in want.items())]
+
+
 def section_optimizers(runs: list[Run], out: Path) -> str:
     """Muon vs AdamW vs SGD (reports/optimizer_compare.py) with its own Holm family."""
     from driftlab.reports.optimizer_compare import optimizer_figure, optimizer_section
@@ -379,8 +390,9 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_law, _ = section_sparsity_law(ok["sparsity_law"], out)
     s_trade, trade = cliff.section(groups["tradeoff"], out, SECTIONS[6],
                                    provenance(groups["tradeoff"]))
-    order, main_clip, gelu2_clip = _spike_setup(ok["spikes"])
-    s_spk, _, comp = spikes.section(ok["spikes"], out, SECTIONS[7], provenance(ok["spikes"]),
+    spike_runs = ok["spikes"] + _spike_reference(ok["spikes"], ok["drift"])
+    order, main_clip, gelu2_clip = _spike_setup(spike_runs)
+    s_spk, _, comp = spikes.section(spike_runs, out, SECTIONS[7], provenance(spike_runs),
                                     order, main_clip, gelu2_clip)
     s_opt = section_optimizers(ok.get("optimizers", []), out)
     s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, layer_rows),
