@@ -12,7 +12,8 @@ Per engine run (a summary.json + metrics.jsonl, see models/train.py):
 * ``sparsity`` — validation fraction of exact zeros at the final parameters, averaged
   over every tap (``sparsity_max``: the largest); ``val_loss``.
 
-A cell is (arch, act, data, optimizer); its seeds are its independent replicates. The
+A cell is (arch, act, data, optimizer), the optimizer suffixed by a variant tag (``lr``,
+``norm``) where the preset sets one; its seeds are its independent replicates. The
 per-cell test is the pre-registered one-sided t-test of mean ``w_rel`` < 0 over seeds
 (reports/verdicts.py); the claims table pools cells per architecture.
 """
@@ -82,7 +83,7 @@ def run_drift(run) -> RunDrift:
     tags = run.tags
     return RunDrift(
         cell=(tags["arch"], tags["act"], tags.get("data", run.spec["config"].get("data")),
-              tags.get("optimizer", run.spec["config"].get("optimizer"))),
+              _optimizer_cell(tags, run.spec["config"])),
         seed=int(tags.get("seed", 0)),
         w_rel=_nanmean(_rel(e) for e in layers.values()),
         w_rel_early=_nanmean(early_rel(e) for e in layers.values()),
@@ -92,6 +93,18 @@ def run_drift(run) -> RunDrift:
         sparsity_max=max((e["sparsity"] for e in taps.values() if "sparsity" in e),
                          default=float("nan")),
         val_loss=float(run.summary.get("val_loss", float("nan"))), steps=steps)
+
+
+# Tags that make a separate cell of one (arch, act, data, optimizer): the MLP's learning-rate
+# factor and ResNet's norm=none control. Their predicted drift differs, so they are never pooled.
+VARIANT_TAGS = ("lr", "norm")
+
+
+def _optimizer_cell(tags: dict, config: dict) -> str:
+    """The optimizer, suffixed with any :data:`VARIANT_TAGS` (e.g. ``adamw lr=0.03``)."""
+    opt = str(tags.get("optimizer", config.get("optimizer")))
+    extra = [f"{k}={tags[k]}" for k in VARIANT_TAGS if k in tags]
+    return " ".join([opt, *extra])
 
 
 def collect_cells(runs) -> dict[tuple, list[RunDrift]]:
