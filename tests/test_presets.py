@@ -71,7 +71,9 @@ def test_decisive_scale_meets_the_issue():
     relu = [s for s in drift if s.config.act == "relu"]
     for arch in DRIFT_ARCHS:
         runs = [s for s in relu if s.config.arch == arch]
-        if arch != "mpsenet":  # real speech needs a system package (models/data/speech.py)
+        if arch == "resnet":  # the plan (reports/plan.py) cut ResNet's synthetic cells:
+            assert {s.config.data for s in runs} == {"embedded"}, arch  # no claim needs them
+        elif arch != "mpsenet":  # real speech needs a system package (models/data/speech.py)
             assert {s.config.data for s in runs} == {"synthetic", "embedded"}, arch
         assert {s.config.optimizer for s in runs} == {"momentum", "adamw"}, arch
         assert len({s.config.seed for s in runs}) >= 3, arch
