@@ -10,8 +10,11 @@ import pytest
 
 from driftlab.montecarlo import trajectory as mt
 
-SPEC = mt.TrajectorySpec(arch="mlp", data="synthetic", optimizer="sgd", lr=0.01, steps=50,
-                         seeds=12, pairs=2)
+# 64 seeds × 100 steps (one vmapped program, ~10 s): at 12 seeds × 50 steps neither planted
+# error reached z* (max |z| 3.7 and 2.4 against 4.27). Here, measured on this fixed seed set:
+# agreement max |z| 1.1, flipped b 8.3, first order alone 5.5, all against z* = 4.27.
+SPEC = mt.TrajectorySpec(arch="mlp", data="synthetic", optimizer="sgd", lr=0.01, steps=100,
+                         seeds=64, pairs=2)
 
 
 @pytest.fixture(scope="module")
