@@ -190,6 +190,8 @@ def gradient_stats(p, g, batch_size: int) -> dict[str, jax.Array]:
     the loss is a batch mean, so each entry of g carries a factor 1/B and B·g is the
     gradient of that example's own loss (for sequence models, of its token-mean loss).
     The theory predicts grad_pos_mean >= 0 at initialization for ReLU/GELU/SiLU.
+    grad_pos_abs_mean: the same mean of |g| (B·E[|g| | p>0]), the scale that makes
+    ρ = E[g | p>0] / E[|g| | p>0] ∈ [−1, 1] comparable across architectures and losses.
     grad_pos_frac: fraction of those positive-p entries where g > 0. grad_positions_frac:
     fraction of positions that carry gradient (1 for rank-2 taps).
     """
@@ -199,6 +201,7 @@ def gradient_stats(p, g, batch_size: int) -> dict[str, jax.Array]:
     n_pos = jnp.maximum(jnp.sum(pos), 1.0)
     return {
         "grad_pos_mean": batch_size * jnp.sum(g32 * pos) / n_pos,
+        "grad_pos_abs_mean": batch_size * jnp.sum(jnp.abs(g32) * pos) / n_pos,
         "grad_pos_frac": jnp.sum((g32 > 0) * pos) / n_pos,
         "grad_positions_frac": jnp.mean(carry.astype(jnp.float32)),
     }

@@ -33,7 +33,7 @@ SUMMARY_FILE = "summary.json"
 # parameters, gradient ones from the last logged training step.
 VAL_TAP_STATS = ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs",
                  "spike_ratio_p", "max_abs_p", "median_abs_p", "massive_count", "massive_frac")
-TRAIN_TAP_STATS = ("grad_pos_mean", "grad_pos_frac", "grad_positions_frac", "frac_pos")
+TRAIN_TAP_STATS = ("grad_pos_mean", "grad_pos_abs_mean", "grad_pos_frac", "grad_positions_frac", "frac_pos")
 
 
 def validate(s, params, val_batch, reader) -> list[tuple[dict, dict]]:

@@ -382,7 +382,7 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
 
 # --------------------------------------------------------------------------- 1b. init
 
-INIT_VERSION = "1"
+INIT_VERSION = "2"  # v2: the taps log grad_pos_abs_mean (claim 1's scale)
 # E[g | p > 0] at the initial parameters over INIT_BATCHES training batches per seed: a
 # run of INIT_BATCHES steps at lr INIT_LR, logging every step. AdamW's update is at most
 # lr per entry per step, so 16 steps move no weight by more than 1.6e-11, below float32

@@ -8,7 +8,7 @@ order: ``run_id``, ``preset``, ``version``, ``kind``, ``label``, ``tags`` and ``
 (the run's identity, as in its ``run.json``); ``summary`` (its ``summary.json`` without
 the final per-matrix weight statistics and the output path, which no report section
 reads); ``metrics``, the logged-step trajectory reduced to what the report reads (step,
-loss, per tap ``grad_pos_mean``, per downstream matrix ``mean_change``, the mean
+loss, per tap ``grad_pos_mean`` and ``grad_pos_abs_mean``, per downstream matrix ``mean_change``, the mean
 pre-activation shift terms), stored by column ({field path: [value per logged step]},
 None where a step lacks it) with floats to :data:`DIGITS` significant digits; and ``law``
 (sparsity_law runs: the law evaluations). Exporting again after more runs finish
@@ -32,6 +32,7 @@ RECORDS_DIR = "records"
 DIGITS = 6
 # Summary keys no report section reads (final per-matrix stats; the run's own path).
 DROP_SUMMARY = ("weights", "out")
+TAP_KEYS = ("grad_pos_mean", "grad_pos_abs_mean")
 SHIFT_KEYS = ("p_mean", "drift_change", "align_change", "p_mean_init_reader")
 FINISHED = ("ok", "diverged")
 
@@ -52,7 +53,7 @@ def _compact_metric(rec: dict, downstream: set) -> dict:
         if key in rec:
             out[key] = rec[key]
     if rec.get("taps"):
-        out["taps"] = {t: {"grad_pos_mean": v["grad_pos_mean"]}
+        out["taps"] = {t: {k: v[k] for k in TAP_KEYS if k in v}
                        for t, v in rec["taps"].items() if "grad_pos_mean" in v}
     if rec.get("weights"):
         out["weights"] = {p: {"mean_change": v["mean_change"]}
@@ -189,10 +190,10 @@ def materialize(records: list[dict], root) -> Path:
         write_text(d / "run.json", json.dumps(spec, sort_keys=True))
         write_text(d / "config.json", json.dumps({"train": rec["config"]}, sort_keys=True))
         write_text(d / "summary.json", json.dumps(rec["summary"], sort_keys=True))
-        (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in
+        write_text(d / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in
                                                  from_columns(rec.get("metrics", {}))))
         if rec.get("law"):
-            (d / "law.jsonl").write_text("".join(json.dumps(m) + "\n" for m in rec["law"]))
+            write_text(d / "law.jsonl", "".join(json.dumps(m) + "\n" for m in rec["law"]))
     return root
 
 

@@ -70,6 +70,7 @@ def test_gradient_stats_are_per_example():
     g = jnp.array([[0.5, 9.0], [-0.25, 0.25]])  # the -1 entry (p < 0) is ignored
     s = instrument.gradient_stats(p, g, batch_size=2)
     assert float(s["grad_pos_mean"]) == pytest.approx(2 * (0.5 - 0.25 + 0.25) / 3)
+    assert float(s["grad_pos_abs_mean"]) == pytest.approx(2 * (0.5 + 0.25 + 0.25) / 3)
     assert float(s["grad_pos_frac"]) == pytest.approx(2 / 3)
 
 
