@@ -1,172 +1,197 @@
-"""The paper's claims as pre-registered tests (reports/verdicts.py), Holm over the table.
+"""The paper's claims as pre-registered claim families (reports/families.py).
 
-Each row: the claim, the quantity (one value per independent unit, usually a training
-run = a seed of one configuration), the one-sided alternative H1, and the verdict word
-from the Holm-adjusted test. The tests, fixed before the runs:
+Each claim is tested on its own family of cells, never pooled, with Holm within the claim
+and the four words holds / reversed (fails) / absent / inconclusive. Seeds are the units;
+the margins δ and the effects the design must detect are fixed here, before the runs:
 
-1. E[g|p>0] ≥ 0 at init, per architecture, twice: (a) from the per-layer theorem's
-   measurement at init (reports/per_layer/, tiny models, 8–64 init seeds): every tap's
-   measured E[g|p>0] > 0, a t-test per tap from its mean and clustered SE, combined by the
-   intersection–union rule (holds only if every tap holds; reversed if any tap is
-   significantly negative, Bonferroni over taps), for each architecture's default variant
-   and data source, with the predicted signs quoted; (b) at the decisive scale:
-   step-0 ``grad_pos_mean`` averaged over taps, one value per (seed, data source) of the
-   drift preset's ReLU runs (one optimizer: the step-0 gradient does not depend on it);
-   H1 > 0.
-2. Downstream weights drift negative early in training, per architecture: Δmean/std of
-   the downstream matrices at the first logged step ≥ 10% of the run, averaged over taps
-   (heads excluded), one value per ReLU run (every data × optimizer cell × seed); H1 < 0.
-   2′ the same at the end of the run (does the drift persist?).
-3. Generality: the intersection–union test of the per-architecture rows of claim 2 (it
-   holds only if every architecture's row holds; reversed if any row is reversed), plus a
-   row for GELU and SiLU pooled over MLP/ResNet/ViT (synthetic data, AdamW).
-4. ReLU sparsity up to ~90% in GPT-nano: per ReLU run the largest per-layer validation
-   sparsity; H1 > 0.85 (threshold claim: "fails" when significantly below).
-   4′ drift drives it: paired Δsparsity (unpinned − ``downstream-mean`` pinned), per
-   (arch, data) of the pins preset; H1 > 0. The reader pin is driftlab's competing
-   hypothesis and gets its own row.
-5. The cliff above ~70%: per seed, the slope change c at a fixed knee 0.70 (reports/cliff.py);
-   H1 < 0.
-6. Spikes (reports/spikes.py): relu² amplifies pre-activation spikes (H1 > 0 on the log
-   ratio); clipped relu² has lower validation loss than relu² (H1 > 0); gelu² has the
-   lowest validation loss (H1 > 0 on min(others) − gelu²).
+1. E[g | p > 0] ≥ 0 at init (paper). Cell: (arch, data, tap) of the ``init`` preset; unit
+   value ρ_s = ΣG/ΣA over 16 batches at θ₀ (reports/init_grad.py). Non-inferiority, δ =
+   0.01 (the mean at most 1% of the typical |g| below zero). Predicted sign: the per-layer
+   theorem's at the tiny scale, where the tap exists there.
+2. Downstream weights drift negative early (paper). Cell: each ReLU (arch, data,
+   optimizer[, lr, norm]) of the ``drift`` preset; Δmean(W_down)/std at the first logged
+   step ≥ 10% of the run, tap mean (reports/drift.py). H1 < 0, δ = 0.01 init-std (the
+   drift→sparsity law turns it into about 3 points of sparsity at these widths).
+2′. … and still at the end (driftlab: does the drift persist?), the same cells at the
+   final step.
+3. Generality to GELU/SiLU (paper): claim 2 on the GELU and SiLU cells, per (arch, act).
+4. ReLU sparsity up to ~90% in GPT-nano (paper): per optimizer (``drift`` and
+   ``optimizers`` presets), the largest per-layer validation sparsity; H1 > 0.85 (fails
+   when significantly below), δ = 0.02.
+4′. The drift drives the sparsity (paper): paired Δsparsity unpinned − ``downstream-mean``
+   pinned per (arch, data) of the ``pins`` preset, δ = 0.02. The direction follows the
+   cell's own measured drift: negative drift predicts that pinning lowers sparsity (H1 Δ >
+   0), positive drift that it raises it (H1 Δ < 0).
+   driftlab's reader-alignment pin (exploratory) and the sham pin (control, expected
+   *absent*) are their own families.
+5. An accuracy cliff above ~70% sparsity (paper): the slope change c at the knee 0.70
+   (reports/cliff.py), bootstrapped over configurations, with and without the near-dead
+   ones; H1 c < 0, δ = 0.5 accuracy per unit sparsity.
+6a. relu² amplifies spikes (paper): paired log p-ratio(relu²) − log p-ratio(relu), H1 > 0,
+   δ = ln 1.1. 6b clipping relu² lowers the validation loss (paper), δ = 0.01 nats.
+   6c gelu² has the lowest validation loss (paper): pairwise against every other
+   activation, δ = 0.01 nats.
+
+Within a claim the chance of any false word is ≤ α = 0.05 (Holm, valid under any
+dependence between cells); over the table's K claims it is ≤ K·α (union bound), stated
+in the section.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from driftlab.reports.verdicts import (FAILS, HOLDS, INCONCLUSIVE, REVERSED, ClaimTest,
-                                       claims_markdown, every_unit, from_summary, judge)
+from driftlab.reports import init_grad
+from driftlab.reports.cliff import BOOTSTRAP_DRAWS, PAPER_KNEE
+from driftlab.reports.families import Claim, Cell, bootstrap_result, decide, markdown
+from driftlab.reports.verdicts import ALPHA
 
 GPT_SPARSITY_THRESHOLD = 0.85
+RHO_MARGIN = 0.01
+DRIFT_MARGIN = 0.01
+SPARSITY_MARGIN = 0.02
+CLIFF_MARGIN = 0.5
+SPIKE_MARGIN = math.log(1.1)
+LOSS_MARGIN = 0.01
 
 
 def _finite(values) -> tuple:
     return tuple(float(v) for v in values if v is not None and np.isfinite(v))
 
 
-def _sign(mean: float, se: float, z: float = 3.0) -> str:
-    """+, − or 0 (indistinguishable from 0 at |mean/SE| < z)."""
-    return "+" if mean > z * se else ("−" if mean < -z * se else "0")
+def _label(key: tuple) -> str:
+    return " ".join(str(k) for k in key if k)
 
 
-def _is_default_variant(name: str) -> bool:
-    """The per-layer variants that are an architecture's default (not the diagnostics)."""
-    return not name.startswith("POWER") and not any(w in name for w in ("untied", "fan-in", "control"))
+def claim_init(init_cells: dict, per_layer_rows: list) -> Claim:
+    signs = init_grad.predicted_signs(per_layer_rows)
+    cells = tuple(Cell(f"{_label((arch, data, norm and f'norm={norm}'))} {tap}", _finite(v),
+                       init_grad.predicted(signs, arch, data, norm, tap))
+                  for (arch, data, norm), taps in init_cells.items() for tap, v in taps.items())
+    return Claim("1", "E[g|p>0] ≥ 0 at init", "ρ = ΣE[g|p>0] / ΣE[|g| | p>0] over 16 "
+                 "batches at θ₀", "non-inferiority", RHO_MARGIN, RHO_MARGIN, cells)
 
 
-def per_layer_claims(rows: list[dict]) -> list[ClaimTest]:
-    """Claim 1 (a): one intersection–union test over taps per default variant."""
-    groups: dict = {}
-    for r in rows:
-        if _is_default_variant(r["variant"]):
-            groups.setdefault(r["variant"], []).append(r)
-    tests = []
-    for variant, rs in groups.items():
-        res = every_unit([from_summary(r["measured"], r["measured_se"], int(r["seeds"]))
-                          for r in rs])
-        signs = ", ".join(f"{r['tap']} {_sign(r['predicted'], r['predicted_se'])}"
-                          f"{'' if r.get('agree', True) else ' (disagrees)'}" for r in rs)
-        tests.append(ClaimTest(f"1a. E[g|p>0] ≥ 0 at init, every tap: {variant}",
-                               "measured E[g|p>0] at init (tiny model)", (), "greater",
-                               unit=f"init seed, n={rs[0]['seeds']}",
-                               note=f"predicted sign (|z| ≥ 3) {signs}", result=res))
-    return tests
+def _drift_cells(cells: dict, attr: str, acts) -> tuple:
+    return tuple(Cell(_label((arch, act if act != "relu" else "", data, opt)),
+                      _finite(getattr(d, attr) for d in ds))
+                 for (arch, act, data, opt), ds in cells.items() if act in acts)
+
+
+def claims_drift(cells: dict) -> list[Claim]:
+    q = "Δmean(W_down)/std, tap mean"
+    return [Claim("2", "downstream weights drift negative early", q + " (first step ≥ 10%)",
+                  "less", DRIFT_MARGIN, DRIFT_MARGIN, _drift_cells(cells, "w_rel_early", ("relu",))),
+            Claim("2′", "the drift is still negative at the end", q + " (final)", "less",
+                  DRIFT_MARGIN, DRIFT_MARGIN, _drift_cells(cells, "w_rel", ("relu",)),
+                  family="driftlab"),
+            Claim("3", "GELU/SiLU drift negative early too", q + " (first step ≥ 10%)",
+                  "less", DRIFT_MARGIN, DRIFT_MARGIN,
+                  _drift_cells(cells, "w_rel_early", ("gelu", "silu")))]
+
+
+def claim_gpt_sparsity(by_optimizer: dict) -> Claim:
+    """``by_optimizer``: {label: [RunDrift]} of GPT-nano ReLU runs."""
+    cells = tuple(Cell(label, _finite(d.sparsity_max for d in ds))
+                  for label, ds in by_optimizer.items())
+    return Claim("4", "ReLU sparsity ~90% in GPT-nano", "largest per-layer val sparsity",
+                 "greater", SPARSITY_MARGIN, SPARSITY_MARGIN, cells,
+                 null=GPT_SPARSITY_THRESHOLD, kind="threshold")
+
+
+def claims_pins(pin_rows: list) -> list[Claim]:
+    by_pin: dict = {}
+    for r in pin_rows:
+        d = _finite(b - p for b, p in zip(r["sparsity_unpinned"], r["sparsity_pinned"]))
+        drift = np.nanmean(r["w_rel_unpinned"]) if r["w_rel_unpinned"] else float("nan")
+        test = "less" if drift > 0 else "greater"
+        by_pin.setdefault(r["pin"], []).append(
+            Cell(f"{r['arch']} {r['data']} (H1 Δ {'<' if test == 'less' else '>'} 0)", d,
+                 f"drift {'+' if drift > 0 else '−'} (unpinned, measured)", "seed pair", test))
+    q = "Δsparsity unpinned − pinned"
+    out = []
+    for pin, key, statement, family in (
+            ("downstream-mean", "4′", "the drift drives the sparsity", "paper"),
+            ("reader-stream-mean", "4″", "reader alignment drives the sparsity", "driftlab"),
+            ("sham", "4c", "the sham pin changes nothing", "control")):
+        if pin in by_pin:
+            cells = by_pin[pin] if pin != "sham" else tuple(
+                Cell(c.label.split(" (H1")[0], c.values, "0 (nothing removed)", c.unit)
+                for c in by_pin[pin])
+            out.append(Claim(key, statement, f"{q} (`{pin}`)", "greater", SPARSITY_MARGIN,
+                             SPARSITY_MARGIN, tuple(cells), family=family))
+    return out
+
+
+def claim_cliff(cliff: dict) -> Claim | None:
+    by_config = (cliff or {}).get("by_configuration")
+    if not by_config:
+        return None
+    n = {"all configurations": len(cliff["configurations"]),
+         "without near-dead": len(cliff["alive"])}
+    cells = tuple(Cell(name, unit="configuration", result=bootstrap_result(
+        reps, point, "less", 0.0, CLIFF_MARGIN, n[name])) for name, (point, reps) in by_config.items())
+    return Claim("5", f"accuracy cliff above ~{PAPER_KNEE:.0%} sparsity",
+                 f"slope change c at the knee {PAPER_KNEE:.2f}", "less", CLIFF_MARGIN,
+                 CLIFF_MARGIN, cells, note=f"{BOOTSTRAP_DRAWS} resamples of the configurations")
+
+
+def claims_spikes(comp: dict) -> list[Claim]:
+    def cells(keys):
+        return tuple(Cell(label, _finite(comp[k])) for k, label in keys if k in comp)
+
+    gelu = [(k, f"vs {k.split(':', 1)[1]}") for k in comp if k.startswith("gelu2_below:")]
+    return [Claim("6a", "relu² amplifies activation spikes", "log p-ratio relu² − relu (mid)",
+                  "greater", SPIKE_MARGIN, SPIKE_MARGIN,
+                  cells([("relu2_amplifies", "gpt embedded")])),
+            Claim("6b", "clipping relu² lowers the val loss", "val loss relu² − clipped",
+                  "greater", LOSS_MARGIN, LOSS_MARGIN, cells([("clip_helps", "gpt embedded")])),
+            Claim("6c", "gelu² has the lowest val loss", "val loss other − gelu²", "greater",
+                  LOSS_MARGIN, LOSS_MARGIN, cells(gelu))]
 
 
 def build(cells: dict, pin_rows: list, cliff: dict, spikes: dict,
-          per_layer_rows: list | None = None, step0_optimizer: str = "adamw") -> list:
-    """ClaimTests (unjudged) from the sections' collected data (see the module doc).
-
-    ``cells``: reports.drift.collect_cells output; ``pin_rows``: reports.causal.pin_effects;
-    ``cliff``: reports.cliff.analyse; ``spikes``: reports.spikes.comparisons;
-    ``per_layer_rows``: reports/per_layer/per_layer.json rows.
-    """
-    tests = per_layer_claims(per_layer_rows or [])
-    relu = {k: v for k, v in cells.items() if k[1] == "relu"}
-    archs = sorted({k[0] for k in relu})
-    for arch in archs:
-        g0 = [d.g0 for (a, _, _, opt), ds in relu.items() if a == arch
-              and opt == step0_optimizer for d in ds]
-        if len(_finite(g0)) >= 2:
-            tests.append(ClaimTest(f"1b. E[g|p>0] ≥ 0 at init: {arch} (decisive scale)",
-                                   "step-0 E[g|p>0], tap mean", _finite(g0), "greater",
-                                   unit="(seed, data)"))
-    for tag, attr in (("2. drift negative early", "w_rel_early"),
-                      ("2′. drift negative at the end", "w_rel")):
-        for arch in archs:
-            w = [getattr(d, attr) for (a, _, _, opt), ds in relu.items() if a == arch
-                 and " " not in opt for d in ds]  # base cells only: variants are not pooled
-            if len(_finite(w)) >= 2:
-                tests.append(ClaimTest(f"{tag}: {arch}", "Δmean(W_down)/std, tap mean",
-                                       _finite(w), "less", unit="run (data × optimizer × seed)"))
-    smooth_archs = sorted({a for (a, act, _, opt) in cells if act in ("gelu", "silu")
-                           and opt == "adamw"})
-    for arch in smooth_archs:  # one row per arch: their predicted signs differ (per-layer)
-        smooth = [d.w_rel_early for (a, act, _, opt), ds in cells.items() if a == arch
-                  and act in ("gelu", "silu") and opt == "adamw" for d in ds]
-        if len(_finite(smooth)) >= 2:
-            tests.append(ClaimTest(f"3. drift negative early: gelu/silu, {arch}",
-                                   "Δmean(W_down)/std, tap mean", _finite(smooth), "less",
-                                   unit="run (act × seed)"))
-    gpt_sp = [d.sparsity_max for (a, _, _, _), ds in relu.items() if a == "gpt" for d in ds]
-    if len(_finite(gpt_sp)) >= 2:
-        tests.append(ClaimTest("4. ReLU sparsity ~90% in GPT-nano", "max-layer val sparsity",
-                               _finite(gpt_sp), "greater", GPT_SPARSITY_THRESHOLD,
-                               kind="threshold", unit="run"))
-    for r in pin_rows:
-        d = [b - p for b, p in zip(r["sparsity_unpinned"], r["sparsity_pinned"])]
-        if len(_finite(d)) < 2:
-            continue
-        who = {"downstream-mean": "drift drives sparsity",
-               "sham": "(control) sham pin changes nothing"}.get(
-                   r["pin"], "(driftlab) reader alignment drives sparsity")
-        tests.append(ClaimTest(f"4′. {who}: {r['arch']} {r['data']}",
-                               f"Δsparsity unpinned − `{r['pin']}`", _finite(d), "greater",
-                               unit="seed pair"))
-    if cliff and len(_finite(cliff.get("slope_change_at_knee", []))) >= 2:
-        tests.append(ClaimTest("5. accuracy cliff above ~70% sparsity",
-                               "slope change c at knee 0.70", _finite(
-                                   cliff["slope_change_at_knee"]), "less", unit="seed"))
-    labels = {"relu2_amplifies": ("6a. relu² amplifies spikes", "log p-ratio relu² − relu"),
-              "clip_helps": ("6b. clipped relu² beats relu²", "val loss relu² − clipped"),
-              "gelu2_lowest": ("6c. gelu² lowest val loss", "min(others) − gelu² val loss")}
-    for key, (claim, quantity) in labels.items():
-        if len(_finite(spikes.get(key, []))) >= 2:
-            tests.append(ClaimTest(claim, quantity, _finite(spikes[key]), "greater",
-                                   unit="seed"))
-    return tests
+          per_layer_rows: list | None = None, init_cells: dict | None = None,
+          gpt_by_optimizer: dict | None = None) -> list[Claim]:
+    """Every claim family (some with no cells at this scale), in the table's order."""
+    claims = [claim_init(init_cells or {}, per_layer_rows or [])]
+    claims += claims_drift(cells)
+    claims.append(claim_gpt_sparsity(gpt_by_optimizer or {}))
+    claims += claims_pins(pin_rows)
+    cliff_claim = claim_cliff(cliff)
+    if cliff_claim is not None:
+        claims.append(cliff_claim)
+    return claims + claims_spikes(spikes)
 
 
-def generality(judged: list) -> str:
-    """Claim 3's intersection–union verdict over the per-architecture rows of claim 2."""
-    rows = [c for c in judged if c.claim.startswith("2. drift negative early")]
-    rows += [c for c in judged if c.claim.startswith("3. ")]
-    if not rows:
-        return ""
-    if all(c.verdict == HOLDS for c in rows):
-        word = HOLDS
-    elif any(c.verdict == REVERSED for c in rows):
-        word = REVERSED
-    else:
-        word = INCONCLUSIVE
-    per = ", ".join(f"{c.claim.split(': ')[-1]} {c.verdict}" for c in rows)
-    return (f"**3. Generality (intersection–union over the rows above: holds only if every "
-            f"row holds, reversed if any is reversed): {word}** ({per}).\n")
-
-
-def section(tests: list, title: str) -> tuple[str, list]:
-    """Judge the tests (Holm over the whole table) and render the table."""
+def section(claims: list[Claim], title: str) -> tuple[str, list]:
+    """Decide every claim and render the table; claims without cells are named."""
     s = f"## {title}\n\n"
-    if not tests:
+    tested = [c for c in claims if c.cells]
+    if not tested:
         return s + "No claim could be tested from these runs.\n", []
-    judged = judge(tests)
-    s += ("Pre-registered one-sided tests (t over independent units; reports/claims.py "
-          "states each test), Holm-adjusted over all "
-          f"{2 * len(judged)} one-sided p-values of this table (both directions of each of "
-          f"the {len(judged)} rows), α = 0.05. *holds*: the claimed direction is "
-          f"significant; *{REVERSED}* / *{FAILS}*: the opposite direction is; "
-          f"*{INCONCLUSIVE}*: neither.\n\n")
-    s += claims_markdown(judged) + "\n" + generality(judged)
-    return s, judged
+    verdicts = [decide(c) for c in tested]
+    paper = sum(c.family == "paper" for c in tested)
+    s += (f"Each claim is tested on its own cells, never pooled (reports/claims.py states "
+          f"each test, its margin δ and the effect the design must detect). Seeds are the "
+          f"units. Per cell: the claim's one-sided test, the opposite one and an equivalence "
+          f"test (TOST ±δ), Holm-adjusted over the claim's cells, α = {ALPHA:g}; the cell's "
+          f"word is *holds*, *reversed*/*fails*, *absent* (within ±δ) or *inconclusive* "
+          f"(with the effect its n could detect at 80% power and the n the stated effect "
+          f"needs). The claim's word is intersection–union over its cells. p(>) and p(<) "
+          f"are the raw one-sided p-values of both directions. Within a claim any false "
+          f"word has probability ≤ {ALPHA:g}; over the table's {len(tested)} claims ≤ "
+          f"{len(tested) * ALPHA:.2g} (union bound; {paper} are the paper's). Family "
+          f"*driftlab* rows are driftlab's own (exploratory) questions; *control* rows are "
+          f"expected *absent*.\n\n")
+    s += markdown(verdicts)
+    untested = [f"{c.key}. {c.statement}" for c in claims if not c.cells]
+    if untested:
+        s += ("\nNot tested at this scale (no runs of their cells): " + "; ".join(untested)
+              + ".\n")
+    notes = [f"{c.key}: {c.note}" for c in tested if c.note]
+    if notes:
+        s += "\nNotes: " + "; ".join(notes) + ".\n"
+    return s, verdicts

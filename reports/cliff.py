@@ -8,7 +8,10 @@ diverged" fit; non-finite runs are listed.
 Pre-registered test of the paper's cliff "above ~70% sparsity": per seed, the least-squares
 fit accuracy = a + b·x + c·max(x − 0.70, 0) over that seed's non-diverged configurations
 (x = mean validation sparsity over taps); H1: c < 0 (accuracy falls faster above 70%),
-one-sided t over seeds. Beside it, the free-knee hinge against a straight line by ΔBIC
+one-sided t over seeds; and, since configurations rather than seeds carry the curve's
+shape, the same c over the configurations' seed-mean points with a bootstrap that
+resamples configurations (:func:`configuration_bootstrap`), with and without the
+near-dead configurations (accuracy below half the base configuration's). Beside it, the free-knee hinge against a straight line by ΔBIC
 (reports/analysis.py): a cliff is claimed only when ΔBIC > 10 and the after-knee slope is
 negative and at least twice as steep as before.
 """
@@ -21,6 +24,8 @@ from driftlab.reports import figures
 from driftlab.reports.analysis import fit_cliff, hinge_vs_line_bic, slope_change_at
 
 PAPER_KNEE = 0.70
+NEAR_DEAD_FRACTION = 0.5
+BOOTSTRAP_DRAWS = 2000
 BIC_THRESHOLD = 10.0
 KNOBS = ("act", "lr", "weight_decay", "gain", "depth", "act_l1")
 
@@ -39,6 +44,42 @@ def run_point(run) -> dict:
             "sparsity": float(np.mean(sp)) if sp else float("nan"),
             "accuracy": float(s.get("val_accuracy", float("nan"))),
             "diverged": bool(nonfinite or above_init), "non_finite": bool(nonfinite)}
+
+
+def configurations(points) -> list[dict]:
+    """Seed means per configuration (non-diverged runs): knobs, sparsity, accuracy, n."""
+    groups: dict = {}
+    for p in points:
+        if not p["diverged"]:
+            groups.setdefault(tuple(p.get(k) for k in KNOBS), []).append(p)
+    return [{**dict(zip(KNOBS, key)), "n": len(ps),
+             "sparsity": float(np.nanmean([p["sparsity"] for p in ps])),
+             "accuracy": float(np.nanmean([p["accuracy"] for p in ps]))}
+            for key, ps in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+
+
+def base_accuracy(configs: list[dict]) -> float:
+    """The base configuration's accuracy (reports/presets.py ``TRADEOFF_BASE``), or the
+    best configuration's where the grid has no base (other scales)."""
+    from driftlab.reports.presets import TRADEOFF_BASE
+
+    base = [c["accuracy"] for c in configs
+            if all(c.get(k) == v for k, v in TRADEOFF_BASE.items() if k in KNOBS)]
+    return base[0] if base else max((c["accuracy"] for c in configs), default=float("nan"))
+
+
+def configuration_bootstrap(configs: list[dict], draws: int = BOOTSTRAP_DRAWS,
+                            seed: int = 0) -> tuple[float, np.ndarray]:
+    """c at the knee over the configurations' points, and its bootstrap replicates from
+    resampling configurations with replacement (NaN replicates, with fewer than 2 points
+    on a side of the knee, are dropped)."""
+    x = np.array([c["sparsity"] for c in configs])
+    y = np.array([c["accuracy"] for c in configs])
+    point = slope_change_at(x, y, PAPER_KNEE)
+    rng = np.random.default_rng(seed)
+    reps = np.array([slope_change_at(x[i], y[i], PAPER_KNEE)
+                     for i in rng.integers(0, len(x), (draws, len(x)))]) if len(x) else np.array([])
+    return point, reps[np.isfinite(reps)]
 
 
 def _fit(points) -> dict | None:
@@ -62,7 +103,12 @@ def analyse(runs) -> dict:
     per_seed = [slope_change_at([p["sparsity"] for p in stable if p["seed"] == s],
                                 [p["accuracy"] for p in stable if p["seed"] == s], PAPER_KNEE)
                 for s in seeds]
+    configs = configurations(pts)
+    alive = [c for c in configs if c["accuracy"] >= NEAR_DEAD_FRACTION * base_accuracy(configs)]
     return {"points": pts, "with_diverged": _fit(pts), "without_diverged": _fit(stable),
+            "configurations": configs, "alive": alive,
+            "by_configuration": {"all configurations": configuration_bootstrap(configs),
+                                 "without near-dead": configuration_bootstrap(alive)},
             "slope_change_at_knee": per_seed, "seeds": seeds,
             "max_sparsity": max((p["sparsity"] for p in stable), default=float("nan"))}
 
@@ -105,7 +151,16 @@ def section(runs, out, title: str, provenance: str) -> tuple[str, dict]:
     cs = ", ".join(_f(c) for c in a["slope_change_at_knee"])
     s += (f"- slope change c at the paper's knee 0.70, per seed (non-diverged runs): {cs} "
           f"(NaN: fewer than 2 runs above 0.70). Highest non-diverged sparsity reached: "
-          f"{_f(a['max_sparsity'])}.\n\n")
+          f"{_f(a['max_sparsity'])}.\n")
+    dead = [c for c in a["configurations"] if c not in a["alive"]]
+    for name, (point, reps) in a["by_configuration"].items():
+        ci = (f"95% bootstrap CI [{_f(np.quantile(reps, 0.025))}, "
+              f"{_f(np.quantile(reps, 0.975))}] over {len(reps)} resamples of the "
+              f"configurations" if len(reps) >= 100 else "too few configurations to resample")
+        s += f"- c over the configurations' seed means, {name}: {_f(point)} ({ci}).\n"
+    s += (f"- near-dead configurations (accuracy < {NEAR_DEAD_FRACTION:g} × the base's): "
+          + (", ".join(f"{'/'.join(f'{k}={c[k]}' for k in KNOBS)} (accuracy {_f(c['accuracy'])},"
+                       f" sparsity {_f(c['sparsity'])})" for c in dead) or "none") + ".\n\n")
     groups: dict = {}
     for p in a["points"]:
         groups.setdefault(tuple(p.get(k) for k in KNOBS), []).append(p)

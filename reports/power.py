@@ -60,12 +60,12 @@ def _stats(values):
     return n, float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
 
 
-def _check_margin(margin: float) -> None:
+def check_margin(margin: float) -> None:
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         raise ValueError(f"margin={margin!r} invalid; allowed: a positive finite number")
 
 
-def _p_above(n: int, mean: float, se: float, value: float) -> float:
+def p_above(n: int, mean: float, se: float, value: float) -> float:
     """One-sided p of H1: μ > value (t test); 1 when nothing can be concluded."""
     if n < 2 or not math.isfinite(se):
         return 1.0
@@ -74,7 +74,8 @@ def _p_above(n: int, mean: float, se: float, value: float) -> float:
     return float(stats.t.sf((mean - value) / se, n - 1))
 
 
-def _p_below(n: int, mean: float, se: float, value: float) -> float:
+def p_below(n: int, mean: float, se: float, value: float) -> float:
+    """One-sided p of H1: μ < value (t test); 1 when nothing can be concluded."""
     if n < 2 or not math.isfinite(se):
         return 1.0
     if se == 0:
@@ -84,17 +85,17 @@ def _p_below(n: int, mean: float, se: float, value: float) -> float:
 
 def tost(values, margin: float) -> Equivalence:
     """TOST of |μ| < ``margin`` over independent values (non-finite dropped)."""
-    _check_margin(margin)
+    check_margin(margin)
     n, m, se = _stats(values)
-    lo, hi = _p_above(n, m, se, -margin), _p_below(n, m, se, margin)
+    lo, hi = p_above(n, m, se, -margin), p_below(n, m, se, margin)
     return Equivalence(n, m, se, float(margin), max(lo, hi), lo, hi, f"TOST ±{margin:g}")
 
 
 def non_inferiority(values, margin: float) -> Equivalence:
     """H1: μ > −``margin`` (the claim "≥ 0", non-inferior up to δ)."""
-    _check_margin(margin)
+    check_margin(margin)
     n, m, se = _stats(values)
-    lo = _p_above(n, m, se, -margin)
+    lo = p_above(n, m, se, -margin)
     return Equivalence(n, m, se, float(margin), lo, lo, 1.0, f"non-inferiority (μ > −{margin:g})")
 
 

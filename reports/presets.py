@@ -366,7 +366,7 @@ def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
     if size == "cpu":
         return [_drift_cpu_spec("drift", DRIFT_VERSION, c.arch, c.act, c.data, c.optimizer,
                                 seed, size, lr=c.lr, norm=c.norm)
-                for c in drift_cells_cpu() for seed in range(cell_seeds(c.arch, seeds))]
+                for c in drift_cells_cpu() for seed in range(cell_seeds(c.arch, seeds, "drift"))]
     if size == "gpu":
         return [_drift_cpu_spec("drift", DRIFT_VERSION, "gpt", "relu", "embedded", opt,
                                 seed, size) for opt in DRIFT_OPTIMIZERS
@@ -518,6 +518,8 @@ def _sparsity_law_grid(size: str, seeds: int) -> list[RunSpec]:
 # --------------------------------------------------------------------------- 5. tradeoff
 
 TRADEOFF_VERSION = "2"
+# The stable base every trade-off knob moves away from (the cliff's near-dead reference).
+TRADEOFF_BASE = dict(act="relu", lr=3e-3, weight_decay=0.0, gain=1.0, depth=3, act_l1=0.0)
 
 
 def tradeoff_axes(size: str) -> list[dict]:
@@ -530,7 +532,7 @@ def tradeoff_axes(size: str) -> list[dict]:
     without them). ``tiny``/``small``/``paper``: learning rate × weight decay × gain ×
     depth × activation.
     """
-    base = dict(act="relu", lr=3e-3, weight_decay=0.0, gain=1.0, depth=3, act_l1=0.0)
+    base = TRADEOFF_BASE
     if size == "cpu":
         configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
         configs += [dict(base, gain=g) for g in (0.5, 2.0, 3.0, 4.0)]
@@ -617,7 +619,7 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
     specs = []
     acts = SPIKE_ACTS_CPU if size == "cpu" else spike_activations(size)
     for act in acts:
-        for seed in range(cell_seeds("gpt", seeds) if size == "cpu" else seeds):
+        for seed in range(cell_seeds("gpt", seeds, "spikes") if size == "cpu" else seeds):
             if size in ("cpu", "gpu"):
                 specs.append(_drift_cpu_spec("spikes", SPIKES_VERSION, "gpt", act, "embedded",
                                              "adamw", seed, size))

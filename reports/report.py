@@ -26,7 +26,7 @@ import numpy as np
 from driftlab.atomic_io import write_json, write_text
 from driftlab.reports import figures
 from driftlab.reports.analysis import mean_ci
-from driftlab.reports import causal, claims, cliff, drift, spikes
+from driftlab.reports import causal, claims, cliff, drift, init_grad, spikes
 from driftlab.reports.presets import PRESETS, spike_activations
 from driftlab.reports.sweep import FINISHED_STATUSES
 
@@ -395,8 +395,9 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_spk, _, comp = spikes.section(spike_runs, out, SECTIONS[7], provenance(spike_runs),
                                     order, main_clip, gelu2_clip)
     s_opt = section_optimizers(ok.get("optimizers", []), out)
-    s_claims, _ = claims.section(claims.build(cells, pin_rows, trade, comp, layer_rows),
-                                 SECTIONS[9])
+    s_claims, _ = claims.section(claims.build(
+        cells, pin_rows, trade, comp, layer_rows, init_grad.collect(ok.get("init", [])),
+        gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9])
     sizes = sorted({str(r.tags.get("size", "?")) for r in runs})
     n_ok = sum(r.summary.get("status") == "ok" for r in runs)
     head = ["# driftlab report: weight drift, sparsity and spikes",
@@ -420,6 +421,17 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     path = write_text(out / "report.md", body)
     write_runs_csv(runs, out / "summary.csv")
     return path
+
+
+def gpt_sparsity_cells(cells: dict, optimizer_runs: list) -> dict:
+    """Claim 4's cells: GPT-nano ReLU runs per optimizer, from the drift preset and the
+    optimizers preset (labelled by preset: their recipes differ)."""
+    out = {f"{opt} ({data}, drift preset)": ds for (arch, act, data, opt), ds in cells.items()
+           if arch == "gpt" and act == "relu"}
+    for (arch, act, data, opt), ds in drift.collect_cells(optimizer_runs).items():
+        if arch == "gpt" and act == "relu":
+            out[f"{opt} ({data}, optimizers preset)"] = ds
+    return out
 
 
 def skipped_note(skipped: list[tuple[str, str]], out: Path) -> list[str]:

@@ -114,7 +114,9 @@ def test_spike_comparisons_pair_by_seed():
     c = spikes.comparisons(rows, "clipped_relu2:6", "clipped_gelu2:6")
     assert c["relu2_amplifies"] == pytest.approx(np.log([4, 50 / 12, 4]))
     assert c["clip_helps"] == pytest.approx([0.1, 0.1, 0.1])
-    assert c["gelu2_lowest"] == pytest.approx([0.1, 0.15, 0.13])
+    assert c["gelu2_below:relu"] == pytest.approx([0.3, 0.35, 0.28])
+    assert c["gelu2_below:clipped_relu2:6"] == pytest.approx([0.1, 0.15, 0.13])
+    assert "gelu2_below:gelu2" not in c
     assert "gelu2_vs_clipped" not in c
 
 
