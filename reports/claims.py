@@ -15,9 +15,10 @@ the margins δ and the effects the design must detect are fixed here, before the
 2′. … and still at the end (driftlab: does the drift persist?), the same cells at the
    final step.
 3. Generality to GELU/SiLU (paper): claim 2 on the GELU and SiLU cells, per (arch, act).
-4. ReLU sparsity up to ~90% in GPT-nano (paper): per optimizer (``drift`` and
+4. ReLU sparsity reaches ~90% in GPT-nano (paper): per optimizer (``drift`` and
    ``optimizers`` presets), the largest per-layer validation sparsity; H1 > 0.85 (fails
-   when significantly below), δ = 0.02.
+   when significantly below), δ = 0.02. "Up to" is an existence claim: it holds if some
+   optimizer's cell holds (union), and each optimizer's word is printed.
 4′. The drift drives the sparsity (paper): paired Δsparsity unpinned − ``downstream-mean``
    pinned per (arch, data) of the ``pins`` preset, δ = 0.02. The direction follows the
    cell's own measured drift: negative drift predicts that pinning lowers sparsity (H1 Δ >
@@ -96,9 +97,9 @@ def claim_gpt_sparsity(by_optimizer: dict) -> Claim:
     """``by_optimizer``: {label: [RunDrift]} of GPT-nano ReLU runs."""
     cells = tuple(Cell(label, _finite(d.sparsity_max for d in ds))
                   for label, ds in by_optimizer.items())
-    return Claim("4", "ReLU sparsity ~90% in GPT-nano", "largest per-layer val sparsity",
-                 "greater", SPARSITY_MARGIN, SPARSITY_MARGIN, cells,
-                 null=GPT_SPARSITY_THRESHOLD, kind="threshold")
+    return Claim("4", "ReLU sparsity reaches ~90% in GPT-nano", "largest per-layer val "
+                 "sparsity", "greater", SPARSITY_MARGIN, SPARSITY_MARGIN, cells,
+                 null=GPT_SPARSITY_THRESHOLD, kind="threshold", combine="any")
 
 
 def claims_pins(pin_rows: list) -> list[Claim]:

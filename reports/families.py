@@ -22,9 +22,14 @@ initialization and batches). The cell's word, in this order:
   its n (one-sided t, power 0.8, at Holm's strictest level α/(3m), σ = the cell's SD) and
   the n that 80% power would need at the claim's stated effect.
 
-The claim's word over its cells is intersection–union: *holds* only if every cell holds,
-*reversed*/*fails* if any cell is, *absent* only if every cell is absent, else
-*inconclusive*.
+The claim's word over its cells is intersection–union for a claim about every cell
+(``combine="every"``): *holds* only if every cell holds, *reversed*/*fails* if any cell is,
+*absent* only if every cell is absent, else *inconclusive*. For an existence claim
+("sparsity reaches 90%", ``combine="any"``) it is the union: *holds* if any cell holds,
+*fails* only if every cell fails. The counts of the cells' words are printed beside it.
+
+A bootstrap cell's MDE is the normal approximation (z_{1−α/(3m)} + z_{0.8})·SD* with SD* the
+bootstrap SD, and its n for the stated effect scales n by (MDE/effect)².
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ ABSENT = "absent"
 TESTS = ("greater", "less", "non-inferiority")
 KINDS = ("sign", "threshold")
 FAMILIES = ("paper", "driftlab", "control")
+COMBINES = ("every", "any")
 
 
 @dataclass(frozen=True)
@@ -93,11 +99,13 @@ class Claim:
     null: float = 0.0
     kind: str = "sign"
     family: str = "paper"
+    combine: str = "every"
     note: str = ""
 
     def __post_init__(self):
         for name, value, allowed in (("test", self.test, TESTS), ("kind", self.kind, KINDS),
-                                     ("family", self.family, FAMILIES)):
+                                     ("family", self.family, FAMILIES),
+                                     ("combine", self.combine, COMBINES)):
             if value not in allowed:
                 raise ValueError(f"Claim.{name}={value!r} invalid; allowed: {', '.join(allowed)}")
         power.check_margin(self.margin)
@@ -182,17 +190,29 @@ def decide(claim: Claim, alpha: float = ALPHA) -> ClaimVerdict:
         pc, po, pe = adj[i], adj[m + i], adj[2 * m + i]
         word = (HOLDS if pc < alpha else opposite if po < alpha else
                 ABSENT if pe < alpha else INCONCLUSIVE)
-        mde = n_needed = None
-        if word == INCONCLUSIVE and r.method == "t":
-            mde = power.mde(r.n, r.sd, level)
-            n_needed = power.n_for_power(claim.effect, r.sd, level)
-        verdicts.append(CellVerdict(cell, r, pc, po, pe, word,
-                                    float("nan") if mde is None else mde, n_needed))
-    words = [v.word for v in verdicts]
-    word = (HOLDS if all(w == HOLDS for w in words) else
-            opposite if opposite in words else
+        mde, n_needed = (_detectable(r, claim.effect, level) if word == INCONCLUSIVE
+                         else (float("nan"), None))
+        verdicts.append(CellVerdict(cell, r, pc, po, pe, word, mde, n_needed))
+    return ClaimVerdict(claim, tuple(verdicts), _combine([v.word for v in verdicts],
+                                                         claim.combine, opposite))
+
+
+def _detectable(r: CellResult, effect: float, level: float) -> tuple[float, int | None]:
+    """(MDE at the cell's n, n for 80% power at ``effect``) at one-sided level ``level``."""
+    if r.method == "t":
+        return power.mde(r.n, r.sd, level), power.n_for_power(effect, r.sd, level)
+    if not (r.sd > 0 and r.n >= 2):
+        return float("nan"), None
+    mde = (stats.norm.ppf(1 - level) + stats.norm.ppf(power.POWER)) * r.sd
+    return float(mde), max(2, math.ceil(r.n * (mde / effect) ** 2))
+
+
+def _combine(words: list[str], combine: str, opposite: str) -> str:
+    if combine == "any":
+        return (HOLDS if HOLDS in words else opposite if all(w == opposite for w in words)
+                else INCONCLUSIVE)
+    return (HOLDS if all(w == HOLDS for w in words) else opposite if opposite in words else
             ABSENT if all(w == ABSENT for w in words) else INCONCLUSIVE)
-    return ClaimVerdict(claim, tuple(verdicts), word)
 
 
 def _g(x, digits: int = 3) -> str:
@@ -217,6 +237,15 @@ def _detail(c: Claim, v: CellVerdict) -> str:
     return f"p {_g(p, 2)}"
 
 
+def _claim_word(cv: ClaimVerdict) -> str:
+    counts: dict = {}
+    for v in cv.cells:
+        counts[v.word] = counts.get(v.word, 0) + 1
+    rule = "any cell" if cv.claim.combine == "any" else "every cell"
+    return (f"**{cv.word}** ({rule}; " + ", ".join(f"{w} {k}" for w, k in counts.items())
+            + ")")
+
+
 def markdown(verdicts: list[ClaimVerdict]) -> str:
     """One table over the claims: a row per cell, its claim's word in the claim's first
     row; raw one-sided p-values of both directions and the Holm-adjusted deciding one."""
@@ -233,6 +262,6 @@ def markdown(verdicts: list[ClaimVerdict]) -> str:
                      f"{v.cell.label} ({v.cell.unit})", v.cell.predicted or "–", str(r.n),
                      f"{_g(r.mean)} [{_g(r.ci_low)}, {_g(r.ci_high)}]",
                      _g(r.p_greater, 2), _g(r.p_less, 2),
-                     f"{v.word}: {_detail(c, v)}", f"**{cv.word}**" if first else ""]
+                     f"{v.word}: {_detail(c, v)}", _claim_word(cv) if first else ""]
             lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines) + "\n"

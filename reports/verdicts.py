@@ -1,27 +1,22 @@
-"""Pre-registered statistical tests that turn measurements over seeds into verdict words.
+"""One-sided tests over independent units, Holm's adjustment, and the verdict words.
 
-Every claim of the paper is judged by a one-sided test of a pre-declared direction on one
-value per independent unit (a seed, or a (seed, layer) pair when stated), never by prose:
+The primitives of the claims table (reports/families.py decides the claims with them):
 
-    r = one_sided(values, direction="less")            # H1: mean < 0
-    rows = judge([ClaimTest("2. drift", "Δmean(W_down)/SE", values, "less"), ...])
+    r = one_sided(values, direction="less")            # H1: mean < 0 over seeds
+    d = two_sample(a, b, "greater", paired=True)       # H1: mean(a − b) > 0, same seeds
+    adjusted = holm([r.p, ...])
 
-:func:`judge` computes, for each claim, the p-value of the claimed direction and of the
-opposite direction, Holm-adjusts the whole family of 2m one-sided p-values at once
-(family-wise error ≤ α over the table), and derives the word:
-
-* **holds**: the claimed direction is significant;
-* **reversed** (a sign claim) or **fails** (a threshold claim, e.g. "sparsity ≥ 0.85"):
-  the opposite direction is significant;
-* **inconclusive at this scale**: neither is.
-
-The effect size is Cohen's d = (mean − null)/SD with a t-based CI on the mean.
+Each result carries the p-value of the stated direction and of the opposite one, the
+mean with a t-based (1 − α) CI, and the effect size Cohen's d = (mean − null)/SD. The
+words: **holds** (the claimed direction is significant), **reversed** (a sign claim) or
+**fails** (a threshold claim) when the opposite direction is, **inconclusive at this
+scale** when neither is (reports/families.py adds **absent**, by an equivalence test).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -145,40 +140,6 @@ def two_sample(a, b, direction: str = "greater", paired: bool = False,
                       "one-sided Welch t test", direction, 0.0)
 
 
-def from_summary(mean: float, se: float, n: int, direction: str = "greater",
-                 null: float = 0.0, alpha: float = ALPHA) -> TestResult:
-    """One-sided t test from a mean, its standard error over n independent clusters (e.g.
-    init seeds) and n − 1 degrees of freedom, for estimates whose per-unit values are not
-    kept (montecarlo/per_layer.py reports mean ± clustered SE)."""
-    _check(direction)
-    if n < 2 or not (se > 0) or not math.isfinite(mean):
-        return TestResult(int(n), float(mean), float("nan"), float("nan"), float("nan"), 1.0,
-                          1.0, "one-sided t test (summary)", direction, null)
-    t = (mean - null) / se
-    p_greater, p_less = float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
-    half = stats.t.ppf(1 - alpha / 2, n - 1) * se
-    p, p_opp = (p_greater, p_less) if direction == "greater" else (p_less, p_greater)
-    return TestResult(int(n), float(mean), mean - half, mean + half,
-                      float((mean - null) / (se * math.sqrt(n))), p, p_opp,
-                      "one-sided t test (summary)", direction, null)
-
-
-def every_unit(results: list[TestResult]) -> TestResult:
-    """"The claim holds for every member" (e.g. every layer) from per-member tests.
-
-    Intersection–union: the claim's p-value is the largest member p (valid without any
-    correction); the opposite ("some member goes the other way") is a union, so its
-    p-value is Bonferroni's min(1, m · smallest opposite p). The reported mean and CI are
-    the weakest member's (the one with the largest claim p).
-    """
-    if not results:
-        raise ValueError("every_unit needs at least one result")
-    weakest = max(results, key=lambda r: r.p)
-    p_opp = min(1.0, len(results) * min(r.p_opposite for r in results))
-    return replace(weakest, p=weakest.p, p_opposite=p_opp,
-                   method=f"intersection–union over {len(results)}")
-
-
 def holm(pvalues) -> list[float]:
     """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1), input order."""
     p = np.asarray(pvalues, dtype=float)
@@ -200,64 +161,3 @@ def verdict_word(p_claim_adj: float, p_opposite_adj: float, alpha: float = ALPHA
     if p_opposite_adj < alpha:
         return opposite_word
     return INCONCLUSIVE
-
-
-@dataclass(frozen=True)
-class ClaimTest:
-    """A pre-registered test of one claim: H1 is "mean of ``values`` is ``direction`` of
-    ``null``". ``kind`` "sign" (opposite outcome: reversed) or "threshold" (fails).
-    ``unit`` names what one value is (e.g. "seed", "(seed, layer)")."""
-
-    claim: str
-    quantity: str
-    values: tuple
-    direction: str = "greater"
-    null: float = 0.0
-    kind: str = "sign"
-    unit: str = "seed"
-    method: str = "t"
-    note: str = ""
-    # A pre-computed test (from_summary / every_unit) used when ``values`` is empty.
-    result: TestResult | None = field(default=None, compare=False)
-    p_adj: float = float("nan")
-    p_opposite_adj: float = float("nan")
-    verdict: str = ""
-
-    def __post_init__(self):
-        _check(self.direction, self.method)
-        if self.kind not in ("sign", "threshold"):
-            raise ValueError(f"kind={self.kind!r} invalid; allowed: sign, threshold")
-
-
-def judge(claims: list[ClaimTest], alpha: float = ALPHA) -> list[ClaimTest]:
-    """Run every claim's test, Holm-adjust the 2m one-sided p-values together, set verdicts."""
-    results = [c.result if (not c.values and c.result is not None)
-               else one_sided(c.values, c.direction, c.null, c.method, alpha) for c in claims]
-    adj = holm([r.p for r in results] + [r.p_opposite for r in results])
-    m = len(claims)
-    out = []
-    for i, (c, r) in enumerate(zip(claims, results)):
-        word = verdict_word(adj[i], adj[m + i], alpha,
-                            REVERSED if c.kind == "sign" else FAILS)
-        out.append(replace(c, result=r, p_adj=adj[i], p_opposite_adj=adj[m + i], verdict=word))
-    return out
-
-
-def _g(x: float, digits: int = 3) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
-
-
-def claims_markdown(rows: list[ClaimTest]) -> str:
-    """A Markdown table: claim, quantity, H1, n, mean [CI], effect, p (Holm), verdict."""
-    head = ["claim", "quantity (one value per unit)", "H1", "n", "mean [95% CI]",
-            "effect d", "p (Holm)", "verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for c in rows:
-        r = c.result
-        h1 = f"{'>' if c.direction == 'greater' else '<'} {_g(c.null)}"
-        p = c.p_adj if c.verdict != (REVERSED if c.kind == "sign" else FAILS) else c.p_opposite_adj
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in [
-            c.claim, f"{c.quantity} ({c.unit}){'; ' + c.note if c.note else ''}", h1,
-            str(r.n), f"{_g(r.mean)} [{_g(r.ci_low)}, {_g(r.ci_high)}]", _g(r.effect, 2),
-            f"{_g(p, 2)} ({r.method})", f"**{c.verdict}**"]) + " |")
-    return "\n".join(lines) + "\n"
