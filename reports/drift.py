@@ -120,6 +120,10 @@ def _fmt(x, digits=3) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _fmt_step(step: int | None) -> str:
+    return "–" if step is None else str(step)
+
+
 def _mean_ci(values) -> str:
     """"mean [t-based 95% CI]" over the finite values."""
     m, h, n = mean_ci(values)
@@ -145,25 +149,52 @@ def section(runs, out, title: str, provenance: str) -> tuple[str, dict]:
           "over seeds of mean Δmean/std < 0 (p unadjusted here; the claims table "
           "Holm-adjusts). E[g|p>0] is the engine's `grad_pos_mean` (batch × mean of ∂ℓ/∂p "
           "over positive pre-activations), averaged over taps. SGD is SGD with momentum "
-          "0.9.\n\n")
+          "0.9. *Turns at*: the first logged step at which the seed-mean E[g|p>0] (or the "
+          "seed-mean downstream drift) takes the opposite sign of its first value and keeps "
+          "it at the next logged step; – if it never turns.\n\n")
     s += _figure(path, out, f"Downstream weight-mean change (top, units of the init std, "
                  f"mean over each model's taps, heads excluded) and E[∂ℓ/∂p | p > 0] "
                  f"(bottom) over training; ReLU, one line per (data, optimizer), mean ± "
                  f"t-based 95% CI over seeds. From {provenance}.")
     rows = []
     for (arch, act, data, opt), ds in cells.items():
+        c = curves.get(arch, {}).get(curve_key(act, data, opt))
+        turns = ["–", "–"] if c is None else [
+            _fmt_step(sign_turn(c["steps"], c[k].mean(axis=0))) for k in ("gpos", "w_rel")]
         w = [d.w_rel for d in ds]
         test = one_sided(w, "less") if sum(np.isfinite(w)) >= 2 else None
         rows.append([arch, act, data, opt, len(ds), _mean_ci([d.w_rel_early for d in ds]),
                      _mean_ci(w), _fmt(test.p, 2) if test else "–",
                      _mean_ci([d.head_rel for d in ds]), _mean_ci([d.g0 for d in ds]),
-                     _mean_ci([d.g_end for d in ds]), _mean_ci([d.sparsity for d in ds]),
-                     _mean_ci([d.val_loss for d in ds])])
+                     _mean_ci([d.g_end for d in ds]), *turns,
+                     _mean_ci([d.sparsity for d in ds]), _mean_ci([d.val_loss for d in ds])])
     s += _table(["arch", "act", "data", "optimizer", "seeds", "Δmean/std early (95% CI)",
                  "Δmean/std final (95% CI)", "p (final < 0)", "heads Δmean/std",
-                 "E[g|p>0] step 0", "E[g|p>0] last logged", "ReLU sparsity (val)",
+                 "E[g|p>0] step 0", "E[g|p>0] last logged", "E[g|p>0] turns at",
+                 "drift turns at", "ReLU sparsity (val)",
                  "val loss"], rows)
     return s + "\n", cells
+
+
+def curve_key(act: str, data: str, optimizer_cell: str) -> str:
+    """The figure's line label of a cell: act/data/optimizer (with its variant tags)."""
+    return f"{act}/{data}/{optimizer_cell}"
+
+
+def sign_turn(steps, mean) -> int | None:
+    """The first logged step s > 0 at which the seed-mean series has the opposite sign of
+    its first non-zero value and keeps it at the next logged step (a lone noisy point is
+    not a turn); None if it never turns."""
+    steps, mean = np.asarray(steps), np.asarray(mean, float)
+    nz = np.flatnonzero(np.isfinite(mean) & (mean != 0))
+    if nz.size == 0:
+        return None
+    first = np.sign(mean[nz[0]])
+    flipped = np.sign(mean) == -first
+    for i in range(nz[0] + 1, len(mean) - 1):
+        if flipped[i] and flipped[i + 1]:
+            return int(steps[i])
+    return None
 
 
 def curves_by_arch(runs) -> dict:
@@ -183,7 +214,7 @@ def curves_by_arch(runs) -> dict:
                 w.append(_nanmean(ws))
                 g.append(_nanmean(gs))
         t = r.tags
-        key = "/".join(str(t.get(k, "")) for k in ("act", "data", "optimizer"))
+        key = curve_key(t.get("act", ""), t.get("data", ""), _optimizer_cell(t, r.spec["config"]))
         groups.setdefault(t["arch"], {}).setdefault(key, []).append(
             (np.array(steps), np.array(w), np.array(g)))
     out: dict = {}

@@ -158,3 +158,10 @@ def test_shift_decomposition_terms_are_read_from_first_and_last_records():
     assert sh["dp"] == pytest.approx(sh["drift_change"] + sh["align_change"]
                                      + sh["stream_change"])
     assert causal.run_shift(fake_run({}, metrics=[rec(0, 0, 0, 0, 0)])) is None
+
+
+def test_sign_turn_needs_two_logged_steps_of_the_opposite_sign():
+    steps = [0, 10, 20, 30, 40, 50]
+    assert drift.sign_turn(steps, [0.0, -0.1, -0.2, 0.1, 0.2, 0.3]) == 30
+    assert drift.sign_turn(steps, [0.0, -0.1, 0.1, -0.2, -0.1, -0.3]) is None  # lone point
+    assert drift.sign_turn(steps, [0.0] * 6) is None
