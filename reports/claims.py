@@ -46,7 +46,9 @@ import numpy as np
 
 from driftlab.reports import init_grad
 from driftlab.reports.cliff import BOOTSTRAP_DRAWS, PAPER_KNEE
-from driftlab.reports.families import Claim, Cell, bootstrap_result, decide, markdown
+from driftlab.reports.families import (Cell, Claim, bootstrap_result, decide, markdown,
+                                       plan_markdown)
+from driftlab.reports.plan import COSTLY_SEEDS, CPU_SEEDS, PLANNED
 from driftlab.reports.verdicts import ALPHA
 
 GPT_SPARSITY_THRESHOLD = 0.85
@@ -187,6 +189,12 @@ def section(claims: list[Claim], title: str) -> tuple[str, list]:
           f"{len(tested) * ALPHA:.2g} (union bound; {paper} are the paper's). Family "
           f"*driftlab* rows are driftlab's own (exploratory) questions; *control* rows are "
           f"expected *absent*.\n\n")
+    s += ("**Analysis plan.** Seeds per cell come from reports/plan.py (cheap architectures "
+          f"{CPU_SEEDS}; GPT-nano and MP-SENet {COSTLY_SEEDS}, or the n a 3-seed pilot said "
+          "80% power needs: " + ", ".join(f"{p} {a} {n}" for (p, a), n in PLANNED.items())
+          + "). The last column is the n per cell that 80% power at the stated effect "
+          "needs, given each cell's measured SD.\n\n")
+    s += plan_markdown(verdicts) + "\n"
     s += markdown(verdicts)
     untested = [f"{c.key}. {c.statement}" for c in claims if not c.cells]
     if untested:

@@ -246,6 +246,26 @@ def _claim_word(cv: ClaimVerdict) -> str:
             + ")")
 
 
+def plan_markdown(verdicts: list[ClaimVerdict], alpha: float = ALPHA) -> str:
+    """The plan as a table: per claim its test, δ, stated effect, cells, n per cell, and the
+    n per cell that 80% power at the stated effect needs given the cells' SDs (every cell,
+    decided or not: what the next design would need)."""
+    head = ["claim", "family", "H1; δ", "stated effect", "cells", "n per cell",
+            "n for 80% power (range over cells)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cv in verdicts:
+        c, m = cv.claim, len(cv.cells)
+        ns = [v.result.n for v in cv.cells]
+        need = [_detectable(v.result, c.effect, alpha / (3 * m))[1] for v in cv.cells]
+        known = [k for k in need if k]
+        need_s = (f"{min(known)}–{max(known)}" if known else "–") + (
+            f" ({len(need) - len(known)} cells: no estimate)" if len(known) < len(need) else "")
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in [
+            f"{c.key}. {c.statement}", c.family, f"{_h1(c)}; {_g(c.margin)}", _g(c.effect),
+            str(m), f"{min(ns)}–{max(ns)}" if ns else "–", need_s]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(verdicts: list[ClaimVerdict]) -> str:
     """One table over the claims: a row per cell, its claim's word in the claim's first
     row; raw one-sided p-values of both directions and the Holm-adjusted deciding one."""

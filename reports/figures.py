@@ -23,7 +23,8 @@ _COLORS = BASE_COLORS
 
 @styled
 def drift_curves(curves: dict, path, title: str) -> str:
-    """curves: {arch: {act: {"steps": (T,), "w_rel": (seeds, T), "gpos": (seeds, T)}}}.
+    """curves: {arch: {cell: {"steps": (T,), "w_rel": (seeds, T), "gpos": (seeds, T)}}},
+    cell = "act/data/optimizer[ variant]" (reports/drift.py ``curve_key``).
 
     Top row: downstream weight-mean change in units of its init std (mean over taps);
     bottom row: mean ∂ℓ/∂p over positive pre-activations (mean over taps). Lines are
@@ -46,10 +47,10 @@ def drift_curves(curves: dict, path, title: str) -> str:
             axes[row, j].axhline(0, color="k", lw=0.5)
         axes[1, j].set_xlabel("step")
         axes[1, j].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        axes[0, j].legend(fontsize=6)  # every panel: the cells differ by architecture
     if archs:
         axes[0, 0].set_ylabel("Δ mean(W_down) / std(W_down at init)")
         axes[1, 0].set_ylabel("E[∂ℓ/∂p | p > 0] (per example)")
-        axes[0, 0].legend()
     fig.suptitle(title)
     return _save(fig, path)
 
