@@ -151,7 +151,10 @@ def section(runs, out, title: str, provenance: str) -> tuple[str, dict]:
           "over positive pre-activations), averaged over taps. SGD is SGD with momentum "
           "0.9. *Turns at*: the first logged step at which the seed-mean E[g|p>0] (or the "
           "seed-mean downstream drift) takes the opposite sign of its first value and keeps "
-          "it at the next logged step; – if it never turns.\n\n")
+          "it at the next logged step; – if it never turns. Why a sign turns within the "
+          "first steps, to second order in the learning rate, is derived in "
+          "theory/trajectory.py and checked against seed ensembles in "
+          "reports/trajectory/trajectory.md.\n\n")
     s += _figure(path, out, f"Downstream weight-mean change (top, units of the init std, "
                  f"mean over each model's taps, heads excluded) and E[∂ℓ/∂p | p > 0] "
                  f"(bottom) over training; ReLU, one line per (data, optimizer), mean ± "
