@@ -21,11 +21,10 @@ import jax.numpy as jnp
 KINK_WIDTH = 0.1  # τ in units of p (O(1) at init); its bias is below the ResNet rows' SE (README)
 
 
-def relu_with_kink_kernel(width: float = KINK_WIDTH):
-    """max(p, 0) with exact value and first derivative, and second derivative φ_width(p)."""
-    if not width > 0:
-        raise ValueError(f"width={width!r} invalid; allowed: a positive number")
-    norm = 1.0 / (width * math.sqrt(2 * math.pi))
+def smoothed_step(width: float, mass: float = 1.0):
+    """1[p > 0] whose derivative is mass·φ_width(p), the Gaussian density of SD ``width``
+    (mass 1: a kernel for δ(p)); width 0 gives autodiff's derivative 0."""
+    norm = mass / (width * math.sqrt(2 * math.pi)) if width > 0 else 0.0
 
     @jax.custom_jvp
     def step(p):
@@ -34,7 +33,19 @@ def relu_with_kink_kernel(width: float = KINK_WIDTH):
     @step.defjvp
     def _step_jvp(primals, tangents):
         (p,), (t,) = primals, tangents
+        if width == 0:
+            return step(p), jnp.zeros_like(t)
         return step(p), norm * jnp.exp(-0.5 * (p / width) ** 2) * t
+
+    return step
+
+
+def relu_with_kink_kernel(width: float = KINK_WIDTH, mass: float = 1.0):
+    """max(p, 0) with exact value and first derivative, and second derivative
+    mass·φ_width(p) (``mass`` ≠ 1 only to plant an error in a power check)."""
+    if not width > 0:
+        raise ValueError(f"width={width!r} invalid; allowed: a positive number")
+    step = smoothed_step(width, mass)
 
     @jax.custom_jvp
     def relu(p):

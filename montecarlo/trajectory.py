@@ -43,7 +43,7 @@ import numpy as np
 from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.instrument import probe_shapes
 from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
-from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel
+from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel, smoothed_step
 from driftlab.montecarlo.stats import suite_threshold
 from driftlab.theory import trajectory as th
 
@@ -111,24 +111,6 @@ def model(spec: TrajectorySpec):
     return arch, cfg
 
 
-def _indicator(width: float):
-    """1[p > 0] with derivative φ_width(p) (0 width: autodiff's 0)."""
-    norm = 1.0 / (width * math.sqrt(2 * math.pi)) if width > 0 else 0.0
-
-    @jax.custom_jvp
-    def step(p):
-        return (p > 0).astype(p.dtype)
-
-    @step.defjvp
-    def _jvp(primals, tangents):
-        (p,), (t,) = primals, tangents
-        if width == 0:
-            return step(p), jnp.zeros_like(t)
-        return step(p), norm * jnp.exp(-0.5 * (p / width) ** 2) * t
-
-    return step
-
-
 class _Tap:
     """Adds ``probes[name]`` to p (∂ℓ/∂probe = g), records p, applies ``act_for(act)``."""
 
@@ -167,7 +149,7 @@ class Problem:
                           [f"g+:{t}" for t in self.taps]
         self.kink_width = kink_width
         self._relu = relu_with_kink_kernel(kink_width) if kink_width > 0 else None
-        self._step = _indicator(kink_width)
+        self._step = smoothed_step(kink_width)
 
     def loss(self, params, batch, smooth: bool = False):
         tap = _Tap(None, self._relu if smooth else None, getattr(self.cfg, "act", None))

@@ -1,12 +1,10 @@
 """reports/kink_width.py: paired rows per kernel width and per step, and their Markdown."""
 
 import json
-import math
 
-import jax
-import jax.numpy as jnp
 import pytest
 
+from driftlab.montecarlo.relu_kink import relu_with_kink_kernel
 from driftlab.reports import kink_width
 
 
@@ -32,31 +30,6 @@ def test_too_few_draws_is_a_clear_error(capsys):
     assert err.value.code == 2 and "--draws=1 invalid" in capsys.readouterr().err
 
 
-def _kink_kernel_with_mass(width: float, mass: float):
-    """relu_with_kink_kernel(width) with the kernel's mass ``mass`` instead of 1."""
-    norm = mass / (width * math.sqrt(2 * math.pi))
-
-    @jax.custom_jvp
-    def step(p):
-        return (p > 0).astype(p.dtype)
-
-    @step.defjvp
-    def _step_jvp(primals, tangents):
-        (p,), (t,) = primals, tangents
-        return step(p), norm * jnp.exp(-0.5 * (p / width) ** 2) * t
-
-    @jax.custom_jvp
-    def relu(p):
-        return jnp.maximum(p, 0)
-
-    @relu.defjvp
-    def _relu_jvp(primals, tangents):
-        (p,), (t,) = primals, tangents
-        return relu(p), step(p) * t
-
-    return relu
-
-
 @pytest.mark.slow
 def test_width_dependent_kernel_error_is_caught(monkeypatch):
     """Power: a planted kernel whose mass is 0.1/τ (right at τ = 0.1, twice too much at
@@ -64,6 +37,6 @@ def test_width_dependent_kernel_error_is_caught(monkeypatch):
     from driftlab.montecarlo import conv_readers
 
     monkeypatch.setattr(conv_readers, "relu_with_kink_kernel",
-                        lambda width: _kink_kernel_with_mass(width, 0.1 / width))
+                        lambda width: relu_with_kink_kernel(width, mass=0.1 / width))
     _, (step,) = kink_width.case_rows("none", "stage1.block0.act1", 200, widths=(0.1, 0.05))
     assert step["verdict"] == "changes" and step["z"] > step["z_star"]
