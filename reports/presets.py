@@ -29,7 +29,9 @@ from typing import Callable
 
 from driftlab.activations import parse_activation
 from driftlab.models.train import TrainConfig
-from driftlab.reports.plan import CPU_SEEDS, cell_seeds
+from driftlab.reports.plan import CPU_SEEDS, PLANNED, cell_seeds
+
+PLANNED_INIT = [n for key, n in PLANNED.items() if key[0] == "init"]
 
 DRIFT_ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
 DRIFT_ACTS = ("relu", "gelu", "silu", "tanh")  # tanh: the no-drift control
@@ -402,7 +404,7 @@ def _init_grid(size: str, seeds: int) -> list[RunSpec]:
     source of the per-layer theorem's default variants plus the ResNet norm=none control."""
     specs = []
     for arch, data, norm in INIT_CELLS:
-        for seed in range(seeds):
+        for seed in range(cell_seeds(arch, seeds, "init", data) if size == "cpu" else seeds):
             if size == "cpu":
                 ms = CPU_MODELS[arch]
                 fields = ms.train_fields("adamw")
@@ -665,7 +667,7 @@ PRESETS: dict[str, Preset] = {
     p.name: p for p in (
         Preset("init", INIT_VERSION, "claim 1b: E[g | p > 0] at the initial parameters, "
                f"{INIT_BATCHES} batches per seed, the decisive scale's models", _init_grid,
-               {"tiny": 2, "cpu": CPU_SEEDS}),
+               {"tiny": 2, "cpu": max(CPU_SEEDS, *PLANNED_INIT)}),
         Preset("drift", DRIFT_VERSION, "downstream weight mean and E[g | p > 0] over "
                "training, every architecture × activation (cpu: the plan's cells)",
                _drift_grid, {"tiny": 3, "cpu": CPU_SEEDS, "small": 3, "gpu": 1, "paper": 5}),
