@@ -191,7 +191,7 @@ def section(claims: list[Claim], title: str) -> tuple[str, list]:
           f"expected *absent*.\n\n")
     s += ("**Analysis plan.** Seeds per cell come from reports/plan.py (cheap architectures "
           f"{CPU_SEEDS}; GPT-nano and MP-SENet {COSTLY_SEEDS}, or the n a 3-seed pilot said "
-          "80% power needs: " + ", ".join(f"{p} {a} {n}" for (p, a), n in PLANNED.items())
+          "80% power needs: " + ", ".join(f"{' '.join(key)} {n}" for key, n in PLANNED.items())
           + "). The last column is the n per cell that 80% power at the stated effect "
           "needs, given each cell's measured SD.\n\n")
     s += plan_markdown(verdicts) + "\n"
