@@ -34,7 +34,7 @@ equals ``train(TrainConfig(seed=s, …))`` (tests/test_trajectory_engine.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp

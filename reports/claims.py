@@ -183,7 +183,8 @@ def section(claims: list[Claim], title: str) -> tuple[str, list]:
           f"test (TOST ±δ), Holm-adjusted over the claim's cells, α = {ALPHA:g}; the cell's "
           f"word is *holds*, *reversed*/*fails*, *absent* (within ±δ) or *inconclusive* "
           f"(with the effect its n could detect at 80% power and the n the stated effect "
-          f"needs). The claim's word is intersection–union over its cells. p(>) and p(<) "
+          f"needs). The claim's word is intersection–union over its cells (the union for "
+          f"claim 4, an existence claim). p(>) and p(<) "
           f"are the raw one-sided p-values of both directions. Within a claim any false "
           f"word has probability ≤ {ALPHA:g}; over the table's {len(tested)} claims ≤ "
           f"{len(tested) * ALPHA:.2g} (union bound; {paper} are the paper's). Family "
@@ -198,8 +199,8 @@ def section(claims: list[Claim], title: str) -> tuple[str, list]:
     s += markdown(verdicts)
     untested = [f"{c.key}. {c.statement}" for c in claims if not c.cells]
     if untested:
-        s += ("\nNot tested at this scale (no runs of their cells): " + "; ".join(untested)
-              + ".\n")
+        s += ("\nNot tested at this scale (no runs of their cells; the `gpu` scale of their "
+              "presets has them): " + "; ".join(untested) + ".\n")
     notes = [f"{c.key}: {c.note}" for c in tested if c.note]
     if notes:
         s += "\nNotes: " + "; ".join(notes) + ".\n"
