@@ -35,6 +35,20 @@ SUBCOMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default appended to its help unless the
+    help already states it (``default`` in its text), the option is required, or it is a
+    plain on/off flag; an unset default (None, []) reads "none"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.required or action.nargs == 0 \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        shown = "none" if action.default in (None, []) else "%(default)s"
+        return f"{text} (default: {shown})".lstrip()
+
+
 class UsageError(ValueError):
     """A bad value on the command line: reported in one line, exit code 2."""
 
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd_parser = argparse.ArgumentParser(prog=f"driftlab {argv[0]}",
                                          description=SUBCOMMANDS[argv[0]][1],
                                          epilog=_epilog(argv[0]),
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                                         formatter_class=HelpFormatter)
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
     from driftlab import compilation_cache
