@@ -73,6 +73,16 @@ def _epilog(command: str) -> str:
     return _docstring(SUBCOMMANDS[command][0])
 
 
+def command_parser(command: str):
+    """(module, parser) of one subcommand; importing the module starts no JAX."""
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    parser = argparse.ArgumentParser(prog=f"driftlab {command}",
+                                     description=SUBCOMMANDS[command][1],
+                                     epilog=_epilog(command), formatter_class=HelpFormatter)
+    module.add_arguments(parser)
+    return module, parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="driftlab",
@@ -84,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         parser.parse_args(argv or ["--help"])
         return 2
-    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"driftlab {argv[0]}",
-                                         description=SUBCOMMANDS[argv[0]][1],
-                                         epilog=_epilog(argv[0]),
-                                         formatter_class=HelpFormatter)
-    module.add_arguments(cmd_parser)
+    module, cmd_parser = command_parser(argv[0])
     args = cmd_parser.parse_args(argv[1:])
     from driftlab import compilation_cache
 
