@@ -43,6 +43,12 @@ SKIP = {
     "--warmup-steps 200 --steps 7000 --log-every 50 --checkpoint-every 500 --out runs/gpt-paper":
         "GPU at paper size on FineWeb shards",
     "driftlab bench theory": "the whole theorem suite (a minute or more)",
+    # Run elsewhere already, in the form given (20-35 s each): not run twice.
+    "driftlab bench mc --repeats 3": "tests/test_bench_mc.py runs it at --quick --repeats 1",
+    "driftlab bench train --quick --repeats 5":
+        "tests/test_bench_train.py::test_quick_bench_cli_prints_json_rows runs it at --repeats 1",
+    "driftlab report --from reports/reduced --out reports/rebuilt":
+        "tests/test_records.py::test_report_from_records_reproduces_the_checked_in_report",
 }
 
 # Commands run in a smaller form: doc command -> the command run.
@@ -63,8 +69,6 @@ SUBSTITUTE = {
         "driftlab report runs/drift runs/tradeoff --no-theory --out reports/mine",
     "driftlab theory layers --arch gpt --data embedded --probes 4 --seeds 8 --json":
         "driftlab theory layers --arch gpt --data embedded --probes 1 --seeds 2 --batch-size 4 --json",
-    "driftlab bench mc --repeats 3": "driftlab bench mc --quick --repeats 1",
-    "driftlab bench train --quick --repeats 5": "driftlab bench train --quick --repeats 1",
     "driftlab bench train --ensemble 1,4,8,16": "driftlab bench train --quick --ensemble 2 --repeats 1",
 }
 
