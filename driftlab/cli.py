@@ -35,6 +35,20 @@ SUBCOMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default appended to its help unless the
+    help already states it (``default`` in its text), the option is required, or it is a
+    plain on/off flag; an unset default (None, []) reads "none"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.required or action.nargs == 0 \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        shown = "none" if action.default in (None, []) else "%(default)s"
+        return f"{text} (default: {shown})".lstrip()
+
+
 class UsageError(ValueError):
     """A bad value on the command line: reported in one line, exit code 2."""
 
@@ -59,6 +73,16 @@ def _epilog(command: str) -> str:
     return _docstring(SUBCOMMANDS[command][0])
 
 
+def command_parser(command: str):
+    """(module, parser) of one subcommand; importing the module starts no JAX."""
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    parser = argparse.ArgumentParser(prog=f"driftlab {command}",
+                                     description=SUBCOMMANDS[command][1],
+                                     epilog=_epilog(command), formatter_class=HelpFormatter)
+    module.add_arguments(parser)
+    return module, parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="driftlab",
@@ -70,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         parser.parse_args(argv or ["--help"])
         return 2
-    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"driftlab {argv[0]}",
-                                         description=SUBCOMMANDS[argv[0]][1],
-                                         epilog=_epilog(argv[0]),
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    module.add_arguments(cmd_parser)
+    module, cmd_parser = command_parser(argv[0])
     args = cmd_parser.parse_args(argv[1:])
     from driftlab import compilation_cache
 

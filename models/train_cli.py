@@ -24,7 +24,18 @@ import json
 import math
 import sys
 
-ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
+from driftlab.source_registry import config_class, constant, dataclass_defaults
+
+# Registries read from their modules' source, so that `driftlab train --help` lists what the
+# code defines without starting JAX (driftlab/source_registry.py; tests/test_cli_help.py
+# compares them with the imported values).
+_BASE, _OPTIM, _MUON = "driftlab.models.base", "driftlab.models.optim", "driftlab.models.muon"
+ARCH_MODULES = constant(_BASE, "ARCH_MODULES")
+ARCHS = tuple(ARCH_MODULES)
+
+
+def _one_of(module: str, name: str) -> str:
+    return ", ".join(constant(module, name))
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -51,25 +62,27 @@ def parse_override(text: str) -> tuple[str, object]:
 # the run's own config.json.
 _OPTIONS = (
     ("--arch", "arch", str, f"one of {', '.join(ARCHS)}"),
-    ("--act", "act", str, "activation name, e.g. relu, gelu, clipped_relu2:15"),
+    ("--act", "act", str, "activation: one of the names listed below (clipped ones take :C)"),
     ("--data", "data", str, "synthetic, embedded, or a path in the architecture's format"),
-    ("--size", "size", str, "tiny, small or paper"),
+    ("--size", "size", str, f"one of {_one_of(_BASE, 'SIZES')}"),
     ("--steps", "steps", int, "total steps of the run (a resumed run continues to it)"),
     ("--batch-size", "batch_size", int, "global batch, split over all devices"),
     ("--lr", "lr", float, "peak learning rate"),
-    ("--optimizer", "optimizer", str, "sgd, momentum, adamw or muon"),
-    ("--schedule", "schedule", str, "constant, cosine, linear or wcd"),
+    ("--optimizer", "optimizer", str, f"one of {_one_of(_OPTIM, 'OPTIMIZERS')}"),
+    ("--schedule", "schedule", str, f"one of {_one_of(_OPTIM, 'SCHEDULES')}"),
     ("--warmup-steps", "warmup_steps", int, "linear warmup steps"),
     ("--warmdown-steps", "warmdown_steps", int, "wcd: linear decay to 0 over the last N steps"),
     ("--adam-beta2", "adam_beta2", float, "AdamW's beta2"),
     ("--warmdown-end", "warmdown_end", int, "wcd: the step the warmdown reaches lr 0"),
     ("--muon-lr-ratio", "muon_lr_ratio", float, "muon: Muon lr = ratio x lr"),
-    ("--muon-scale", "muon_scale", str, "muon: update scale rule, jordan, moonlight or paper"),
-    ("--muon-momentum", "muon_momentum", str, "muon: momentum form, ema or sum (paper's)"),
-    ("--muon-ns-dtype", "muon_ns_dtype", str, "muon: Newton-Schulz dtype, float32 or bfloat16"),
+    ("--muon-scale", "muon_scale", str, f"muon: update scale rule, one of {_one_of(_MUON, 'SCALINGS')}"),
+    ("--muon-momentum", "muon_momentum", str,
+     f"muon: momentum form, one of {_one_of(_MUON, 'MOMENTUM_FORMS')} (sum: the paper's)"),
+    ("--muon-ns-dtype", "muon_ns_dtype", str,
+     f"muon: Newton-Schulz dtype, one of {_one_of(_MUON, 'NS_DTYPES')}"),
     ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
     ("--grad-clip", "grad_clip", float, "clip the global gradient norm (none: no clipping)"),
-    ("--dtype", "dtype", str, "float32 or bfloat16"),
+    ("--dtype", "dtype", str, f"one of {_one_of('driftlab.models.train_config', 'DTYPES')}"),
     ("--seed", "seed", int, "seed of init and data order"),
     ("--eps", "eps", float, "|h| < eps counts as sparse (smooth activations)"),
     ("--log-every", "log_every", int, "log metrics every N steps"),
@@ -81,16 +94,16 @@ _OPTIONS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``driftlab train`` options (help shows each default)."""
-    from driftlab.models.train import TrainConfig
-
-    d = TrainConfig()
+    """Register the ``driftlab train`` options (help shows each default, read from
+    TrainConfig's declaration) and list the activations, recipes and ``--set`` fields."""
+    d = dataclass_defaults("driftlab.models.train_config", "TrainConfig")
+    parser.epilog = "\n\n".join(filter(None, [parser.epilog, registries_text()]))
     parser.add_argument("--recipe", default=None,
-                        help="named recipe applied first: paper-gpt (= paper-gpt@2), "
-                             "paper-gpt-config, paper-gpt@1 (docs/recipes.md); flags override "
-                             "it, and a --steps other than the recipe's scales its phases")
+                        help=f"named recipe applied first: {_recipe_names()} "
+                             "(docs/recipes.md); flags override it, and a --steps other than "
+                             "the recipe's scales its phases (default: none)")
     for flag, field, kind, text in _OPTIONS:
-        default = getattr(d, field)
+        default = d[field]
         parser.add_argument(flag, type=kind, default=None, dest=field,
                             help=f"{text} (default: {default})")
     parser.add_argument("--seeds", default=None, metavar="SPEC",
@@ -109,12 +122,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the per-tap statistics")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--pin", action="append", default=[], metavar="NAME",
-                        help="causal intervention after every update (repeatable): "
-                        "downstream-mean, reader-stream-mean or sham (the reader pin's control; models/pins.py)")
+                        help="causal intervention after every update (repeatable): one of "
+                             f"{_one_of('driftlab.models.pins', 'PINS')} (sham: the reader "
+                             "pin's control; models/pins.py) (default: none)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a model config field (repeatable), e.g. n_layer=4")
+                        help="override a model config field (repeatable), e.g. n_layer=4; the "
+                             "fields of each --arch are listed below (default: none)")
     parser.add_argument("--json", action="store_true",
                         help="print the final summary as one JSON object on stdout")
+
+
+def _recipe_names() -> str:
+    from driftlab.models.recipes import RECIPE_VERSIONS, RECIPES
+
+    latest = {r.tag: name for name, r in RECIPES.items()}
+    return ", ".join(f"{tag} (= {latest[tag]})" if tag in latest else tag
+                     for tag in RECIPE_VERSIONS)
+
+
+def registries_text() -> str:
+    """The help's lists, each from its registry: activations (driftlab/activations.py),
+    recipes (models/recipes.py) and each architecture's model config fields for --set."""
+    import textwrap
+
+    from driftlab.activations import DEFAULT_CLIP, NAMES
+    from driftlab.models.recipes import RECIPE_VERSIONS
+
+    def wrapped(head: str, body: str) -> str:
+        return textwrap.fill(body, width=92, initial_indent=head,
+                             subsequent_indent=" " * 4, break_on_hyphens=False)
+
+    lines = [wrapped("activations (--act): ", f"{', '.join(NAMES)}; clipped_* take NAME:C, "
+                     f"default C = {DEFAULT_CLIP:g}"), "recipes (--recipe):"]
+    lines += [wrapped(f"  {tag}: ", r.description) for tag, r in RECIPE_VERSIONS.items()]
+    lines.append("model config fields (--set FIELD=VALUE), per --arch:")
+    for arch, module in ARCH_MODULES.items():
+        fields = [f for f in dataclass_defaults(module, config_class(module)) if f != "act"]
+        lines.append(wrapped(f"  {arch}: ", ", ".join(fields)))
+    return "\n".join(lines)
 
 
 def _stored_train_config(out: str) -> dict:

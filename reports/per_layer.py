@@ -127,7 +127,7 @@ def _sign(mean: float, se: float, z_one: float) -> str:
 
 
 def readme_table(rows: list[dict]) -> str:
-    """arch × layer → predicted sign, measured sign, deciding term (README table)."""
+    """arch × layer → predicted sign, measured sign, deciding term (docs/per-layer.md table)."""
     from driftlab.montecarlo.stats import suite_threshold
 
     n = max(2, sum(1 for r in rows if not r["variant"].startswith("POWER")))

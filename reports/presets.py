@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from driftlab.activations import parse_activation
-from driftlab.models.train import TrainConfig
+
+# TrainConfig (models/train_config.py) is imported where a run is built: its module starts
+# JAX, and `driftlab sweep --help` lists PRESETS before any JAX starts.
 from driftlab.reports.plan import CPU_SEEDS, PLANNED, cell_seeds
 
 PLANNED_INIT = [n for key, n in PLANNED.items() if key[0] == "init"]
@@ -98,6 +100,8 @@ LATE_FIELDS = ("muon_scale", "muon_momentum", "muon_ns_dtype", "warmdown_end",
 def config_dict(config) -> dict:
     """The config as JSON-ready plain data (tuples become lists), without the
     :data:`OPERATIONAL_FIELDS` and without :data:`LATE_FIELDS` at their defaults."""
+    from driftlab.models.train_config import TrainConfig
+
     d = dataclasses.asdict(config)
     for name in OPERATIONAL_FIELDS:
         d.pop(name, None)
@@ -153,6 +157,8 @@ def _tuples(value):
 
 def spec_from_dict(d: dict) -> RunSpec:
     """Rebuild a RunSpec from :meth:`RunSpec.as_dict` output (for cluster jobs)."""
+    from driftlab.models.train_config import TrainConfig
+
     cls = FirstStepConfig if d["kind"] == "first_step" else TrainConfig
     cfg = dict(d["config"])
     if cls is TrainConfig:  # JSON turned the config's tuples into lists
@@ -247,6 +253,8 @@ _BATCH = {"tiny": 16, "small": 64, "paper": 256}
 
 def _train(preset: str, version: str, label: str, tags: dict, kind: str = "train",
            **cfg) -> RunSpec:
+    from driftlab.models.train_config import TrainConfig
+
     cfg.setdefault("progress", False)
     tc = TrainConfig(**cfg).validate()
     return RunSpec(preset, version, kind, tc, tuple(sorted(tags.items())), label)

@@ -15,8 +15,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dirs", nargs="*", help="sweep output directories (searched "
-                        "recursively for finished runs)")
+    parser.add_argument("run_dirs", nargs="*", help="sweep output directories, `driftlab "
+                        "train` run directories and seed-* ensembles, searched recursively "
+                        "for finished runs (runs it cannot use are named in the header)")
     parser.add_argument("--from", dest="from_dir", default=None, metavar="REPORT_DIR",
                         help="rebuild from the checked-in records REPORT_DIR/records/*.jsonl "
                              "(and REPORT_DIR/theory_checks.json) instead of run directories "

@@ -12,9 +12,12 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("preset", help="drift, first_step, sparsity_law, tradeoff, spikes or all")
-    parser.add_argument("--size", default="tiny", help="scale: tiny (CPU smoke), cpu (the "
-                        "decisive reduced scale), small, gpu (one H100) or paper")
+    from driftlab.reports.presets import PRESETS, SCALES
+
+    parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}, or all (listed below)")
+    parser.add_argument("--size", default="tiny", help=f"scale, one of {', '.join(SCALES)}: tiny "
+                        "(CPU smoke), cpu (the decisive reduced scale), small, gpu (one "
+                        "H100), paper; each preset defines some of them (listed below)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per configuration (default: the preset's for the size)")
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th grid entry from I")
@@ -24,12 +27,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train runs differing only in seed as one seed ensemble of at "
                              "most N members (1: one run at a time; default: 8)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.epilog = "\n\n".join(filter(None, [parser.epilog, presets_text()]))
     cluster = parser.add_argument_group("submitit executor")
-    cluster.add_argument("--timeout-min", type=int, default=60)
+    cluster.add_argument("--timeout-min", type=int, default=60, help="Slurm time limit per job, minutes")
     cluster.add_argument("--partition", default=None, help="Slurm partition")
-    cluster.add_argument("--gpus-per-node", type=int, default=0)
+    cluster.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per Slurm job")
     cluster.add_argument("--cluster", default=None,
                          help="submitit cluster (default: auto-detect; 'local' or 'debug')")
+
+
+def presets_text() -> str:
+    """One entry per preset of the PRESETS registry: name@version, scales, description."""
+    import textwrap
+
+    from driftlab.reports.presets import PRESETS
+
+    return "presets (reports/presets.py):\n" + "\n".join(
+        textwrap.fill(f"{p.description} (scales: {', '.join(p.scales)})", width=92,
+                      initial_indent=f"  {name}@{p.version}: ", subsequent_indent=" " * 4,
+                      break_on_hyphens=False)
+        for name, p in PRESETS.items())
 
 
 def _validate(args) -> list[str]:

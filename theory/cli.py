@@ -11,7 +11,7 @@ from driftlab.activations import NAMES as ACTIVATION_NAMES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    check = sub.add_parser("check", help="run every theorem check and print a table")
+    check = sub.add_parser("check", formatter_class=parser.formatter_class, help="run every theorem check and print a table")
     check.add_argument("--json", action="store_true", help="print the results as a JSON list")
     check.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     check.add_argument("--rerun", action="store_true",
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="no progress output (default: one overall bar on a terminal, "
                             "one line per check otherwise)")
 
-    pred = sub.add_parser("predict", help="analytic vs Monte Carlo E[∂ℓ/∂p_i | p_i > 0] in one setting")
+    pred = sub.add_parser("predict", formatter_class=parser.formatter_class, help="analytic vs Monte Carlo E[∂ℓ/∂p_i | p_i > 0] in one setting")
     pred.add_argument("--loss", required=True,
                       help="mse (½‖f − y‖² summed over outputs) or ce (softmax cross-entropy)")
     pred.add_argument("--act", required=True, help=f"one of {', '.join(ACTIVATION_NAMES)} (clipped: NAME:C)")
@@ -41,16 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(default: the physical memory available now)")
     pred.add_argument("--json", action="store_true", help="print one JSON object")
 
-    plots = sub.add_parser("plots", help="empirical-vs-analytic figures (PNG)")
+    plots = sub.add_parser("plots", formatter_class=parser.formatter_class, help="empirical-vs-analytic figures (PNG)")
     plots.add_argument("--out", default="reports/theory",
                        help="output directory, checked before any computation "
                             "(default: reports/theory)")
     plots.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     plots.add_argument("--quick", action="store_true",
-                       help="small samples, same three figures (for tests and a first look); "
-                            "the full run takes about 8 min on 2 CPU cores")
+                       help="small samples, same three figures (for tests and a first look): "
+                            "about 2 min on 2 loaded CPU cores with a cold JAX compilation "
+                            "cache, about 35 s warm (most of it compiling); the full run takes "
+                            "about 8 min on 2 CPU cores")
 
-    layers = sub.add_parser("layers", help="per-tap Stein prediction vs measured E[g|p>0] at init "
+    layers = sub.add_parser("layers", formatter_class=parser.formatter_class, help="per-tap Stein prediction vs measured E[g|p>0] at init "
                                            "(theory/per_layer.py)")
     layers.add_argument("--arch", required=True,
                         help="mlp, resnet, vit, gpt or mpsenet (resnet's conv readers have "
@@ -75,18 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the fields are listed by `driftlab train --help`")
     layers.add_argument("--json", action="store_true", help="one JSON object per row")
 
-    traj = sub.add_parser("trajectory", help="second-order prediction of the drift trajectory vs "
+    traj = sub.add_parser("trajectory", formatter_class=parser.formatter_class, help="second-order prediction of the drift trajectory vs "
                                              "seed-ensemble training (theory/trajectory.py)")
     traj.add_argument("--arch", required=True, help="block (the canonical 3-layer block), mlp, "
                                                     "gpt, resnet, vit")
-    traj.add_argument("--size", default="tiny")
+    traj.add_argument("--size", default="tiny", help="model size: tiny, small or paper")
     traj.add_argument("--data", default="synthetic", help="synthetic, embedded or a PATH")
     traj.add_argument("--act", default=None, help="activation (default: the arch's)")
     traj.add_argument("--optimizer", default="sgd", help="sgd or momentum (adamw: measured only)")
-    traj.add_argument("--lr", type=float, default=0.01)
-    traj.add_argument("--steps", type=int, default=100)
+    traj.add_argument("--lr", type=float, default=0.01, help="learning rate η")
+    traj.add_argument("--steps", type=int, default=100, help="training steps predicted and measured")
     traj.add_argument("--seeds", type=int, default=64, help="init seeds (clusters)")
-    traj.add_argument("--batch-size", type=int, default=32)
+    traj.add_argument("--batch-size", type=int, default=32, help="batch per seed")
     traj.add_argument("--pairs", type=int, default=4, help="batch triples per seed for the "
                                                            "coefficients")
     traj.add_argument("--every", type=int, default=0,
@@ -255,7 +257,8 @@ def _plots(args) -> int:
     check_output_dir(args.out)  # before minutes of Monte Carlo
     if not args.quick:
         print("driftlab theory plots: 3 figures, about 8 min on 2 CPU cores (measured); "
-              "--quick takes seconds", file=sys.stderr, flush=True)
+              "--quick takes about 35 s with a warm compilation cache, 2 min cold",
+              file=sys.stderr, flush=True)
 
     for path in make_all(args.out, seed=args.seed, quick=args.quick):
         print(path)

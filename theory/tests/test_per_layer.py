@@ -85,7 +85,7 @@ def test_mlp_agrees_and_planted_errors_fail():
     assert all(abs(r.z) <= z_star for r in rows)
     assert all(r.sign_verdict == "positive" for r in rows)
     # ×2 planted into the prediction: the same check rejects it at these seeds (a 5% error
-    # is below the detectable shift here; see README "Per-layer theorem").
+    # is below the detectable shift here; see docs/per-layer.md).
     bad = run_layers(LayersSpec("mlp", seeds=24, batch_size=16, exact=True, planted_scale=2.0),
                      n_checks, taps=["layer1"])
     assert any(abs(r.z) > z_star for r in bad)
