@@ -169,6 +169,15 @@ def build(cells: dict, pin_rows: list, cliff: dict, spikes: dict,
     return claims + claims_spikes(spikes)
 
 
+def words(verdicts: list) -> list[dict]:
+    """The verdicts as data (the report's ``claims.json``): per claim its key, statement,
+    family and word, and per cell its label, n and word, for readers such as the README's
+    table (tests/test_readme_verdicts.py keeps the two equal)."""
+    return [{"key": v.claim.key, "statement": v.claim.statement, "family": v.claim.family,
+             "word": v.word, "cells": [{"label": c.cell.label, "n": c.result.n, "word": c.word}
+                                       for c in v.cells]} for v in verdicts]
+
+
 def section(claims: list[Claim], title: str) -> tuple[str, list]:
     """Decide every claim and render the table; claims without cells are named."""
     s = f"## {title}\n\n"

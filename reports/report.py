@@ -395,7 +395,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_spk, _, comp = spikes.section(spike_runs, out, SECTIONS[7], provenance(spike_runs),
                                     order, main_clip, gelu2_clip)
     s_opt = section_optimizers(ok.get("optimizers", []), out)
-    s_claims, _ = claims.section(claims.build(
+    s_claims, verdicts = claims.section(claims.build(
         cells, pin_rows, trade, comp, layer_rows, init_grad.collect(ok.get("init", [])),
         gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9])
     sizes = sorted({str(r.tags.get("size", "?")) for r in runs})
@@ -419,6 +419,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     body = "\n".join(head + [section_train_runs(groups.get("train", []))] + [s_th, s_layers, s_drift, s_pins, s_first, s_law, s_trade, s_spk,
                              s_opt, s_claims, ""])
     path = write_text(out / "report.md", body)
+    write_json(out / "claims.json", claims.words(verdicts))
     write_runs_csv(runs, out / "summary.csv")
     return path
 
