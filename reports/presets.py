@@ -10,9 +10,15 @@ report groups by, and a stable id (a readable label plus a short hash of the con
 Bump a preset's ``version`` whenever its grid changes meaning; the version is part of
 every run id, so a changed preset never reuses stale results.
 
-Scales (the ``--size`` of ``driftlab sweep``; each preset maps a scale to model sizes,
-steps and seeds, see :data:`SCALES`): ``tiny`` (CPU, seconds per run, tens of steps: the
-tests' smoke scale), ``cpu`` (the decisive reduced scale: 1000-2000 steps, 3 seeds,
+Each preset is data: a table from scale to :class:`Grid`, which holds the grid's cells
+(:class:`Cell`, one configuration before seeds) and its default seed count; one builder,
+:meth:`Grid.expand`, turns a grid into runs, every cell × seed. Adding a scale is one entry
+of a preset's table, adding a cell one entry of a grid. Run ids follow from the cells
+alone (tests/test_preset_ids.py pins them), so finished run directories keep resuming.
+
+Scales (the ``--size`` of ``driftlab sweep``, :data:`SCALES`; a preset need not have all):
+``tiny`` (CPU, seconds per run, tens of steps: the tests' smoke scale), ``cpu`` (the
+decisive reduced scale: 1000-2000 steps, the analysis plan's seeds (reports/plan.py),
 synthetic and real data, SGD and AdamW; the whole reduced report in about an hour on a
 2-core CPU), ``small`` (one GPU, minutes per run), ``gpu`` (GPT-nano 12×768, sequence
 1024: the drift, pins and spikes presets in ~40 minutes of one H100), ``paper`` (the
@@ -22,18 +28,16 @@ paper's scales, accelerators).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Callable
 
 from driftlab.activations import parse_activation
-
 # TrainConfig (models/train_config.py) is imported where a run is built: its module starts
 # JAX, and `driftlab sweep --help` lists PRESETS before any JAX starts.
 from driftlab.reports.plan import CPU_SEEDS, PLANNED, cell_seeds
-
-PLANNED_INIT = [n for key, n in PLANNED.items() if key[0] == "init"]
 
 DRIFT_ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
 DRIFT_ACTS = ("relu", "gelu", "silu", "tanh")  # tanh: the no-drift control
@@ -167,46 +171,116 @@ def spec_from_dict(d: dict) -> RunSpec:
                    tuple(sorted(d["tags"].items())), d.get("label", ""))
 
 
+# --------------------------------------------------------------------------- grids
+
+SCALES = ("tiny", "cpu", "small", "gpu", "paper")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration of a grid before seeds: the run label without its ``_s{seed}``,
+    the tags the report groups by (without ``seed`` and ``size``, which every run gets)
+    and the config's fields (without ``seed``); ``kind`` as in :class:`RunSpec`."""
+
+    label: str
+    tags: tuple = ()  # ((key, value), ...)
+    fields: tuple = ()  # ((config field, value), ...)
+    kind: str = "train"
+
+    def spec(self, preset: str, version: str, size: str, seed: int) -> RunSpec:
+        """The cell's run with ``seed`` at scale ``size``: a validated config."""
+        from driftlab.models.train_config import TrainConfig
+
+        fields = {**dict(self.fields), "seed": seed}
+        if self.kind == "first_step":
+            config = FirstStepConfig(**fields)
+        else:  # a sweep draws its own progress, not one bar per run
+            config = TrainConfig(**{"progress": False, **fields})
+        tags = tuple(sorted({**dict(self.tags), "seed": seed, "size": size}.items()))
+        return RunSpec(preset, version, self.kind, config.validate(), tags,
+                       f"{self.label}_s{seed}")
+
+
+def _cell(label: str, tags: dict, fields: dict, kind: str = "train") -> Cell:
+    return Cell(label, tuple(tags.items()), tuple(fields.items()), kind)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A preset's runs at one scale: each of ``cells`` with seeds 0 … n-1 (cell-major,
+    the order the shards split), n the preset's seed count (``seeds`` unless the sweep's
+    ``--seeds`` says otherwise) or, where ``planned``, the analysis plan's seeds for the
+    cell's arch at that count (reports/plan.py ``cell_seeds``). ``cells`` may be a
+    function returning them, for cells built by a module imported only when needed."""
+
+    seeds: int
+    cells: tuple | Callable[[], tuple] = ()
+    planned: bool = False
+
+    def expand(self, preset: str, version: str, size: str, seeds: int) -> list[RunSpec]:
+        cells = self.cells() if callable(self.cells) else self.cells
+        return [cell.spec(preset, version, size, seed) for cell in cells
+                for seed in range(cell_seeds(dict(cell.tags)["arch"], seeds, preset,
+                                             dict(cell.tags).get("data", ""))
+                                  if self.planned else seeds)]
+
+
 @dataclass(frozen=True)
 class Preset:
-    """A named, versioned experiment. ``grid(size, seeds)`` -> list of RunSpec; ``size`` is
-    one of the preset's ``scales``."""
+    """A named, versioned experiment: a table from scale to :class:`Grid`.
+    ``grid(size, seeds)`` -> list of RunSpec; ``size`` is one of the preset's ``scales``."""
 
     name: str
     version: str
     description: str
-    build: Callable[[str, int], list] = field(repr=False)
-    default_seeds: dict = field(default_factory=lambda: {"tiny": 2, "cpu": 3, "small": 3,
-                                                         "paper": 5})
+    grids: dict = field(repr=False)  # scale -> Grid
+
+    def __post_init__(self):
+        for size in self.grids:
+            if size not in SCALES:
+                raise _bad(f"Preset.grids (preset {self.name!r}) scale", size,
+                           ", ".join(SCALES))
 
     @property
     def scales(self) -> tuple[str, ...]:
-        return tuple(s for s in SCALES if s in self.default_seeds)
+        return tuple(s for s in SCALES if s in self.grids)
+
+    @property
+    def default_seeds(self) -> dict:
+        """{scale: the seed count a sweep uses without ``--seeds``}."""
+        return {s: self.grids[s].seeds for s in self.scales}
 
     def grid(self, size: str = "tiny", seeds: int | None = None) -> list[RunSpec]:
         """Every run of this preset at scale ``size`` with seeds 0 … seeds-1 (deterministic
         order)."""
-        if size not in self.scales:
+        if size not in self.grids:
             raise _bad(f"size (preset {self.name!r})", size, ", ".join(self.scales))
-        seeds = self.default_seeds[size] if seeds is None else seeds
+        grid = self.grids[size]
+        seeds = grid.seeds if seeds is None else seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise _bad("seeds", seeds, "a positive integer")
-        specs = self.build(size, seeds)
+        specs = grid.expand(self.name, self.version, size, seeds)
         ids = [s.run_id for s in specs]
         if len(set(ids)) != len(ids):  # a preset bug, not a user error
             raise RuntimeError(f"preset {self.name!r} produced duplicate run ids")
         return specs
 
 
-# --------------------------------------------------------------------------- scales
+def _label(preset: str, axes: dict, parts: tuple) -> str:
+    """``{preset}_{axis}_{axis}…`` over the ``parts`` that ``axes`` sets, in that order."""
+    forms = {"lr": "lr{:g}", "norm": "norm-{}"}
+    return "_".join([preset] + [forms.get(k, "{}").format(axes[k]) for k in parts
+                                if k in axes])
 
-SCALES = ("tiny", "cpu", "small", "gpu", "paper")
+
+# --------------------------------------------------------------------------- scales
 
 
 @dataclass(frozen=True)
 class ModelScale:
-    """How one architecture runs at one scale: model size + overrides, batch, steps and
-    the learning rates of AdamW and of SGD with momentum 0.9."""
+    """How one architecture trains at one scale: model size + overrides, batch, steps,
+    the learning rates of AdamW and of SGD with momentum 0.9, the dtype, the logging
+    interval and the batches each evaluation averages."""
 
     size: str
     overrides: tuple = ()
@@ -215,11 +289,19 @@ class ModelScale:
     lr_adamw: float = 1e-3
     lr_sgd: float = 1e-2
     dtype: str = "float32"
+    log_every: int = 50
+    eval_batches: int = 8
 
     def train_fields(self, optimizer: str) -> dict:
         return dict(size=self.size, model_overrides=self.overrides, batch_size=self.batch_size,
                     steps=self.steps, optimizer=optimizer, dtype=self.dtype,
-                    lr=self.lr_adamw if optimizer == "adamw" else self.lr_sgd)
+                    lr=self.lr_adamw if optimizer == "adamw" else self.lr_sgd,
+                    log_every=self.log_every, eval_batches=self.eval_batches)
+
+
+def _tenths(size: str, overrides: tuple, batch_size: int, steps: int, **kw) -> ModelScale:
+    """A ModelScale that logs ten times per run."""
+    return ModelScale(size, overrides, batch_size, steps, log_every=max(1, steps // 10), **kw)
 
 
 # GPT-nano at CPU scale: nanoGPT's CPU recipe (4 layers, 4 heads, block 64) at width 64.
@@ -227,9 +309,11 @@ GPT_CPU = (("n_embd", 64),)
 # The decisive CPU scale. Step counts: ≥ 2000 for GPT-nano and ≥ 1000 for the vision
 # models (issue 9); MP-SENet as long as fits (~0.09 s per step at batch 4 on 2 cores).
 # SGD learning rates from 300-step pilots (the largest of 0.01/0.03/0.1 that trains
-# stably on both data sources).
+# stably on both data sources). The MLP logs every 10 steps: its drift changes sign
+# within the first ~100 steps (issue 18, item 7), and the zero-crossing step is read
+# from the logged trajectory.
 CPU_MODELS = {
-    "mlp": ModelScale("small", (("width", 128),), 64, 1000, 1e-3, 3e-2),
+    "mlp": ModelScale("small", (("width", 128),), 64, 1000, 1e-3, 3e-2, log_every=10),
     "resnet": ModelScale("tiny", (), 64, 1000, 1e-3, 3e-2),
     "vit": ModelScale("tiny", (), 64, 1000, 1e-3, 3e-2),
     "gpt": ModelScale("small", GPT_CPU, 16, 2000, 3e-3, 1e-1),
@@ -238,26 +322,14 @@ CPU_MODELS = {
 # GPT-nano 12×768 (the paper's width and depth), sequence 1024, bf16: each run ~4-5 min of
 # one H100, so drift (1 seed × 2 optimizers), pins (2) and spikes (4) fit in ~40 minutes.
 GPU_GPT = ModelScale("paper", (("block_size", 1024), ("init", "torch_default")), 16, 1500,
-                     6e-4, 1e-1, "bfloat16")
+                     6e-4, 1e-1, "bfloat16", log_every=100)
 # Paper-matching scales (``paper``, ``gpu``) use the paper code's init, PyTorch's default
 # nn.Linear U(±1/√fan_in) (models/init.py); MP-SENet's default already is.
 PAPER_INIT = (("init", "torch_default"),)
 
 
-def _paper_init(arch: str, size: str) -> tuple:
-    return PAPER_INIT if size in ("paper", "gpu") and arch != "mpsenet" else ()
-
-_STEPS = {"tiny": 30, "small": 500, "paper": 5000}
-_BATCH = {"tiny": 16, "small": 64, "paper": 256}
-
-
-def _train(preset: str, version: str, label: str, tags: dict, kind: str = "train",
-           **cfg) -> RunSpec:
-    from driftlab.models.train_config import TrainConfig
-
-    cfg.setdefault("progress", False)
-    tc = TrainConfig(**cfg).validate()
-    return RunSpec(preset, version, kind, tc, tuple(sorted(tags.items())), label)
+def _paper_init(arch: str) -> tuple:
+    return () if arch == "mpsenet" else PAPER_INIT
 
 
 # --------------------------------------------------------------------------- 1. drift
@@ -268,14 +340,46 @@ TINY_HEAVY_ACTS = ("relu", "tanh")
 TINY_MPSENET_BATCH = 4  # MP-SENet steps cost ~1 s at batch 16 on 2 cores
 DRIFT_DATA = ("synthetic", "embedded")
 DRIFT_OPTIMIZERS = ("momentum", "adamw")
-# MP-SENet's "embedded" source is real speech only where Debian's pocketsphinx-testdata is
-# installed (models/data/speech.py) and otherwise the synthetic generator itself, so the
-# decisive grid runs MP-SENet on synthetic speech only rather than duplicate it.
-DRIFT_DATA_OVERRIDE = {"mpsenet": ("synthetic",)}
-CPU_LOG_EVERY = 50
-# The MLP logs every 10 steps: its drift changes sign within the first ~100 steps
-# (issue 18, item 7), and the zero-crossing step is read from the logged trajectory.
-CPU_LOG_EVERY_ARCH = {"mlp": 10}
+
+
+def _smoke_models(size: str, batch_size: int, steps: int, log_every: int,
+                  paper_init: bool = False, batch_of: dict | None = None) -> dict:
+    """{arch: ModelScale} of the smoke/one-GPU drift grids: the engine's size ``size``,
+    AdamW lr 1e-3, ``batch_of[arch]`` or ``batch_size``, the paper code's init where
+    ``paper_init``."""
+    return {arch: ModelScale(size, _paper_init(arch) if paper_init else (),
+                             (batch_of or {}).get(arch, batch_size), steps,
+                             log_every=log_every, eval_batches=2) for arch in DRIFT_ARCHS}
+
+
+SMOKE_MODELS = {
+    "tiny": _smoke_models("tiny", 16, 30, 1, batch_of={"mpsenet": TINY_MPSENET_BATCH}),
+    "small": _smoke_models("small", 64, 500, 5),
+    "paper": _smoke_models("paper", 256, 5000, 25, paper_init=True),
+}
+# Labels: the decisive grids name every axis of the cell; the smoke grids (older ids) name
+# the arch and the activation (drift) or the pin (pins).
+DECISIVE_LABEL = ("arch", "act", "data", "optimizer", "lr", "norm", "pin")
+
+
+def _run(preset: str, ms: ModelScale, arch: str, act: str = "relu", data: str = "synthetic",
+         optimizer: str = "adamw", lr: float | None = None, norm: str | None = None,
+         pins: tuple = (), label: tuple = DECISIVE_LABEL) -> Cell:
+    """A cell of the drift family (drift, pins, the decisive spikes): ``arch`` with ``act``
+    trained on ``data`` by ``optimizer`` as ``ms`` says, at learning rate ``lr`` and with
+    ResNet's ``norm`` where set, with ``pins`` (models/pins.py). Tagged by arch, act,
+    data, optimizer and whichever of lr, norm, pin is set; labelled by ``label``'s axes."""
+    axes = {"arch": arch, "act": act, "data": data, "optimizer": optimizer}
+    fields = dict(ms.train_fields(optimizer), arch=arch, act=act, data=data)
+    if lr is not None:
+        axes["lr"] = fields["lr"] = lr
+    if norm is not None:
+        axes["norm"] = norm
+        fields["model_overrides"] = tuple(fields["model_overrides"]) + (("norm", norm),)
+    if pins:
+        axes["pin"] = "+".join(pins)
+        fields["pins"] = pins
+    return _cell(_label(preset, axes, label), axes, fields)
 
 
 @dataclass(frozen=True)
@@ -290,13 +394,21 @@ class DriftCell:
     norm: str | None = None  # ResNet only: None = the default (BatchNorm)
 
 
+# The MLP's learning-rate factor (issue 18, item 7): the sparsity-law MLP drifted +0.08
+# at lr 1e-3 but −0.9 at 1e-2 and −1.4 at 3e-2; 1e-3 is the base cell (CPU_MODELS).
+MLP_DRIFT_LRS = (1e-2, 3e-2)
+
+
 def drift_cells_cpu() -> tuple[DriftCell, ...]:
     """The cells of the decisive drift grid, cheapest architectures first, each one a
     cell of a claim in reports/plan.py (cells no claim needs are cut: ViT's and
     MP-SENet's SGD-momentum cells, whose drift was a structural zero of ~1e-8 in the
     pilot, and GPT-nano on synthetic tokens, whose drift SD of 0.16 would need thousands
     of seeds, see the plan). Claim 3's GELU/SiLU cells and the ResNet norm=none control
-    run on the embedded digits, the cheaper data source of those archs."""
+    run on the embedded digits, the cheaper data source of those archs. MP-SENet's
+    "embedded" source is real speech only where Debian's pocketsphinx-testdata is
+    installed (models/data/speech.py) and otherwise the synthetic generator itself, so
+    MP-SENet runs on synthetic speech only rather than duplicate it."""
     cells = [DriftCell("mlp", "relu", d, o) for d in DRIFT_DATA for o in DRIFT_OPTIMIZERS]
     cells += [DriftCell("mlp", "relu", "synthetic", "adamw", lr) for lr in MLP_DRIFT_LRS]
     cells += [DriftCell("mlp", a, "synthetic", "adamw") for a in ("gelu", "silu", "tanh")]
@@ -310,84 +422,33 @@ def drift_cells_cpu() -> tuple[DriftCell, ...]:
     return tuple(cells)
 
 
-# The MLP's learning-rate factor (issue 18, item 7): the sparsity-law MLP drifted +0.08
-# at lr 1e-3 but −0.9 at 1e-2 and −1.4 at 3e-2; 1e-3 is the base cell (CPU_MODELS).
-MLP_DRIFT_LRS = (1e-2, 3e-2)
+def _drift_smoke(size: str, acts_of: dict | None = None) -> tuple[Cell, ...]:
+    """Every architecture × ``acts_of[arch]`` (default :data:`DRIFT_ACTS`) on synthetic
+    data, AdamW, at :data:`SMOKE_MODELS` ``[size]``."""
+    return tuple(_run("drift", SMOKE_MODELS[size][arch], arch, act, label=("arch", "act"))
+                 for arch in DRIFT_ARCHS for act in (acts_of or {}).get(arch, DRIFT_ACTS))
 
 
-def _drift_cpu_spec(preset: str, version: str, arch: str, act: str, data: str,
-                    optimizer: str, seed: int, scale: str, pins: tuple = (),
-                    lr: float | None = None, norm: str | None = None) -> RunSpec:
-    """One run of the decisive grid (also the unpinned baseline of the ``pins`` preset)."""
-    ms = GPU_GPT if scale == "gpu" else CPU_MODELS[arch]
-    pin_tag = "+".join(pins) or "none"
-    label = (f"{preset}_{arch}_{act}_{data}_{optimizer}" + (f"_lr{lr:g}" if lr else "")
-             + (f"_norm-{norm}" if norm else "") + (f"_{pin_tag}" if pins else "")
-             + f"_s{seed}")
-    tags = {"arch": arch, "act": act, "data": data, "optimizer": optimizer, "seed": seed,
-            "size": scale}
-    if preset == "pins":
-        tags["pin"] = pin_tag
-    fields = ms.train_fields(optimizer)
-    if lr is not None:
-        tags["lr"] = lr
-        fields["lr"] = lr
-    if norm is not None:
-        tags["norm"] = norm
-        fields["model_overrides"] = tuple(fields["model_overrides"]) + (("norm", norm),)
-    extra = {"pins": pins} if pins else {}
-    log_every = CPU_LOG_EVERY_ARCH.get(arch, CPU_LOG_EVERY) if scale == "cpu" else 100
-    return _train(preset, version, label, tags, arch=arch, act=act, data=data, seed=seed,
-                  log_every=log_every, eval_batches=8, **fields, **extra)
-
-
-def _drift_spec(preset: str, version: str, arch: str, act: str, seed: int, size: str,
-                pins: tuple = ()) -> RunSpec:
-    """One run of the tiny/small/paper drift grid: synthetic data, AdamW lr 1e-3 (also the
-    unpinned baseline of the ``pins`` preset at ``tiny``)."""
-    tags = {"arch": arch, "act": act, "seed": seed, "size": size, "data": "synthetic",
-            "optimizer": "adamw"}
-    label = f"drift_{arch}_{act}_s{seed}"
-    extra = {}
-    if pins:
-        tags["pin"] = "+".join(pins)
-        label = f"{preset}_{arch}_{tags['pin']}_s{seed}"
-        extra["pins"] = pins
-    return _train(preset, version, label, tags, arch=arch, act=act, data="synthetic",
-                  size=size, steps=_STEPS[size], lr=1e-3,
-                  batch_size=(TINY_MPSENET_BATCH if size == "tiny" and arch == "mpsenet"
-                              else _BATCH[size]),
-                  optimizer="adamw", seed=seed,
-                  log_every={"tiny": 1, "small": 5, "paper": 25}[size], eval_batches=2,
-                  model_overrides=_paper_init(arch, size), **extra)
-
-
-def _drift_grid(size: str, seeds: int) -> list[RunSpec]:
-    """Downstream-weight drift and E[g | p > 0] over training.
-
-    ``tiny``/``small``/``paper``: every architecture × {relu, gelu, silu, tanh} × seed on
-    synthetic data, AdamW lr 1e-3 (at ``tiny`` ResNet and MP-SENet run relu and the tanh
-    control only, MP-SENet at batch 4: their compilation would dominate the smoke scale).
-    ``cpu``: the decisive grid, the cells of :func:`drift_cells_cpu` × seed (see
-    :data:`CPU_MODELS`); seeds per cell from the analysis plan (reports/plan.py
-    ``cell_seeds``: ``seeds`` for the cheap archs, fewer for GPT-nano and MP-SENet).
-    ``gpu``: GPT-nano 12×768 with ReLU on the embedded text, both optimizers.
-    """
-    if size == "cpu":
-        return [_drift_cpu_spec("drift", DRIFT_VERSION, c.arch, c.act, c.data, c.optimizer,
-                                seed, size, lr=c.lr, norm=c.norm)
-                for c in drift_cells_cpu() for seed in range(cell_seeds(c.arch, seeds, "drift"))]
-    if size == "gpu":
-        return [_drift_cpu_spec("drift", DRIFT_VERSION, "gpt", "relu", "embedded", opt,
-                                seed, size) for opt in DRIFT_OPTIMIZERS
-                for seed in range(seeds)]
-    specs = []
-    for arch in DRIFT_ARCHS:
-        acts = TINY_HEAVY_ACTS if size == "tiny" and arch in TINY_HEAVY_ARCHS else DRIFT_ACTS
-        for act in acts:
-            specs += [_drift_spec("drift", DRIFT_VERSION, arch, act, seed, size)
-                      for seed in range(seeds)]
-    return specs
+# Downstream-weight drift and E[g | p > 0] over training.
+DRIFT_GRIDS = {
+    # Every architecture × {relu, gelu, silu, tanh} × seed on synthetic data, AdamW lr
+    # 1e-3; ResNet and MP-SENet run relu and the tanh control only, MP-SENet at batch 4:
+    # their compilation would dominate the smoke scale.
+    "tiny": Grid(3, _drift_smoke("tiny", dict.fromkeys(TINY_HEAVY_ARCHS, TINY_HEAVY_ACTS))),
+    # The decisive grid: the cells of drift_cells_cpu × seed (see CPU_MODELS); seeds per
+    # cell from the analysis plan (``seeds`` for the cheap archs, fewer for GPT-nano and
+    # MP-SENet).
+    "cpu": Grid(CPU_SEEDS, tuple(_run("drift", CPU_MODELS[c.arch], c.arch, c.act, c.data,
+                                      c.optimizer, c.lr, c.norm) for c in drift_cells_cpu()),
+                planned=True),
+    # Every architecture × {relu, gelu, silu, tanh} on synthetic data, AdamW lr 1e-3.
+    "small": Grid(3, _drift_smoke("small")),
+    # GPT-nano 12×768 with ReLU on the embedded text, both optimizers.
+    "gpu": Grid(1, tuple(_run("drift", GPU_GPT, "gpt", "relu", "embedded", o)
+                         for o in DRIFT_OPTIMIZERS)),
+    # As ``small``, at the paper's model sizes and init.
+    "paper": Grid(5, _drift_smoke("paper")),
+}
 
 
 # --------------------------------------------------------------------------- 1b. init
@@ -404,32 +465,33 @@ INIT_CELLS = (("mlp", "synthetic", None), ("resnet", "embedded", None),
               ("resnet", "embedded", "none"), ("vit", "embedded", None),
               ("mpsenet", "synthetic", None), ("gpt", "synthetic", None),
               ("gpt", "embedded", None))
+TINY_INIT_MODELS = {arch: ModelScale("tiny", (), TINY_MPSENET_BATCH if arch == "mpsenet"
+                                     else 8) for arch in DRIFT_ARCHS}
 
 
-def _init_grid(size: str, seeds: int) -> list[RunSpec]:
-    """Claim 1b: the decisive scale's ReLU models at init (cpu: :data:`CPU_MODELS`;
-    tiny: size tiny), :data:`INIT_BATCHES` batches per seed, every architecture's data
-    source of the per-layer theorem's default variants plus the ResNet norm=none control."""
-    specs = []
+def _init_cells(models: dict, batches: int) -> tuple[Cell, ...]:
+    """The ReLU models ``models[arch]`` at init, ``batches`` batches per seed, for every
+    cell of :data:`INIT_CELLS`."""
+    cells = []
     for arch, data, norm in INIT_CELLS:
-        for seed in range(cell_seeds(arch, seeds, "init", data) if size == "cpu" else seeds):
-            if size == "cpu":
-                ms = CPU_MODELS[arch]
-                fields = ms.train_fields("adamw")
-            else:
-                fields = dict(size="tiny", model_overrides=(), batch_size=(
-                    TINY_MPSENET_BATCH if arch == "mpsenet" else 8), dtype="float32")
-            if norm:
-                fields["model_overrides"] = tuple(fields["model_overrides"]) + (("norm", norm),)
-            fields.update(steps=INIT_BATCHES if size == "cpu" else 4, lr=INIT_LR,
-                          optimizer="adamw")
-            tags = {"arch": arch, "act": "relu", "data": data, "seed": seed, "size": size,
-                    **({"norm": norm} if norm else {})}
-            label = f"init_{arch}_{data}" + (f"_norm-{norm}" if norm else "") + f"_s{seed}"
-            specs.append(_train("init", INIT_VERSION, label, tags, arch=arch, act="relu",
-                                data=data, seed=seed, log_every=1, eval_batches=1,
-                                **fields))
-    return specs
+        tags = {"arch": arch, "act": "relu", "data": data, **({"norm": norm} if norm else {})}
+        fields = dict(models[arch].train_fields("adamw"), arch=arch, act="relu", data=data,
+                      steps=batches, lr=INIT_LR, log_every=1, eval_batches=1)
+        if norm:
+            fields["model_overrides"] = tuple(fields["model_overrides"]) + (("norm", norm),)
+        cells.append(_cell(_label("init", tags, ("arch", "data", "norm")), tags, fields))
+    return tuple(cells)
+
+
+# Claim 1b: the decisive scale's ReLU models at init, INIT_BATCHES batches per seed, every
+# architecture's data source of the per-layer theorem's default variants plus the ResNet
+# norm=none control.
+INIT_GRIDS = {
+    "tiny": Grid(2, _init_cells(TINY_INIT_MODELS, 4)),  # the engine's tiny sizes
+    # the plan's n per cell (reports/plan.py); the grid's seed count is the largest
+    "cpu": Grid(max(CPU_SEEDS, *(n for key, n in PLANNED.items() if key[0] == "init")),
+                _init_cells(CPU_MODELS, INIT_BATCHES), planned=True),
+}
 
 
 # --------------------------------------------------------------------------- 2. pins
@@ -438,54 +500,47 @@ PINS_VERSION = "2"
 # The paper's pin first; the reader pin (driftlab's competing mechanism, exploratory) and
 # its sham control (models/pins.py) after it.
 PIN_NAMES = ("downstream-mean", "sham", "reader-stream-mean")
+PIN_CELLS = (("mlp", "synthetic"), ("gpt", "embedded"))
 
-
-def _pins_grid(size: str, seeds: int) -> list[RunSpec]:
-    """The causal test: the drift grid's runs with one pin each (models/pins.py), paired
-    by seed with the unpinned run of the ``drift`` preset that has the same config.
-
-    ``cpu``/``gpu``: the MLP on synthetic data and GPT-nano on the embedded text, both
-    with AdamW, each pin of :data:`PIN_NAMES` × seed (cpu: the plan's seeds per arch). ``tiny``: the same at
-    the drift preset's tiny config (smoke scale; its baselines are tiny drift runs).
-    """
-    specs = []
-    cells = (("gpt", "embedded"),) if size == "gpu" else (("mlp", "synthetic"),
-                                                          ("gpt", "embedded"))
-    for arch, data in cells:
-        for pin in PIN_NAMES:
-            for seed in range(cell_seeds(arch, seeds) if size == "cpu" else seeds):
-                if size == "tiny":
-                    specs.append(_drift_spec("pins", PINS_VERSION, arch, "relu", seed, size,
-                                             pins=(pin,)))
-                else:
-                    specs.append(_drift_cpu_spec("pins", PINS_VERSION, arch, "relu", data,
-                                                 "adamw", seed, size, pins=(pin,)))
-    return specs
+# The causal test: the drift grid's runs with one pin each (models/pins.py), paired by seed
+# with the unpinned run of the ``drift`` preset that has the same config.
+PINS_GRIDS = {
+    # The drift preset's tiny config (smoke scale; its baselines are tiny drift runs).
+    "tiny": Grid(3, tuple(_run("pins", SMOKE_MODELS["tiny"][arch], arch, pins=(pin,),
+                               label=("arch", "pin"))
+                          for arch, _ in PIN_CELLS for pin in PIN_NAMES)),
+    # The MLP on synthetic data and GPT-nano on the embedded text, both with AdamW, each
+    # pin × seed (the plan's seeds per arch).
+    "cpu": Grid(CPU_SEEDS, tuple(_run("pins", CPU_MODELS[arch], arch, "relu", data, "adamw",
+                                      pins=(pin,))
+                                 for arch, data in PIN_CELLS for pin in PIN_NAMES),
+                planned=True),
+    # GPT-nano 12×768 on the embedded text.
+    "gpu": Grid(1, tuple(_run("pins", GPU_GPT, "gpt", "relu", "embedded", "adamw",
+                              pins=(pin,)) for pin in PIN_NAMES)),
+}
 
 
 # --------------------------------------------------------------------------- 3. first_step
 
 FIRST_STEP_VERSION = "1"
-FIRST_STEP_WIDTHS = {"tiny": (16, 64, 256), "cpu": (16, 64, 256, 1024),
-                     "small": (16, 64, 256, 1024), "paper": (16, 64, 256, 1024, 4096)}
-FIRST_STEP_DRAWS = {"tiny": 256, "cpu": 2048, "small": 2048, "paper": 8192}
 FIRST_STEP_ACTS = ("relu", "gelu", "silu", "tanh")
 
 
-def _first_step_grid(size: str, seeds: int) -> list[RunSpec]:
-    """The 3-layer block (d=32, k=10, gain 1, lr 0.1, batch 16) at several widths; each
-    seed is one run of ``draws`` independent weight draws (so draws × seeds in all)."""
-    specs = []
-    for act in FIRST_STEP_ACTS:
-        for width in FIRST_STEP_WIDTHS[size]:
-            for seed in range(seeds):
-                cfg = FirstStepConfig(act=act, width=width, draws=FIRST_STEP_DRAWS[size],
-                                      seed=seed).validate()
-                specs.append(RunSpec("first_step", FIRST_STEP_VERSION, "first_step", cfg,
-                                     tuple(sorted({"act": act, "width": width, "seed": seed,
-                                                   "size": size}.items())),
-                                     f"first_step_{act}_n{width}_s{seed}"))
-    return specs
+def _first_step_cells(widths: tuple, draws: int) -> tuple[Cell, ...]:
+    return tuple(_cell(f"first_step_{act}_n{width}", {"act": act, "width": width},
+                       {"act": act, "width": width, "draws": draws}, kind="first_step")
+                 for act in FIRST_STEP_ACTS for width in widths)
+
+
+# The 3-layer block (d=32, k=10, gain 1, lr 0.1, batch 16) at several widths; each seed is
+# one run of ``draws`` independent weight draws (so draws × seeds in all).
+FIRST_STEP_GRIDS = {
+    "tiny": Grid(2, _first_step_cells((16, 64, 256), 256)),
+    "cpu": Grid(1, _first_step_cells((16, 64, 256, 1024), 2048)),
+    "small": Grid(4, _first_step_cells((16, 64, 256, 1024), 2048)),
+    "paper": Grid(8, _first_step_cells((16, 64, 256, 1024, 4096), 8192)),
+}
 
 
 # --------------------------------------------------------------------------- 4. sparsity_law
@@ -502,27 +557,29 @@ def sparsity_law_steps(total: int) -> list[int]:
     return sorted({round(total * i / SPARSITY_LAW_POINTS) for i in range(SPARSITY_LAW_POINTS + 1)})
 
 
-def _sparsity_law_grid(size: str, seeds: int) -> list[RunSpec]:
-    """ReLU MLP with three hidden layers, no biases and fan_in_normal init (so every
-    hidden pre-activation is exactly Σ_j W_ij h_j, the law's setting), on synthetic
-    data, AdamW at several learning rates (``cpu``: 1000 steps, width 128)."""
-    depth = {"paper": 4}.get(size, 3)
-    model_size = "small" if size == "cpu" else size
-    steps = {"cpu": 1000}.get(size, _STEPS.get(size, 0) * 2)
-    overrides = (("bias", False), ("depth", depth), ("init", "fan_in_normal")) + \
-        ((("width", 128),) if size == "cpu" else ())
-    specs = []
-    for lr in SPARSITY_LAW_LRS:
-        for seed in range(seeds):
-            specs.append(_train("sparsity_law", SPARSITY_LAW_VERSION,
-                                f"sparsity_law_lr{lr:g}_s{seed}",
-                                {"arch": "mlp", "act": "relu", "lr": lr, "seed": seed,
-                                 "size": size}, kind="sparsity_law",
-                                arch="mlp", act="relu", data="synthetic", size=model_size,
-                                steps=steps, batch_size=_BATCH.get(size, 64), lr=lr,
-                                optimizer="adamw", seed=seed, log_every=5 if size == "tiny"
-                                else 50, eval_batches=2, model_overrides=overrides))
-    return specs
+def _law_mlp(size: str, depth: int, batch_size: int, steps: int, log_every: int,
+             extra: tuple = ()) -> ModelScale:
+    """The law's MLP: ``depth`` hidden layers, no biases, fan_in_normal init (so every
+    hidden pre-activation is exactly Σ_j W_ij h_j, the law's setting)."""
+    return ModelScale(size, (("bias", False), ("depth", depth), ("init", "fan_in_normal"))
+                      + extra, batch_size, steps, log_every=log_every, eval_batches=2)
+
+
+def _law_cells(ms: ModelScale) -> tuple[Cell, ...]:
+    return tuple(_cell(f"sparsity_law_lr{lr:g}", {"arch": "mlp", "act": "relu", "lr": lr},
+                       dict(ms.train_fields("adamw"), lr=lr, arch="mlp", act="relu",
+                            data="synthetic"), kind="sparsity_law")
+                 for lr in SPARSITY_LAW_LRS)
+
+
+# ReLU MLP with three hidden layers (four at ``paper``), no biases and fan_in_normal init,
+# on synthetic data, AdamW at several learning rates.
+SPARSITY_LAW_GRIDS = {
+    "tiny": Grid(2, _law_cells(_law_mlp("tiny", 3, 16, 60, 5))),
+    "cpu": Grid(3, _law_cells(_law_mlp("small", 3, 64, 1000, 50, (("width", 128),)))),
+    "small": Grid(3, _law_cells(_law_mlp("small", 3, 64, 1000, 50))),
+    "paper": Grid(5, _law_cells(_law_mlp("paper", 4, 256, 10000, 50))),
+}
 
 
 # --------------------------------------------------------------------------- 5. tradeoff
@@ -532,63 +589,77 @@ TRADEOFF_VERSION = "2"
 TRADEOFF_BASE = dict(act="relu", lr=3e-3, weight_decay=0.0, gain=1.0, depth=3, act_l1=0.0)
 
 
+def _tradeoff_knobs(base: dict) -> list[dict]:
+    """Knobs that move sparsity *without* instability around a stable AdamW base (lr 3e-3,
+    gain 1, depth 3): init gain, decoupled weight decay, an L1 activation penalty
+    (TrainConfig.act_l1) and clipped-ReLU² thresholds, plus a learning-rate ladder whose
+    top rungs may diverge (the report flags them and fits the knee with and without
+    them)."""
+    configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
+    configs += [dict(base, gain=g) for g in (0.5, 2.0, 3.0, 4.0)]
+    configs += [dict(base, weight_decay=wd) for wd in (0.3, 1.0, 3.0)]
+    configs += [dict(base, act_l1=l1) for l1 in (0.01, 0.03, 0.1, 0.3, 1.0)]
+    configs += [dict(base, act=a) for a in ("relu2", "clipped_relu2:1", "clipped_relu2:4")]
+    return configs
+
+
+def _tradeoff_smoke(base: dict) -> list[dict]:
+    """A learning-rate ladder at depth 2 and, at gain 2 and depth 4, one that diverges;
+    weight decay at gain 0.5; GELU and ReLU²."""
+    base = dict(base, depth=2)
+    configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)]
+    configs += [dict(base, lr=lr, gain=2.0, depth=4) for lr in (1e-2, 3e-2, 1e-1, 3e-1)]
+    configs += [dict(base, lr=3e-2, weight_decay=wd, gain=0.5) for wd in (0.0, 1.0)]
+    configs += [dict(base, lr=1e-2, act=a) for a in ("gelu", "relu2")]
+    return configs
+
+
+def _tradeoff_factorial(base: dict, lrs: tuple, gains: tuple, depth: int) -> list[dict]:
+    """Activation × learning rate × weight decay × gain at ``depth``."""
+    return [dict(base, act=act, lr=lr, weight_decay=wd, gain=gain, depth=depth)
+            for act in ("relu", "relu2", "clipped_relu2:15") for lr in lrs
+            for wd in (0.0, 0.1) for gain in gains]
+
+
+# The configurations of the trade-off sweep (before seeds).
+TRADEOFF_AXES = {
+    "tiny": _tradeoff_smoke(TRADEOFF_BASE),
+    "cpu": _tradeoff_knobs(TRADEOFF_BASE),
+    "small": _tradeoff_factorial(TRADEOFF_BASE, (1e-3, 1e-2, 1e-1), (1.0, 2.0), 3),
+    # 3 × 5 × 2 × 3 = 90 configurations (the paper had 79)
+    "paper": _tradeoff_factorial(TRADEOFF_BASE, (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+                                 (0.5, 1.0, 2.0), 4),
+}
+
+
 def tradeoff_axes(size: str) -> list[dict]:
-    """The configurations of the trade-off sweep (before seeds).
-
-    ``cpu``: knobs that move sparsity *without* instability around a stable AdamW base
-    (lr 3e-3, gain 1, depth 3): init gain, decoupled weight decay, an L1 activation
-    penalty (TrainConfig.act_l1) and clipped-ReLU² thresholds, plus a learning-rate ladder
-    whose top rungs may diverge (the report flags them and fits the knee with and
-    without them). ``tiny``/``small``/``paper``: learning rate × weight decay × gain ×
-    depth × activation.
-    """
-    base = TRADEOFF_BASE
-    if size == "cpu":
-        configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)]
-        configs += [dict(base, gain=g) for g in (0.5, 2.0, 3.0, 4.0)]
-        configs += [dict(base, weight_decay=wd) for wd in (0.3, 1.0, 3.0)]
-        configs += [dict(base, act_l1=l1) for l1 in (0.01, 0.03, 0.1, 0.3, 1.0)]
-        configs += [dict(base, act=a) for a in ("relu2", "clipped_relu2:1",
-                                                 "clipped_relu2:4")]
-        return configs
-    if size == "tiny":
-        base = dict(base, depth=2)
-        configs = [dict(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)]
-        configs += [dict(base, lr=lr, gain=2.0, depth=4) for lr in (1e-2, 3e-2, 1e-1, 3e-1)]
-        configs += [dict(base, lr=3e-2, weight_decay=wd, gain=0.5) for wd in (0.0, 1.0)]
-        configs += [dict(base, lr=1e-2, act=a) for a in ("gelu", "relu2")]
-        return configs
-    lrs = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1) if size == "paper" else (1e-3, 1e-2, 1e-1)
-    configs = []
-    for act in ("relu", "relu2", "clipped_relu2:15"):
-        for lr in lrs:
-            for wd in (0.0, 0.1):
-                for gain in ((0.5, 1.0, 2.0) if size == "paper" else (1.0, 2.0)):
-                    configs.append(dict(base, act=act, lr=lr, weight_decay=wd, gain=gain,
-                                        depth={"small": 3, "paper": 4}[size]))
-    return configs  # paper: 3 × 5 × 2 × 3 = 90 configurations (the paper had 79)
+    """The configurations of the trade-off sweep at scale ``size`` (before seeds)."""
+    if size not in TRADEOFF_AXES:
+        raise _bad("size (preset 'tradeoff')", size, ", ".join(TRADEOFF_AXES))
+    return [dict(c) for c in TRADEOFF_AXES[size]]
 
 
-def _tradeoff_grid(size: str, seeds: int) -> list[RunSpec]:
-    """MLP on the embedded real digits (accuracy is meaningful), AdamW, per config × seed."""
-    steps = {"tiny": 150, "cpu": 1000, "small": 2000, "paper": 10000}[size]
-    model_size = "small" if size == "cpu" else size
-    width = (("width", 128),) if size == "cpu" else ()
-    specs = []
-    for c in tradeoff_axes(size):
-        for seed in range(seeds):
-            label = (f"tradeoff_{c['act']}_lr{c['lr']:g}_wd{c['weight_decay']:g}"
-                     f"_g{c['gain']:g}_d{c['depth']}_l1{c['act_l1']:g}_s{seed}")
-            specs.append(_train("tradeoff", TRADEOFF_VERSION, label,
-                                {**c, "arch": "mlp", "seed": seed, "size": size},
-                                arch="mlp", act=c["act"], data="embedded", size=model_size,
-                                steps=steps, batch_size=max(32, _BATCH.get(size, 64)),
-                                lr=c["lr"], weight_decay=c["weight_decay"],
-                                act_l1=c["act_l1"], optimizer="adamw", seed=seed,
-                                log_every=max(1, steps // 10), eval_batches=8,
-                                model_overrides=(("depth", c["depth"]), ("gain", c["gain"]))
-                                + width + _paper_init("mlp", size)))
-    return specs
+def _tradeoff_cells(ms: ModelScale, size: str) -> tuple[Cell, ...]:
+    """The MLP ``ms`` with each configuration's depth and gain, AdamW."""
+    cells = []
+    for c in TRADEOFF_AXES[size]:
+        label = (f"tradeoff_{c['act']}_lr{c['lr']:g}_wd{c['weight_decay']:g}"
+                 f"_g{c['gain']:g}_d{c['depth']}_l1{c['act_l1']:g}")
+        fields = dict(ms.train_fields("adamw"), arch="mlp", act=c["act"], data="embedded",
+                      lr=c["lr"], weight_decay=c["weight_decay"], act_l1=c["act_l1"],
+                      model_overrides=(("depth", c["depth"]), ("gain", c["gain"]))
+                      + ms.overrides)
+        cells.append(_cell(label, {**c, "arch": "mlp"}, fields))
+    return tuple(cells)
+
+
+# MLP on the embedded real digits (accuracy is meaningful), AdamW, per config × seed.
+TRADEOFF_GRIDS = {
+    "tiny": Grid(1, _tradeoff_cells(_tenths("tiny", (), 32, 150), "tiny")),
+    "cpu": Grid(3, _tradeoff_cells(_tenths("small", (("width", 128),), 64, 1000), "cpu")),
+    "small": Grid(2, _tradeoff_cells(_tenths("small", (), 64, 2000), "small")),
+    "paper": Grid(1, _tradeoff_cells(_tenths("paper", PAPER_INIT, 256, 10000), "paper")),
+}
 
 
 # --------------------------------------------------------------------------- 6. spikes
@@ -607,41 +678,48 @@ GELU2_CLIP_DECISIVE = 6.0
 # drift preset's GPT-nano embedded AdamW run (the same config), and claims 6b/6c need more
 # seeds than fit (reports/plan.py), so their cells run at the gpu scale.
 SPIKE_ACTS_CPU = ("relu2",)
+_SPIKE_ACTS_SMOKE = ("relu", "relu2", *(f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS), "gelu",
+                     "gelu2", "clipped_gelu2:8")
+# The activations the report shows per scale: relu (the reference), relu2, clipped_relu2
+# at the scale's thresholds, gelu2 and clipped_gelu2 (the smoke scales also gelu); at cpu
+# relu (from the drift preset) and SPIKE_ACTS_CPU.
+SPIKE_ACTS = {
+    "tiny": _SPIKE_ACTS_SMOKE,
+    "cpu": ("relu", *SPIKE_ACTS_CPU),
+    "small": _SPIKE_ACTS_SMOKE,
+    "gpu": ("relu", "relu2", *(f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS_DECISIVE),
+            "gelu2", f"clipped_gelu2:{GELU2_CLIP_DECISIVE:g}"),
+    "paper": _SPIKE_ACTS_SMOKE,
+}
 
 
 def spike_activations(size: str = "tiny") -> list[str]:
-    """relu (the reference), relu2, clipped_relu2 at the scale's thresholds, gelu2 and
-    clipped_gelu2 (``tiny``/``small``/``paper`` also gelu). At ``cpu`` the report shows
-    relu (from the drift preset) and :data:`SPIKE_ACTS_CPU`."""
-    if size == "cpu":
-        return ["relu", *SPIKE_ACTS_CPU]
-    if size == "gpu":
-        return (["relu", "relu2"] + [f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS_DECISIVE]
-                + ["gelu2", f"clipped_gelu2:{GELU2_CLIP_DECISIVE:g}"])
-    return (["relu", "relu2"] + [f"clipped_relu2:{c:g}" for c in SPIKE_CLIPS]
-            + ["gelu", "gelu2", "clipped_gelu2:8"])
+    """The activations of the spikes report at scale ``size`` (:data:`SPIKE_ACTS`)."""
+    if size not in SPIKE_ACTS:
+        raise _bad("size (preset 'spikes')", size, ", ".join(SPIKE_ACTS))
+    return list(SPIKE_ACTS[size])
 
 
-def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
-    """GPT-nano on the embedded stdlib text, AdamW, per activation × seed (``cpu``: the
-    drift grid's 4-layer GPT for 2000 steps, relu² only, see :data:`SPIKE_ACTS_CPU`;
-    ``gpu``: 12×768, sequence 1024)."""
-    specs = []
-    acts = SPIKE_ACTS_CPU if size == "cpu" else spike_activations(size)
-    for act in acts:
-        for seed in range(cell_seeds("gpt", seeds, "spikes") if size == "cpu" else seeds):
-            if size in ("cpu", "gpu"):
-                specs.append(_drift_cpu_spec("spikes", SPIKES_VERSION, "gpt", act, "embedded",
-                                             "adamw", seed, size))
-                continue
-            steps = {"tiny": 60, "small": 2000, "paper": 7000}[size]
-            specs.append(_train("spikes", SPIKES_VERSION, f"spikes_{act}_s{seed}",
-                                {"arch": "gpt", "act": act, "seed": seed, "size": size},
-                                arch="gpt", act=act, data="embedded", size=size, steps=steps,
-                                batch_size=_BATCH[size], lr=3e-3 if size == "tiny" else 1e-3,
-                                optimizer="adamw", seed=seed, log_every=max(1, steps // 10),
-                                eval_batches=4, model_overrides=_paper_init("gpt", size)))
-    return specs
+def _spike_cells(ms: ModelScale, size: str) -> tuple[Cell, ...]:
+    return tuple(_cell(f"spikes_{act}", {"arch": "gpt", "act": act},
+                       dict(ms.train_fields("adamw"), arch="gpt", act=act, data="embedded"))
+                 for act in SPIKE_ACTS[size])
+
+
+# GPT-nano on the embedded stdlib text, AdamW, per activation × seed.
+SPIKES_GRIDS = {
+    "tiny": Grid(3, _spike_cells(_tenths("tiny", (), 16, 60, lr_adamw=3e-3,
+                                         eval_batches=4), "tiny")),
+    # The drift grid's 4-layer GPT for 2000 steps, relu² only (SPIKE_ACTS_CPU).
+    "cpu": Grid(CPU_SEEDS, tuple(_run("spikes", CPU_MODELS["gpt"], "gpt", act, "embedded")
+                                 for act in SPIKE_ACTS_CPU), planned=True),
+    "small": Grid(3, _spike_cells(_tenths("small", (), 64, 2000, eval_batches=4), "small")),
+    # 12×768, sequence 1024.
+    "gpu": Grid(1, tuple(_run("spikes", GPU_GPT, "gpt", act, "embedded")
+                         for act in SPIKE_ACTS["gpu"])),
+    "paper": Grid(5, _spike_cells(_tenths("paper", PAPER_INIT, 256, 7000, eval_batches=4),
+                                  "paper")),
+}
 
 
 # --------------------------------------------------------------------------- 7. optimizers
@@ -651,49 +729,50 @@ def _spikes_grid(size: str, seeds: int) -> list[RunSpec]:
 OPTIMIZERS_VERSION = "2"
 
 
-def _optimizers_grid(size: str, seeds: int) -> list[RunSpec]:
-    """Muon (the paper-gpt@2 recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
-    and schedule (reports/optimizer_compare.py): ``cpu`` at its GRID_STEPS, ``tiny`` 8 steps."""
+def _optimizer_cells(log_every: int, steps: int | None = None) -> tuple[Cell, ...]:
+    """Each optimizer's config of reports/optimizer_compare.py (the paper-gpt@2 recipe's
+    model and schedule) at ``steps`` (default its GRID_STEPS)."""
     from driftlab.reports.optimizer_compare import GRID_STEPS, OPTIMIZERS, optimizer_configs
 
-    steps = GRID_STEPS if size == "cpu" else 8
-    specs = []
-    configs = optimizer_configs(steps, range(seeds), "unused", log_every=50 if size == "cpu"
-                                else 1)
-    for cfg in configs:
-        opt = OPTIMIZERS[len(specs) // seeds]
-        cfg = dataclasses.replace(cfg, out=None).validate()
-        specs.append(RunSpec("optimizers", OPTIMIZERS_VERSION, "train", cfg,
-                             tuple(sorted({"arch": "gpt", "act": cfg.act, "optimizer": opt,
-                                           "seed": cfg.seed, "size": size,
-                                           "data": cfg.data}.items())),
-                             f"optimizers_{opt}_s{cfg.seed}"))
-    return specs
+    cells = []
+    for opt in OPTIMIZERS:
+        (cfg,) = optimizer_configs(steps or GRID_STEPS, [0], "unused", optimizers=(opt,),
+                                   log_every=log_every)
+        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                  if f.name != "seed"}
+        cells.append(_cell(f"optimizers_{opt}", {"arch": "gpt", "act": cfg.act,
+                                                 "optimizer": opt, "data": cfg.data},
+                           dict(fields, out=None)))
+    return tuple(cells)
+
+
+# Muon (the paper-gpt@2 recipe) vs AdamW vs SGD on GPT-nano 4×64 with the recipe's model
+# and schedule (reports/optimizer_compare.py).
+OPTIMIZERS_GRIDS = {
+    "tiny": Grid(2, functools.partial(_optimizer_cells, 1, steps=8)),
+    "cpu": Grid(3, functools.partial(_optimizer_cells, 50)),
+}
 
 
 PRESETS: dict[str, Preset] = {
     p.name: p for p in (
         Preset("init", INIT_VERSION, "claim 1b: E[g | p > 0] at the initial parameters, "
-               f"{INIT_BATCHES} batches per seed, the decisive scale's models", _init_grid,
-               {"tiny": 2, "cpu": max(CPU_SEEDS, *PLANNED_INIT)}),
+               f"{INIT_BATCHES} batches per seed, the decisive scale's models", INIT_GRIDS),
         Preset("drift", DRIFT_VERSION, "downstream weight mean and E[g | p > 0] over "
                "training, every architecture × activation (cpu: the plan's cells)",
-               _drift_grid, {"tiny": 3, "cpu": CPU_SEEDS, "small": 3, "gpu": 1, "paper": 5}),
+               DRIFT_GRIDS),
         Preset("pins", PINS_VERSION, "causal test: sparsity and loss with each pin, paired "
-               "with the drift preset's unpinned runs", _pins_grid,
-               {"tiny": 3, "cpu": CPU_SEEDS, "gpu": 1}),
+               "with the drift preset's unpinned runs", PINS_GRIDS),
         Preset("first_step", FIRST_STEP_VERSION, "one SGD step of the 3-layer block vs the "
-               "analytic −lr·E[∂ℓ/∂W2]", _first_step_grid,
-               {"tiny": 2, "cpu": 1, "small": 4, "paper": 8}),
+               "analytic −lr·E[∂ℓ/∂W2]", FIRST_STEP_GRIDS),
         Preset("sparsity_law", SPARSITY_LAW_VERSION, "measured ReLU sparsity vs the "
-               "drift → sparsity law during training", _sparsity_law_grid),
+               "drift → sparsity law during training", SPARSITY_LAW_GRIDS),
         Preset("tradeoff", TRADEOFF_VERSION, "accuracy vs sparsity and the cliff",
-               _tradeoff_grid, {"tiny": 1, "cpu": 3, "small": 2, "paper": 1}),
+               TRADEOFF_GRIDS),
         Preset("spikes", SPIKES_VERSION, "GPT-nano activation spikes: relu² vs clipped "
-               "vs gelu²", _spikes_grid, {"tiny": 3, "cpu": CPU_SEEDS, "small": 3, "gpu": 1,
-                                          "paper": 5}),
+               "vs gelu²", SPIKES_GRIDS),
         Preset("optimizers", OPTIMIZERS_VERSION, "drift and sparsity under Muon (paper-gpt@2 "
-               "recipe) vs AdamW vs SGD", _optimizers_grid, {"tiny": 2, "cpu": 3}),
+               "recipe) vs AdamW vs SGD", OPTIMIZERS_GRIDS),
     )
 }
 

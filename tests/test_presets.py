@@ -1,13 +1,16 @@
 """Experiment presets: deterministic, versioned grids with stable, unique run ids."""
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
 from driftlab.models.train import TrainConfig
-from driftlab.reports.presets import (DRIFT_ARCHS, PRESETS, FirstStepConfig, config_dict,
-                                      get_preset,
-                                      spec_from_dict, spike_activations, sparsity_law_steps)
+from driftlab.reports import presets
+from driftlab.reports.presets import (DRIFT_ARCHS, PRESETS, FirstStepConfig, Grid, Preset,
+                                      config_dict, get_preset, spec_from_dict,
+                                      spike_activations, sparsity_law_steps, tradeoff_axes)
 
 
 @pytest.mark.parametrize("name, size", [(n, s) for n in sorted(PRESETS)
@@ -58,6 +61,9 @@ def test_grid_contents_match_the_brief():
     (lambda: FirstStepConfig(width=0).validate(), "width"),
     (lambda: FirstStepConfig(act="bogus").validate(), "act"),
     (lambda: FirstStepConfig(draws=1).validate(), "draws"),
+    (lambda: spike_activations("huge"), "size"),
+    (lambda: tradeoff_axes("gpu"), "size"),
+    (lambda: Preset("x", "1", "", {"huge": Grid(1)}), "Preset.grids"),
 ])
 def test_bad_values_name_the_field(call, field):
     with pytest.raises(ValueError, match=field):
@@ -108,3 +114,52 @@ def test_paper_matching_scales_use_the_paper_codes_init():
         for s in get_preset(name).grid(scale, 1):
             want = "torch_default" if s.config.arch != "mpsenet" else None
             assert dict(s.config.model_overrides).get("init") == want, (name, scale)
+
+
+def _scale_comparisons(source: str) -> list[int]:
+    """Lines that compare a name ``size`` or ``scale`` to string constants (``size ==
+    "cpu"``, ``scale in ("paper", "gpu")``): a per-scale branch instead of a table entry."""
+    def strings(node):
+        elts = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return any(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in elts)
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Name) and o.id in ("size", "scale") for o in operands) \
+                    and any(strings(o) for o in operands):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_presets_are_tables_without_per_scale_branches():
+    assert _scale_comparisons(Path(presets.__file__).read_text()) == []
+    planted = 'def f(size, scale):\n    if size == "cpu" or scale in ("paper", "gpu"):\n' \
+              '        return {"cpu": 1}.get(size, 2) if size not in SCALES else 0\n'
+    assert _scale_comparisons(planted) == [2, 2]  # the two branches, not the lookups
+
+
+def test_a_scale_is_one_table_entry():
+    """A new scale (or cell) is one entry: its runs follow, with the preset's version."""
+    fs = get_preset("first_step")
+    cell = fs.grids["tiny"].cells[0]
+    extended = Preset(fs.name, fs.version, fs.description,
+                      {**fs.grids, "gpu": Grid(2, (cell,))})
+    assert extended.scales == ("tiny", "cpu", "small", "gpu", "paper")
+    assert extended.default_seeds["gpu"] == 2
+    runs = extended.grid("gpu")
+    assert [r.label for r in runs] == [f"{cell.label}_s0", f"{cell.label}_s1"]
+    assert [r.tag_dict["size"] for r in runs] == ["gpu", "gpu"]
+    # the id hashes the config, not the tags: the same cell at another scale is the same run
+    assert runs[0].run_id == fs.grid("tiny")[0].run_id
+
+
+def test_planned_grids_take_the_plans_seeds():
+    from driftlab.reports.plan import cell_seeds
+
+    for name in ("drift", "pins", "spikes"):
+        runs = get_preset(name).grid("cpu", 8)
+        for arch in {r.tag_dict["arch"] for r in runs}:
+            seeds = {r.tag_dict["seed"] for r in runs if r.tag_dict["arch"] == arch}
+            assert seeds == set(range(cell_seeds(arch, 8, name))), (name, arch)
