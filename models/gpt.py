@@ -66,7 +66,7 @@ class GPTConfig:
 
     act: str = "relu"
     n_layer: int = 2
-    n_head: int = 2
+    n_heads: int = 2
     n_embd: int = 32
     mlp_ratio: int = 4
     vocab_size: int = 256
@@ -79,7 +79,7 @@ class GPTConfig:
     # The paper scales the attention branch; "both" also scales the MLP branch.
     branch_scale: str = "attn"
     init: str = "gpt2_normal"
-    init_gain: float = 1.0
+    gain: float = 1.0
     tied_head: bool = True  # False: a separate (D, V) head matrix, same init scheme
     final_norm: bool = True  # False: the head reads the residual stream directly
     compute_dtype: str = "float32"
@@ -90,9 +90,9 @@ class GPTConfig:
             parse_activation(self.act)
         except ValueError as err:
             raise ValueError(f"GPTConfig.act: {err}") from None
-        for name in ("n_layer", "n_head", "n_embd", "mlp_ratio", "vocab_size", "block_size"):
+        for name in ("n_layer", "n_heads", "n_embd", "mlp_ratio", "vocab_size", "block_size"):
             _positive(name, getattr(self, name))
-        for name in ("norm_eps", "rope_base", "init_gain"):
+        for name in ("norm_eps", "rope_base", "gain"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
@@ -106,16 +106,16 @@ class GPTConfig:
         _choice("init", self.init, INITS)
         _choice("compute_dtype", self.compute_dtype, DTYPES)
         _choice("attn_impl", self.attn_impl, ATTN_IMPLS)
-        if self.n_embd % self.n_head:
+        if self.n_embd % self.n_heads:
             raise ValueError(f"GPTConfig.n_embd={self.n_embd} invalid; allowed: a multiple "
-                             f"of n_head={self.n_head}")
+                             f"of n_heads={self.n_heads}")
         if self.pos == "rope" and self.head_dim % 2:
             raise ValueError(f"GPTConfig.n_embd={self.n_embd} invalid with pos='rope'; "
-                             f"allowed: n_embd/n_head even (got head_dim {self.head_dim})")
+                             f"allowed: n_embd/n_heads even (got head_dim {self.head_dim})")
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.n_embd // self.n_heads
 
     @property
     def mlp_hidden(self) -> int:
@@ -123,9 +123,9 @@ class GPTConfig:
 
 
 PRESETS = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=32, vocab_size=256, block_size=32),
-    "small": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=256, block_size=64),
-    "paper": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=2048),
+    "tiny": dict(n_layer=2, n_heads=2, n_embd=32, vocab_size=256, block_size=32),
+    "small": dict(n_layer=4, n_heads=4, n_embd=128, vocab_size=256, block_size=64),
+    "paper": dict(n_layer=12, n_heads=12, n_embd=768, vocab_size=50257, block_size=2048),
 }
 
 
@@ -133,7 +133,7 @@ def config(size: str = "tiny", act: str = "relu", **overrides) -> GPTConfig:
     """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
     if size not in SIZES or size not in PRESETS:
         raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
-    return replace_checked(GPTConfig(act=act, **PRESETS[size]), **overrides)
+    return replace_checked(GPTConfig(act=act, **PRESETS[size]), arch="gpt", **overrides)
 
 
 def data(source: str, cfg: GPTConfig, seed: int) -> tuple[GPTConfig, Dataset]:
@@ -153,7 +153,7 @@ def init(key, cfg: GPTConfig) -> dict:
     Embeddings use fan_in = n_embd because the tied head reads them as a (D → V)
     matrix; with ``fan_in_normal`` this gives unit-variance logits at init.
     """
-    w_init = get_init(cfg.init, cfg.init_gain)
+    w_init = get_init(cfg.init, cfg.gain)
     D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
 
     def dense(k, fan_in, fan_out):
@@ -220,7 +220,7 @@ def apply_rope(x, cos, sin):
 def attention(x, p: dict, cfg: GPTConfig, rope):
     """Causal multi-head self-attention of x (B, T, D) -> (B, T, D)."""
     B, T, _ = x.shape
-    N, Q = cfg.n_head, cfg.head_dim
+    N, Q = cfg.n_heads, cfg.head_dim
     q, k, v = (jnp.reshape(linear(x, p[w].astype(x.dtype)), (B, T, N, Q))
                for w in ("w_q", "w_k", "w_v"))
     if rope is not None:
@@ -314,7 +314,7 @@ def param_count(cfg: GPTConfig, include_position: bool = True) -> int:
 
 
 def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> float:
-    """Training FLOPs per token, 6·N + 12·L·n_head·head_dim·T (PaLM appendix B / nanoGPT MFU).
+    """Training FLOPs per token, 6·N + 12·L·n_heads·head_dim·T (PaLM appendix B / nanoGPT MFU).
 
     N excludes learned position embeddings (a lookup, no matmul) but includes the
     tied embedding, which the head uses as a matmul. The attention term counts the
@@ -323,7 +323,7 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> float:
     """
     T = cfg.block_size if seq_len is None else seq_len
     N = param_count(cfg, include_position=False)
-    return 6.0 * N + 12.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * T
+    return 6.0 * N + 12.0 * cfg.n_layer * cfg.n_heads * cfg.head_dim * T
 
 
 ARCH = Arch(name="gpt", config=config, data=data, init=init, apply=apply, loss=loss,

@@ -92,7 +92,7 @@ class MPSENetConfig:
     segment: int = 2000  # samples per training example
     sample_rate: int = 16000
     init: str = "torch_default"  # PyTorch's default, as the reference trains with
-    init_gain: float = 1.0
+    gain: float = 1.0
     norm_eps: float = 1e-5
     w_mag: float = 0.9
     w_pha: float = 0.3
@@ -113,7 +113,7 @@ class MPSENetConfig:
         for name in ("channels", "n_blocks", "n_heads", "ffn_mult", "dense_depth", "n_fft",
                      "hop", "win", "segment", "sample_rate"):
             _positive(name, getattr(self, name))
-        for name in ("compress", "beta", "init_gain", "norm_eps"):
+        for name in ("compress", "beta", "gain", "norm_eps"):
             _positive(name, getattr(self, name), float)
         for name in LOSS_WEIGHTS:
             value = getattr(self, name)
@@ -164,7 +164,8 @@ def config(size: str = "tiny", act: str = "relu", **overrides) -> MPSENetConfig:
     """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
     if size not in SIZES or size not in PRESETS:
         raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
-    return replace_checked(MPSENetConfig(act=act, **PRESETS[size]), **overrides)
+    return replace_checked(MPSENetConfig(act=act, **PRESETS[size]), arch="mpsenet",
+                           **overrides)
 
 
 def data(source: str, cfg: MPSENetConfig, seed: int) -> tuple[MPSENetConfig, Dataset]:
@@ -178,14 +179,14 @@ def data(source: str, cfg: MPSENetConfig, seed: int) -> tuple[MPSENetConfig, Dat
 
 
 def _conv_init(key, cfg, kh: int, kw: int, c_in: int, c_out: int) -> dict:
-    w_init = get_init(cfg.init, cfg.init_gain)
+    w_init = get_init(cfg.init, cfg.gain)
     fan_in, fan_out = kh * kw * c_in, kh * kw * c_out
     return {"w": w_init(key, (kh, kw, c_in, c_out), fan_in, fan_out),
             "b": jnp.zeros((c_out,), jnp.float32)}
 
 
 def _dense_init(key, cfg, d_in: int, d_out: int, prefix: str) -> dict:
-    w_init = get_init(cfg.init, cfg.init_gain)
+    w_init = get_init(cfg.init, cfg.gain)
     return {f"w_{prefix}": w_init(key, (d_in, d_out), d_in, d_out),
             f"b_{prefix}": jnp.zeros((d_out,), jnp.float32)}
 

@@ -68,7 +68,7 @@ class ViTConfig:
     patch: int = 2
     dim: int = 32
     depth: int = 2
-    heads: int = 2
+    n_heads: int = 2
     mlp_ratio: int = 4
     pool: str = "cls"
     bias: bool = True
@@ -88,7 +88,7 @@ class ViTConfig:
         if not (isinstance(self.image_shape, tuple) and len(self.image_shape) == 3
                 and all(_is_pos_int(v) for v in self.image_shape)):
             raise _bad("image_shape", self.image_shape, "a tuple (H, W, C) of positive ints")
-        for name in ("num_classes", "patch", "dim", "depth", "heads", "mlp_ratio"):
+        for name in ("num_classes", "patch", "dim", "depth", "n_heads", "mlp_ratio"):
             if not _is_pos_int(getattr(self, name)):
                 raise _bad(name, getattr(self, name), "a positive int")
         if self.num_classes < 2:
@@ -96,8 +96,8 @@ class ViTConfig:
         H, W, _ = self.image_shape
         if H % self.patch or W % self.patch:
             raise _bad("patch", self.patch, f"a divisor of the image height and width {H}x{W}")
-        if self.dim % self.heads:
-            raise _bad("heads", self.heads, f"a divisor of dim={self.dim}")
+        if self.dim % self.n_heads:
+            raise _bad("n_heads", self.n_heads, f"a divisor of dim={self.dim}")
         if self.pool not in POOLS:
             raise _bad("pool", self.pool, ", ".join(POOLS))
         if self.bias not in (True, False):
@@ -119,9 +119,9 @@ class ViTConfig:
 
 
 PRESETS = {
-    "tiny": dict(image_shape=(8, 8, 1), patch=2, dim=32, depth=2, heads=2),
-    "small": dict(image_shape=(28, 28, 1), patch=4, dim=64, depth=4, heads=4),
-    "paper": dict(image_shape=(32, 32, 3), patch=4, dim=384, depth=12, heads=6),
+    "tiny": dict(image_shape=(8, 8, 1), patch=2, dim=32, depth=2, n_heads=2),
+    "small": dict(image_shape=(28, 28, 1), patch=4, dim=64, depth=4, n_heads=4),
+    "paper": dict(image_shape=(32, 32, 3), patch=4, dim=384, depth=12, n_heads=6),
 }
 
 
@@ -129,7 +129,8 @@ def config(size: str = "tiny", act: str = "gelu", **overrides) -> ViTConfig:
     """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
     if size not in PRESETS:
         raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
-    return replace_checked(ViTConfig(act=act, size=size, **PRESETS[size]), **overrides)
+    return replace_checked(ViTConfig(act=act, size=size, **PRESETS[size]), arch="vit",
+                           **overrides)
 
 
 def data(source: str, cfg: ViTConfig, seed: int) -> tuple[ViTConfig, Dataset]:
@@ -186,7 +187,8 @@ def apply(params: dict, batch, cfg: ViTConfig, tap=plain_tap):
     x = x + params["pos"].astype(x.dtype)
     for i in range(cfg.depth):
         p = params[f"block{i}"]
-        x = x + L.multi_head_attention(p["attn"], L.layer_norm(p["ln1"], x, cfg.norm_eps), cfg.heads)
+        x = x + L.multi_head_attention(p["attn"], L.layer_norm(p["ln1"], x, cfg.norm_eps),
+                                       cfg.n_heads)
         h = tap(f"block{i}.mlp", L.dense(p["mlp"]["fc1"], L.layer_norm(p["ln2"], x, cfg.norm_eps)), act)
         x = x + L.dense(p["mlp"]["fc2"], h)
     x = L.layer_norm(params["ln_f"], x, cfg.norm_eps)

@@ -101,7 +101,7 @@ class TorchGPT(torch.nn.Module):
 
     def _attention(self, x, p):
         B, T, D = x.shape
-        N, Q = self.cfg.n_head, self.cfg.head_dim
+        N, Q = self.cfg.n_heads, self.cfg.head_dim
         q, k, v = ((x @ p[w]).view(B, T, N, Q) for w in ("w_q", "w_k", "w_v"))
         if self.cfg.pos == "rope":
             q, k = self._rope(q, T), self._rope(k, T)
