@@ -72,6 +72,14 @@ class Arch:
         residual sums to zero over classes), so summaries show heads separately, as the
         zero-drift control, and never average them into the hidden layers' drift.
     Both maps are checked against the traced program by models/readers.py (tests).
+    params(cfg) -> models/params.ParamTable, or None: every parameter declared once (path,
+        shape, fan-in, init, role, optimizer group). An architecture that declares it
+        derives init, downstream and output_heads from it; the engine takes the Muon/AdamW
+        routing and the pins take their reading matrices from it.
+    readers(cfg) -> {tap: models/stein_readers.TapReaders}, or None: every linear reader
+        of each tap's output (convolutions, pooled heads, identity shortcuts), for the
+        per-layer Stein estimator of taps not read by one dense matrix
+        (montecarlo/conv_readers.py).
     """
 
     name: str
@@ -82,6 +90,8 @@ class Arch:
     loss: Callable[[Any, Batch, Any], tuple[Any, dict]]
     downstream: Callable[[Any], dict[str, str]]
     output_heads: Callable[[Any], dict[str, str | None]]
+    params: Callable[[Any], Any] | None = None
+    readers: Callable[[Any], dict] | None = None
 
 
 SIZES = ("tiny", "small", "paper")

@@ -54,6 +54,19 @@ MUON_ROUTES = (
 )
 
 
+def table_routes(table) -> tuple[Route, ...]:
+    """The routing of a parameter table (models/params.ParamTable): one exact-path route
+    per parameter to its declared ``group``, and no catch-all, so a parameter the table
+    does not declare is an error rather than silently AdamW."""
+    return tuple(Route(f"^{re.escape(p.path)}$", None, p.group) for p in table)
+
+
+def arch_routes(arch, mcfg) -> tuple[Route, ...]:
+    """The routing of ``arch`` (models/base.Arch) at config ``mcfg``: its parameter
+    table's groups when it declares one, else :data:`MUON_ROUTES`."""
+    return MUON_ROUTES if arch.params is None else table_routes(arch.params(mcfg))
+
+
 def route_labels(params, routes=MUON_ROUTES):
     """The label tree of ``params`` (same structure, a route label per leaf)."""
     def label(path, leaf):
