@@ -120,3 +120,41 @@ def test_a_bad_declaration_names_the_field():
     p = P.Param("w", (2,), "norm", "adamw", init="ones")
     with pytest.raises(ValueError, match="declared twice"):
         P.ParamTable((p, p), "fan_in_normal", 1.0)
+
+
+def role_problems(a, cfg) -> list[str]:
+    """Where the table's ``makes`` (the pins' readers: weight and bias of each tap's p) or
+    ``reads`` (every matrix and head) differ from the traced forward pass (models/readers.py)."""
+    from driftlab.models.readers import traced_matrices
+
+    cfg, ds = a.data("synthetic", cfg, 0)
+    params = jax.eval_shape(lambda k: a.init(k, cfg), jax.random.PRNGKey(0))
+    reads, makes = traced_matrices(a, cfg, params, ds.sample("train", 0, 2, 0))
+    table = a.params(cfg)
+    declared = {t: set() for t in makes}
+    for p in table:
+        if p.makes is not None:
+            declared.setdefault(p.makes, set()).add(p.path)
+    problems = [f"{t}: made by {sorted(makes.get(t, ()))}, declared {sorted(declared[t])}"
+                for t in declared if declared[t] != makes.get(t, set())]
+    for p in table:
+        traced = {t for t, ws in reads.items() if p.path in ws}
+        if traced != ({p.reads} if p.reads else set()):
+            problems.append(f"{p.path}: reads {sorted(traced)}, declared {p.reads}")
+    return problems
+
+
+@pytest.mark.parametrize("arch,overrides", CONFIGS, ids=IDS)
+def test_declared_roles_match_the_traced_program(arch, overrides):
+    assert role_problems(get_arch(arch), _cfg(arch, overrides)) == []
+
+
+def test_traced_roles_catch_a_wrong_declaration():
+    """Power: a table whose layer1/w claims to read the input (not tap layer0) fails."""
+    def wrong(cfg):
+        t = mlp.param_table(cfg)
+        return dataclasses.replace(t, params=tuple(
+            dataclasses.replace(p, reads=None) if p.path == "layer1/w" else p for p in t))
+
+    problems = role_problems(dataclasses.replace(mlp.ARCH, params=wrong), mlp.config("tiny"))
+    assert problems == ["layer1/w: reads ['layer0'], declared None"]
