@@ -35,11 +35,12 @@ import jax.numpy as jnp
 
 from driftlab.models import init as init_schemes
 
-KINDS = ("matrix", "embedding", "position", "norm", "bias")
+KINDS = ("matrix", "conv", "embedding", "position", "norm", "bias")
 GROUPS = ("muon", "adamw")
 # How a parameter is initialized: "scheme" draws from the config's init scheme and gain
-# (models/init.py); "ones"/"zeros" are constant (norm scales, biases).
-INITS = ("scheme", "ones", "zeros")
+# (models/init.py); "normal" is N(0, std²) with the entry's own ``std`` (ViT's position
+# embeddings); "ones"/"zeros" are constant (norm scales, biases).
+INITS = ("scheme", "normal", "ones", "zeros")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Param:
     reads: str | None = None
     makes: str | None = None
     head: bool = False  # an output head (the zero-drift control under cross-entropy)
+    std: float | None = None  # init="normal" only
 
     def __post_init__(self):
         for field, allowed in (("kind", KINDS), ("group", GROUPS), ("init", INITS)):
@@ -69,6 +71,9 @@ class Param:
         if self.init == "scheme" and (self.fan_in is None or self.fan_out is None or not self.key):
             raise ValueError(f"Param({self.path!r}): init='scheme' needs fan_in, fan_out "
                              f"and a key")
+        if (self.init == "normal") != (self.std is not None) or \
+                (self.init == "normal" and not self.key):
+            raise ValueError(f"Param({self.path!r}): std (and a key) go with init='normal' only")
 
     @property
     def size(self) -> int:
@@ -122,7 +127,8 @@ def _set(tree: dict, path: str, value) -> None:
 
 def init(key, table: ParamTable) -> dict:
     """The parameters of ``table`` as nested dicts: scheme entries drawn with their own key
-    (ParamTable.scheme, .gain), norm scales 1, biases 0, all float32."""
+    (ParamTable.scheme, .gain), normal entries N(0, std²), norm scales 1, biases 0, all
+    float32."""
     draw = init_schemes.get_init(table.scheme, table.gain)
     tree: dict = {}
     for path in table.empty:
@@ -132,6 +138,8 @@ def init(key, table: ParamTable) -> dict:
     for p in table:
         if p.init == "scheme":
             value = draw(_key(key, p.key), p.shape, p.fan_in, p.fan_out)
+        elif p.init == "normal":
+            value = p.std * jax.random.normal(_key(key, p.key), p.shape)
         elif p.init == "ones":
             value = jnp.ones(p.shape, jnp.float32)
         else:
@@ -182,6 +190,8 @@ def readers(table: ParamTable) -> dict[str, Reader]:
 def init_variance(table: ParamTable, path: str) -> float:
     """s_W² = Var of one entry of parameter ``path`` at init (models/init.variance)."""
     p = table[path]
+    if p.init == "normal":
+        return p.std**2
     if p.init != "scheme":
         raise ValueError(f"parameter {path!r} is a constant ({p.init}) at init; no variance")
     return init_schemes.variance(table.scheme, table.gain, p.fan_in, p.fan_out)

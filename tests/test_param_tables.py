@@ -18,8 +18,8 @@ from driftlab.models.init import get_init
 from driftlab.models.optim import MUON_ROUTES, arch_routes, route_labels
 from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
 
-TABLE_ARCHS = ("gpt", "mlp")
-CONFIGS = [("gpt", {}), ("gpt", dict(tied_head=False, pos="learned", norm_affine=False)),
+TABLE_ARCHS = ("gpt", "mlp", "vit")
+CONFIGS = [("vit", {}), ("vit", dict(pool="mean", bias=False, depth=3)), ("gpt", {}), ("gpt", dict(tied_head=False, pos="learned", norm_affine=False)),
            ("gpt", dict(n_layer=3, final_norm=False)), ("mlp", {}),
            ("mlp", dict(depth=4, bias=False)), ("mlp", dict(depth=1))]
 IDS = [f"{a}-{'-'.join(f'{k}{v}' for k, v in o.items()) or 'default'}" for a, o in CONFIGS]
