@@ -226,17 +226,20 @@ def apply_rope(x, cos, sin):
     return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
-def attention(x, p: dict, cfg: GPTConfig, rope):
-    """Causal multi-head self-attention of x (B, T, D) -> (B, T, D)."""
-    B, T, _ = x.shape
+def attention(x_BxTxD, p: dict, cfg: GPTConfig, rope):
+    """Causal multi-head self-attention of x (B, T, D) -> (B, T, D); N heads of width Q."""
+    B, T, _ = x_BxTxD.shape
     N, Q = cfg.n_heads, cfg.head_dim
-    q, k, v = (jnp.reshape(linear(x, p[w].astype(x.dtype)), (B, T, N, Q))
-               for w in ("w_q", "w_k", "w_v"))
+    q_BxTxNxQ, k_BxTxNxQ, v_BxTxNxQ = (
+        jnp.reshape(linear(x_BxTxD, p[w].astype(x_BxTxD.dtype)), (B, T, N, Q))
+        for w in ("w_q", "w_k", "w_v"))
     if rope is not None:
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q_BxTxNxQ, k_BxTxNxQ = apply_rope(q_BxTxNxQ, *rope), apply_rope(k_BxTxNxQ, *rope)
     impl = None if cfg.attn_impl == "auto" else cfg.attn_impl
-    y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
-    return linear(jnp.reshape(y, (B, T, N * Q)), p["w_o"].astype(x.dtype))
+    # dot_product_attention takes the (batch, tokens, heads, width) layout: no transpose
+    y_BxTxNxQ = jax.nn.dot_product_attention(q_BxTxNxQ, k_BxTxNxQ, v_BxTxNxQ, is_causal=True,
+                                             implementation=impl)
+    return linear(jnp.reshape(y_BxTxNxQ, (B, T, N * Q)), p["w_o"].astype(x_BxTxD.dtype))
 
 
 def mlp(x, p: dict, cfg: GPTConfig, tap, name: str):

@@ -111,15 +111,18 @@ class TorchGPT(torch.nn.Module):
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
 
-    def _attention(self, x, p):
-        B, T, D = x.shape
+    def _attention(self, x_BxTxD, p):
+        B, T, D = x_BxTxD.shape
         N, Q = self.cfg.n_heads, self.cfg.head_dim
-        q, k, v = ((x @ p[w]).view(B, T, N, Q) for w in ("w_q", "w_k", "w_v"))
+        q_BxTxNxQ, k_BxTxNxQ, v_BxTxNxQ = ((x_BxTxD @ p[w]).view(B, T, N, Q)
+                                           for w in ("w_q", "w_k", "w_v"))
         if self.cfg.pos == "rope":
-            q, k = self._rope(q, T), self._rope(k, T)
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                           v.transpose(1, 2), is_causal=True)
-        return y.transpose(1, 2).reshape(B, T, D) @ p["w_o"]
+            q_BxTxNxQ, k_BxTxNxQ = self._rope(q_BxTxNxQ, T), self._rope(k_BxTxNxQ, T)
+        # torch's attention takes heads before tokens: (B, N, T, Q)
+        y_BxNxTxQ = F.scaled_dot_product_attention(
+            q_BxTxNxQ.transpose(1, 2), k_BxTxNxQ.transpose(1, 2), v_BxTxNxQ.transpose(1, 2),
+            is_causal=True)
+        return y_BxNxTxQ.transpose(1, 2).reshape(B, T, D) @ p["w_o"]
 
     def logits(self, tokens):
         """Logits (B, T, V) of int64 tokens (B, T)."""
