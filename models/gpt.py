@@ -11,14 +11,10 @@ Init (``init``): ``gpt2_normal`` N(0, 0.02²) by default (nanoGPT); ``fan_in_nor
 N(0, gain²/fan_in); ``torch_default`` U(±gain/√fan_in), PyTorch's nn.Linear default
 (not Gaussian: the per-layer Stein prediction is then approximate).
 
-Parameters (weights are (fan_in, fan_out), applied as x @ W)::
-
-    wte (V, D), [wpe (block_size, D) if pos == "learned"],
-    block{i}: ln1/{scale}, attn/{w_q, w_k, w_v, w_o}, ln2/{scale}, mlp/{w_in, w_out},
-    ln_f/{scale}
-
-Norm ``scale`` entries exist only with ``norm_affine=True``. The matrix whose drift
-the paper predicts is ``block{i}/mlp/w_out``: it reads the MLP activation.
+Parameters: declared once, in :func:`param_table` (path, shape, fan-in, init, role and
+optimizer group of each; models/params.py derives init, count, maps and routing). The
+matrix whose drift the paper predicts is ``block{i}/mlp/w_out``: it reads the MLP
+activation.
 
 Sizes: ``tiny`` 2 layers × 32, 2 heads, block 32 (trains in seconds on a CPU);
 ``small`` nanoGPT's CPU recipe, 4 layers × 128, 4 heads, block 64; ``paper`` the
@@ -35,9 +31,10 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
+from driftlab.models import params as params_lib
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import get_init
 from driftlab.models.linear import linear
+from driftlab.models.params import Param, ParamTable
 from driftlab.models.pins import record_reader_input
 
 NORMS = ("rmsnorm", "layernorm")
@@ -66,7 +63,7 @@ class GPTConfig:
 
     act: str = "relu"
     n_layer: int = 2
-    n_head: int = 2
+    n_heads: int = 2
     n_embd: int = 32
     mlp_ratio: int = 4
     vocab_size: int = 256
@@ -79,7 +76,7 @@ class GPTConfig:
     # The paper scales the attention branch; "both" also scales the MLP branch.
     branch_scale: str = "attn"
     init: str = "gpt2_normal"
-    init_gain: float = 1.0
+    gain: float = 1.0
     tied_head: bool = True  # False: a separate (D, V) head matrix, same init scheme
     final_norm: bool = True  # False: the head reads the residual stream directly
     compute_dtype: str = "float32"
@@ -90,9 +87,9 @@ class GPTConfig:
             parse_activation(self.act)
         except ValueError as err:
             raise ValueError(f"GPTConfig.act: {err}") from None
-        for name in ("n_layer", "n_head", "n_embd", "mlp_ratio", "vocab_size", "block_size"):
+        for name in ("n_layer", "n_heads", "n_embd", "mlp_ratio", "vocab_size", "block_size"):
             _positive(name, getattr(self, name))
-        for name in ("norm_eps", "rope_base", "init_gain"):
+        for name in ("norm_eps", "rope_base", "gain"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
@@ -106,16 +103,16 @@ class GPTConfig:
         _choice("init", self.init, INITS)
         _choice("compute_dtype", self.compute_dtype, DTYPES)
         _choice("attn_impl", self.attn_impl, ATTN_IMPLS)
-        if self.n_embd % self.n_head:
+        if self.n_embd % self.n_heads:
             raise ValueError(f"GPTConfig.n_embd={self.n_embd} invalid; allowed: a multiple "
-                             f"of n_head={self.n_head}")
+                             f"of n_heads={self.n_heads}")
         if self.pos == "rope" and self.head_dim % 2:
             raise ValueError(f"GPTConfig.n_embd={self.n_embd} invalid with pos='rope'; "
-                             f"allowed: n_embd/n_head even (got head_dim {self.head_dim})")
+                             f"allowed: n_embd/n_heads even (got head_dim {self.head_dim})")
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.n_embd // self.n_heads
 
     @property
     def mlp_hidden(self) -> int:
@@ -123,9 +120,9 @@ class GPTConfig:
 
 
 PRESETS = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=32, vocab_size=256, block_size=32),
-    "small": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=256, block_size=64),
-    "paper": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=2048),
+    "tiny": dict(n_layer=2, n_heads=2, n_embd=32, vocab_size=256, block_size=32),
+    "small": dict(n_layer=4, n_heads=4, n_embd=128, vocab_size=256, block_size=64),
+    "paper": dict(n_layer=12, n_heads=12, n_embd=768, vocab_size=50257, block_size=2048),
 }
 
 
@@ -133,7 +130,7 @@ def config(size: str = "tiny", act: str = "relu", **overrides) -> GPTConfig:
     """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
     if size not in SIZES or size not in PRESETS:
         raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
-    return replace_checked(GPTConfig(act=act, **PRESETS[size]), **overrides)
+    return replace_checked(GPTConfig(act=act, **PRESETS[size]), arch="gpt", **overrides)
 
 
 def data(source: str, cfg: GPTConfig, seed: int) -> tuple[GPTConfig, Dataset]:
@@ -147,38 +144,50 @@ def data(source: str, cfg: GPTConfig, seed: int) -> tuple[GPTConfig, Dataset]:
 # --------------------------------------------------------------------------- init
 
 
-def init(key, cfg: GPTConfig) -> dict:
-    """Random parameters: every matrix from the ``cfg.init`` scheme, norm scales at 1.
+def param_table(cfg: GPTConfig) -> ParamTable:
+    """Every parameter of GPT-nano, once (models/params.py); weights are (fan_in, fan_out).
 
-    Embeddings use fan_in = n_embd because the tied head reads them as a (D → V)
-    matrix; with ``fan_in_normal`` this gives unit-variance logits at init.
+    Embeddings use fan_in = n_embd because the tied head reads them as a (D → V) matrix;
+    with ``fan_in_normal`` this gives unit-variance logits at init. Block matrices go to
+    Muon, everything else (embeddings, the head, norm scales) to AdamW, as in the paper's
+    code. Norm scales (1 at init) exist only with ``norm_affine``. ``block{i}/mlp/w_in``
+    makes tap ``block{i}.mlp`` (read from the normalized stream) and ``block{i}/mlp/w_out``
+    reads it; the head (the tied ``wte``, or ``head`` when untied) reads the final norm
+    (or the stream), no tap.
     """
-    w_init = get_init(cfg.init, cfg.init_gain)
     D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
+    norms = [f"block{i}/{n}" for i in range(cfg.n_layer) for n in ("ln1", "ln2")] \
+        + (["ln_f"] if cfg.final_norm else [])
 
-    def dense(k, fan_in, fan_out):
-        return w_init(k, (fan_in, fan_out), fan_in, fan_out)
+    def matrix(path, fan_in, fan_out, key, **role):
+        return Param(path, (fan_in, fan_out), "matrix", "muon", key=key, fan_in=fan_in,
+                     fan_out=fan_out, **role)
 
-    def norm_params():
-        return {"scale": jnp.ones((D,), jnp.float32)} if cfg.norm_affine else {}
-
-    params = {"wte": w_init(jax.random.fold_in(key, 0), (V, D), D, V)}
+    ps = [Param("wte", (V, D), "embedding", "adamw", key=(0,), fan_in=D, fan_out=V,
+                head=cfg.tied_head)]
     if cfg.pos == "learned":
-        params["wpe"] = w_init(jax.random.fold_in(key, 1), (cfg.block_size, D), D, D)
+        ps.append(Param("wpe", (cfg.block_size, D), "position", "adamw", key=(1,), fan_in=D,
+                        fan_out=D))
     for i in range(cfg.n_layer):
-        k = jax.random.split(jax.random.fold_in(key, 100 + i), 6)
-        params[f"block{i}"] = {
-            "ln1": norm_params(),
-            "attn": {"w_q": dense(k[0], D, D), "w_k": dense(k[1], D, D),
-                     "w_v": dense(k[2], D, D), "w_o": dense(k[3], D, D)},
-            "ln2": norm_params(),
-            "mlp": {"w_in": dense(k[4], D, H), "w_out": dense(k[5], H, D)},
-        }
-    if cfg.final_norm:
-        params["ln_f"] = norm_params()
+        b, tap = f"block{i}", f"block{i}.mlp"
+        k = [(100 + i, (6, j)) for j in range(6)]  # fold_in(key, 100 + i), split in 6
+        ps += [matrix(f"{b}/attn/w_q", D, D, k[0]), matrix(f"{b}/attn/w_k", D, D, k[1]),
+               matrix(f"{b}/attn/w_v", D, D, k[2]), matrix(f"{b}/attn/w_o", D, D, k[3]),
+               matrix(f"{b}/mlp/w_in", D, H, k[4], makes=tap),
+               matrix(f"{b}/mlp/w_out", H, D, k[5], reads=tap)]
+    if cfg.norm_affine:
+        ps += [Param(f"{n}/scale", (D,), "norm", "adamw", init="ones") for n in norms]
     if not cfg.tied_head:
-        params["head"] = w_init(jax.random.fold_in(key, 2), (D, V), D, V)
-    return params
+        ps.append(Param("head", (D, V), "matrix", "adamw", key=(2,), fan_in=D, fan_out=V,
+                        head=True))
+    return ParamTable(tuple(ps), cfg.init, cfg.gain,
+                      empty=() if cfg.norm_affine else tuple(norms))
+
+
+def init(key, cfg: GPTConfig) -> dict:
+    """Random parameters of :func:`param_table`: matrices from the ``cfg.init`` scheme
+    and ``cfg.gain``, norm scales at 1."""
+    return params_lib.init(key, param_table(cfg))
 
 
 # --------------------------------------------------------------------------- layers
@@ -217,17 +226,20 @@ def apply_rope(x, cos, sin):
     return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
-def attention(x, p: dict, cfg: GPTConfig, rope):
-    """Causal multi-head self-attention of x (B, T, D) -> (B, T, D)."""
-    B, T, _ = x.shape
-    N, Q = cfg.n_head, cfg.head_dim
-    q, k, v = (jnp.reshape(linear(x, p[w].astype(x.dtype)), (B, T, N, Q))
-               for w in ("w_q", "w_k", "w_v"))
+def attention(x_BxTxD, p: dict, cfg: GPTConfig, rope):
+    """Causal multi-head self-attention of x (B, T, D) -> (B, T, D); N heads of width Q."""
+    B, T, _ = x_BxTxD.shape
+    N, Q = cfg.n_heads, cfg.head_dim
+    q_BxTxNxQ, k_BxTxNxQ, v_BxTxNxQ = (
+        jnp.reshape(linear(x_BxTxD, p[w].astype(x_BxTxD.dtype)), (B, T, N, Q))
+        for w in ("w_q", "w_k", "w_v"))
     if rope is not None:
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q_BxTxNxQ, k_BxTxNxQ = apply_rope(q_BxTxNxQ, *rope), apply_rope(k_BxTxNxQ, *rope)
     impl = None if cfg.attn_impl == "auto" else cfg.attn_impl
-    y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
-    return linear(jnp.reshape(y, (B, T, N * Q)), p["w_o"].astype(x.dtype))
+    # dot_product_attention takes the (batch, tokens, heads, width) layout: no transpose
+    y_BxTxNxQ = jax.nn.dot_product_attention(q_BxTxNxQ, k_BxTxNxQ, v_BxTxNxQ, is_causal=True,
+                                             implementation=impl)
+    return linear(jnp.reshape(y_BxTxNxQ, (B, T, N * Q)), p["w_o"].astype(x_BxTxD.dtype))
 
 
 def mlp(x, p: dict, cfg: GPTConfig, tap, name: str):
@@ -285,16 +297,17 @@ def loss(logits, batch, cfg: GPTConfig):
 
 def downstream(cfg: GPTConfig) -> dict[str, str]:
     """{"block{i}.mlp": "block{i}/mlp/w_out"}: the matrix reading each MLP activation."""
-    return {f"block{i}.mlp": f"block{i}/mlp/w_out" for i in range(cfg.n_layer)}
+    return params_lib.downstream(param_table(cfg))
 
 
 def output_heads(cfg: GPTConfig) -> dict[str, str | None]:
-    """{"wte": None}: the tied embedding is the output head (reading the final norm).
+    """{"wte": None} when tied: the tied embedding is the output head (reading the final
+    norm); {"head": None} when untied.
 
-    Its head part gets zero mean gradient under cross-entropy; being tied, it also gets
+    A head's part gets zero mean gradient under cross-entropy; being tied, ``wte`` also gets
     the token-embedding gradient, so it is a looser zero-drift control than an untied head.
     """
-    return {"wte": None}
+    return params_lib.output_heads(param_table(cfg))
 
 
 # --------------------------------------------------------------------------- cost model
@@ -302,19 +315,12 @@ def output_heads(cfg: GPTConfig) -> dict[str, str | None]:
 
 def param_count(cfg: GPTConfig, include_position: bool = True) -> int:
     """Number of parameters (the tied head counted once)."""
-    D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
-    norm_p = D if cfg.norm_affine else 0
-    per_block = 4 * D * D + 2 * D * H + 2 * norm_p
-    n = V * D + cfg.n_layer * per_block + (norm_p if cfg.final_norm else 0)
-    if not cfg.tied_head:
-        n += D * V
-    if include_position and cfg.pos == "learned":
-        n += cfg.block_size * D
-    return n
+    kinds = [k for k in params_lib.KINDS if include_position or k != "position"]
+    return params_lib.count(param_table(cfg), kinds)
 
 
 def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> float:
-    """Training FLOPs per token, 6·N + 12·L·n_head·head_dim·T (PaLM appendix B / nanoGPT MFU).
+    """Training FLOPs per token, 6·N + 12·L·n_heads·head_dim·T (PaLM appendix B / nanoGPT MFU).
 
     N excludes learned position embeddings (a lookup, no matmul) but includes the
     tied embedding, which the head uses as a matmul. The attention term counts the
@@ -323,12 +329,12 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> float:
     """
     T = cfg.block_size if seq_len is None else seq_len
     N = param_count(cfg, include_position=False)
-    return 6.0 * N + 12.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * T
+    return 6.0 * N + 12.0 * cfg.n_layer * cfg.n_heads * cfg.head_dim * T
 
 
 ARCH = Arch(name="gpt", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream, output_heads=output_heads)
+            downstream=downstream, output_heads=output_heads, params=param_table)
 
-__all__ = ["ARCH", "GPTConfig", "config", "data", "init", "apply", "loss", "downstream",
-           "output_heads",
+__all__ = ["ARCH", "GPTConfig", "config", "data", "param_table", "init", "apply", "loss",
+           "downstream", "output_heads",
            "param_count", "flops_per_token"]

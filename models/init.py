@@ -40,6 +40,23 @@ SCHEMES = {
     "xavier_normal": xavier_normal,
     "gpt2_normal": gpt2_normal,
 }
+# Var of one entry, beside each scheme (the per-layer theorem's s_W²), and whether the
+# entries are Gaussian (Stein's lemma exact) or not (the prediction then approximate).
+VARIANCES = {
+    "fan_in_normal": lambda gain, fan_in, fan_out: gain**2 / fan_in,
+    "torch_default": lambda gain, fan_in, fan_out: gain**2 / (3 * fan_in),  # U(±b): b²/3
+    "xavier_normal": lambda gain, fan_in, fan_out: 2 * gain**2 / (fan_in + fan_out),
+    "gpt2_normal": lambda gain, fan_in, fan_out: (0.02 * gain) ** 2,
+}
+GAUSSIAN_SCHEMES = ("fan_in_normal", "xavier_normal", "gpt2_normal")
+
+
+def variance(scheme: str, gain: float, fan_in: int, fan_out: int) -> float:
+    """Var of one entry of a matrix drawn from ``scheme`` with ``gain``."""
+    if scheme not in VARIANCES:
+        raise ValueError(f"init scheme {scheme!r} has no known variance; valid: "
+                         f"{', '.join(VARIANCES)}")
+    return VARIANCES[scheme](gain, fan_in, fan_out)
 
 
 def get_init(name: str, gain: float = 1.0):

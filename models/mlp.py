@@ -1,9 +1,8 @@
 """A fully connected network on flattened images: the smallest model that shows weight drift.
 
-Parameters (weights are (fan_in, fan_out), applied as x @ W)::
-
-    layer{i}: {w (d_i, width), [b (width,)]}   for i = 0 … depth-1 (hidden layers)
-    head:     {w (width, out_dim), [b (out_dim,)]}
+Parameters (declared once, in :func:`param_table`; weights are (fan_in, fan_out), applied
+as x @ W): ``layer{i}/{w (d_i, width), [b (width,)]}`` for the hidden layers i = 0 …
+depth-1 and ``head/{w (width, out_dim), [b (out_dim,)]}``.
 
 The activation of hidden layer i goes through ``tap("layer{i}", p, act)``. The matrix
 that reads it (whose drift the paper predicts) is ``layer{i+1}/w``, or ``head/w`` for
@@ -26,8 +25,10 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
+from driftlab.models import params as params_lib
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import SCHEMES, get_init
+from driftlab.models.init import SCHEMES
+from driftlab.models.params import Param, ParamTable
 from driftlab.models.pins import record_reader_input
 
 TASKS = ("classify", "regress")
@@ -105,16 +106,31 @@ def layer_dims(cfg: MLPConfig) -> list[tuple[str, int, int]]:
         [("head", cfg.width, cfg.out_dim)]
 
 
-def init(key, cfg: MLPConfig) -> dict:
-    """Weights from the ``cfg.init`` scheme (zero-mean, as the theory assumes); biases zero."""
-    w_init = get_init(cfg.init, cfg.gain)
-    params = {}
+def param_table(cfg: MLPConfig) -> ParamTable:
+    """Every parameter of the MLP, once (models/params.py): weights (fan_in, fan_out) from
+    the ``cfg.init`` scheme and ``cfg.gain`` (zero-mean, as the theory assumes), biases 0.
+
+    ``layer{i}/w`` makes tap ``layer{i}`` and reads tap ``layer{i-1}`` (the input image for
+    i = 0); ``head/w`` reads the last hidden layer. The hidden-to-hidden matrices
+    (``layer{i}/w``, i >= 1, the MLP's analogue of transformer block matrices) go to Muon;
+    the input layer, the head and the biases to AdamW, as in the paper's code.
+    """
+    ps = []
     for i, (name, fan_in, fan_out) in enumerate(layer_dims(cfg)):
-        layer = {"w": w_init(jax.random.fold_in(key, i), (fan_in, fan_out), fan_in, fan_out)}
+        head = name == "head"
+        tap = None if head else name
+        reads = f"layer{i - 1}" if i else None
+        ps.append(Param(f"{name}/w", (fan_in, fan_out), "matrix",
+                        "muon" if 0 < i < cfg.depth else "adamw", key=(i,), fan_in=fan_in,
+                        fan_out=fan_out, reads=reads, makes=tap, head=head))
         if cfg.bias:
-            layer["b"] = jnp.zeros((fan_out,), jnp.float32)
-        params[name] = layer
-    return params
+            ps.append(Param(f"{name}/b", (fan_out,), "bias", "adamw", init="zeros", makes=tap))
+    return ParamTable(tuple(ps), cfg.init, cfg.gain)
+
+
+def init(key, cfg: MLPConfig) -> dict:
+    """Random parameters of :func:`param_table`."""
+    return params_lib.init(key, param_table(cfg))
 
 
 def _dense(x, layer: dict):
@@ -154,13 +170,13 @@ def loss(logits, batch, cfg: MLPConfig):
 def downstream(cfg: MLPConfig) -> dict[str, str]:
     """Tap ``layer{i}`` -> ``layer{i+1}/w``, the hidden matrix that reads it (i < depth-1);
     the last layer is read by the head (:func:`output_heads`)."""
-    return {f"layer{i}": f"layer{i + 1}/w" for i in range(cfg.depth - 1)}
+    return params_lib.downstream(param_table(cfg))
 
 
 def output_heads(cfg: MLPConfig) -> dict[str, str | None]:
     """{"head/w": "layer{depth-1}"}: the classifier reads the last hidden layer."""
-    return {"head/w": f"layer{cfg.depth - 1}"}
+    return params_lib.output_heads(param_table(cfg))
 
 
 ARCH = Arch(name="mlp", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream, output_heads=output_heads)
+            downstream=downstream, output_heads=output_heads, params=param_table)

@@ -92,7 +92,7 @@ class MPSENetConfig:
     segment: int = 2000  # samples per training example
     sample_rate: int = 16000
     init: str = "torch_default"  # PyTorch's default, as the reference trains with
-    init_gain: float = 1.0
+    gain: float = 1.0
     norm_eps: float = 1e-5
     w_mag: float = 0.9
     w_pha: float = 0.3
@@ -113,7 +113,7 @@ class MPSENetConfig:
         for name in ("channels", "n_blocks", "n_heads", "ffn_mult", "dense_depth", "n_fft",
                      "hop", "win", "segment", "sample_rate"):
             _positive(name, getattr(self, name))
-        for name in ("compress", "beta", "init_gain", "norm_eps"):
+        for name in ("compress", "beta", "gain", "norm_eps"):
             _positive(name, getattr(self, name), float)
         for name in LOSS_WEIGHTS:
             value = getattr(self, name)
@@ -164,7 +164,8 @@ def config(size: str = "tiny", act: str = "relu", **overrides) -> MPSENetConfig:
     """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
     if size not in SIZES or size not in PRESETS:
         raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
-    return replace_checked(MPSENetConfig(act=act, **PRESETS[size]), **overrides)
+    return replace_checked(MPSENetConfig(act=act, **PRESETS[size]), arch="mpsenet",
+                           **overrides)
 
 
 def data(source: str, cfg: MPSENetConfig, seed: int) -> tuple[MPSENetConfig, Dataset]:
@@ -178,14 +179,14 @@ def data(source: str, cfg: MPSENetConfig, seed: int) -> tuple[MPSENetConfig, Dat
 
 
 def _conv_init(key, cfg, kh: int, kw: int, c_in: int, c_out: int) -> dict:
-    w_init = get_init(cfg.init, cfg.init_gain)
+    w_init = get_init(cfg.init, cfg.gain)
     fan_in, fan_out = kh * kw * c_in, kh * kw * c_out
     return {"w": w_init(key, (kh, kw, c_in, c_out), fan_in, fan_out),
             "b": jnp.zeros((c_out,), jnp.float32)}
 
 
 def _dense_init(key, cfg, d_in: int, d_out: int, prefix: str) -> dict:
-    w_init = get_init(cfg.init, cfg.init_gain)
+    w_init = get_init(cfg.init, cfg.gain)
     return {f"w_{prefix}": w_init(key, (d_in, d_out), d_in, d_out),
             f"b_{prefix}": jnp.zeros((d_out,), jnp.float32)}
 
@@ -317,16 +318,19 @@ def subpixel_up(x, p: dict):
     return y.reshape(B, T, F, 2, C2 // 2).reshape(B, T, 2 * F, C2 // 2)
 
 
-def attention(x, p: dict, cfg: MPSENetConfig):
-    """Non-causal multi-head self-attention of x (N, S, C) -> (N, S, C), with biases."""
-    N, S, C = x.shape
+def attention(x_NxSxC, p: dict, cfg: MPSENetConfig):
+    """Non-causal multi-head self-attention of x (N, S, C) -> (N, S, C), with biases:
+    N sequences of S steps, H heads of width C/H."""
+    N, S, C = x_NxSxC.shape
     H = cfg.n_heads
-    q, k, v = ((x @ p[f"w_{n}"] + p[f"b_{n}"]).reshape(N, S, H, C // H) for n in "qkv")
+    q_NxSxHxD, k_NxSxHxD, v_NxSxHxD = (
+        (x_NxSxC @ p[f"w_{n}"] + p[f"b_{n}"]).reshape(N, S, H, C // H) for n in "qkv")
     # plain einsum attention: the sequences are short (T frames or F' bins) and it
     # compiles faster on CPU than jax.nn.dot_product_attention
-    scores = jnp.einsum("nshd,nthd->nhst", q, k) / math.sqrt(C // H)
-    y = jnp.einsum("nhst,nthd->nshd", jax.nn.softmax(scores, axis=-1), v)
-    return y.reshape(N, S, C) @ p["w_o"] + p["b_o"]
+    scores_NxHxSxS = jnp.einsum("nshd,nthd->nhst", q_NxSxHxD, k_NxSxHxD) / math.sqrt(C // H)
+    y_NxSxHxD = jnp.einsum("nhst,nthd->nshd", jax.nn.softmax(scores_NxHxSxS, axis=-1),
+                           v_NxSxHxD)
+    return y_NxSxHxD.reshape(N, S, C) @ p["w_o"] + p["b_o"]
 
 
 def ffn(name: str, x, p: dict, cfg: MPSENetConfig, tap):
@@ -342,14 +346,17 @@ def transformer(name: str, x, p: dict, cfg: MPSENetConfig, tap):
     return layer_norm(x, p["ln3"], cfg.norm_eps)
 
 
-def two_stage_block(i: int, x, p: dict, cfg: MPSENetConfig, tap):
-    """Transformer over time then over frequency of x (B, T, F', C), each residual."""
-    B, T, F, C = x.shape
-    xt = jnp.transpose(x, (0, 2, 1, 3)).reshape(B * F, T, C)
-    xt = transformer(f"tf{i}.time", xt, p["time"], cfg, tap) + xt
-    xf = jnp.transpose(xt.reshape(B, F, T, C), (0, 2, 1, 3)).reshape(B * T, F, C)
-    xf = transformer(f"tf{i}.freq", xf, p["freq"], cfg, tap) + xf
-    return xf.reshape(B, T, F, C)
+def two_stage_block(i: int, x_BxTxFxC, p: dict, cfg: MPSENetConfig, tap):
+    """Transformer over time then over frequency of x (B, T, F', C), each residual.
+
+    Each stage runs over sequences: the time stage on B·F' sequences of T frames, the
+    frequency stage on B·T sequences of F' bins (shapes in the names, F = F' here)."""
+    B, T, F, C = x_BxTxFxC.shape
+    x_BFxTxC = jnp.transpose(x_BxTxFxC, (0, 2, 1, 3)).reshape(B * F, T, C)
+    x_BFxTxC = transformer(f"tf{i}.time", x_BFxTxC, p["time"], cfg, tap) + x_BFxTxC
+    x_BTxFxC = jnp.transpose(x_BFxTxC.reshape(B, F, T, C), (0, 2, 1, 3)).reshape(B * T, F, C)
+    x_BTxFxC = transformer(f"tf{i}.freq", x_BTxFxC, p["freq"], cfg, tap) + x_BTxFxC
+    return x_BTxFxC.reshape(B, T, F, C)
 
 
 def encoder(x, p: dict, cfg: MPSENetConfig, tap):

@@ -8,7 +8,9 @@ staying 0 until the run's end S (E = S unless ``warmdown_end`` is given: the pap
 it runs has E = 5800 of S = 7168 steps, models/recipes.py).
 ``make_optimizer`` chains optional global-norm clipping with ``sgd``, ``momentum``
 (SGD with heavy-ball momentum 0.9), ``adamw``, or ``muon``: per-parameter routing by the
-rule table :data:`MUON_ROUTES` (first match of path regex and rank wins) between Muon
+architecture's parameter table (each entry's ``group``, models/params.py; :func:`arch_routes`)
+or, for an architecture without one, the rule table :data:`MUON_ROUTES` (first match of
+path regex and rank wins) between Muon
 (models/muon.py, at ``muon_lr_ratio`` × the schedule; its scale rule, momentum form and
 Newton–Schulz precision by name) and AdamW (β = 0.9/``adam_beta2``).
 
@@ -42,7 +44,9 @@ class Route(NamedTuple):
     label: str
 
 
-# The one routing table for every architecture (first match wins). Muon gets the 2-D
+# The routing of architectures without a parameter table (ResNet, MP-SENet) and of callers
+# that name no architecture (first match wins); tests/test_param_tables.py keeps it equal
+# to the tables' groups for GPT, MLP and ViT. Muon gets the 2-D
 # matrices inside transformer blocks (GPT: attn/w_q..w_o, mlp/w_in, w_out; ViT: the same
 # blocks) and the MLP's hidden-to-hidden matrices (layer1/w, …: the MLP's analogue of
 # block matrices); embeddings, the (tied) head, the MLP's input layer, norms, biases and
@@ -52,6 +56,19 @@ MUON_ROUTES = (
     Route(r"^layer[1-9]\d*/w$", 2, "muon"),
     Route(r"", None, "adamw"),
 )
+
+
+def table_routes(table) -> tuple[Route, ...]:
+    """The routing of a parameter table (models/params.ParamTable): one exact-path route
+    per parameter to its declared ``group``, and no catch-all, so a parameter the table
+    does not declare is an error rather than silently AdamW."""
+    return tuple(Route(f"^{re.escape(p.path)}$", None, p.group) for p in table)
+
+
+def arch_routes(arch, mcfg) -> tuple[Route, ...]:
+    """The routing of ``arch`` (models/base.Arch) at config ``mcfg``: its parameter
+    table's groups when it declares one, else :data:`MUON_ROUTES`."""
+    return MUON_ROUTES if arch.params is None else table_routes(arch.params(mcfg))
 
 
 def route_labels(params, routes=MUON_ROUTES):

@@ -40,12 +40,12 @@ without a ``reader_input`` method); :class:`ReaderInputs` wraps a tap to collect
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from driftlab.models.checkpoint import flatten_dict
+from driftlab.models.params import Reader
+from driftlab.models.params import readers as table_readers
 
 DOWNSTREAM_MEAN = "downstream-mean"
 READER_STREAM_MEAN = "reader-stream-mean"
@@ -55,14 +55,6 @@ PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN, SHAM)
 _READER_PATH = {READER_STREAM_MEAN: 1.0, SHAM: 0.0}
 READER_ARCHS = ("gpt", "mlp")
 _TINY = 1e-30
-
-
-class Reader(NamedTuple):
-    """The matrix producing a tap's pre-activation, p = u @ weight (+ bias)."""
-
-    weight: str  # "/"-joined parameter path, shape (fan_in, units)
-    bias: str | None
-    feeds: str | None  # the tap whose output h is u (MLP hidden layers), else None
 
 
 def validate_pins(pins, arch: str) -> None:
@@ -85,21 +77,20 @@ def validate_pins(pins, arch: str) -> None:
 
 
 def readers(arch: str, mcfg) -> dict[str, Reader]:
-    """{tap: Reader} for the archs of :data:`READER_ARCHS`, {} for the others.
+    """{tap: Reader} for the archs of :data:`READER_ARCHS`, {} for the others, from the
+    architecture's parameter table (models/params.readers: each weight's ``makes`` tap, its
+    bias and the tap it reads).
 
     GPT: ``block{i}.mlp`` is read from u = norm₂(x) (the normalized residual stream) by
     ``block{i}/mlp/w_in`` (no bias). MLP: ``layer{i}`` is read from u = h_{i-1} (the input
     image for i = 0) by ``layer{i}/w`` with bias ``layer{i}/b``; for i >= 1 that matrix is
     also the downstream matrix of tap ``layer{i-1}``.
     """
-    if arch == "gpt":
-        return {f"block{i}.mlp": Reader(f"block{i}/mlp/w_in", None, None)
-                for i in range(mcfg.n_layer)}
-    if arch == "mlp":
-        return {f"layer{i}": Reader(f"layer{i}/w", f"layer{i}/b" if mcfg.bias else None,
-                                    f"layer{i - 1}" if i else None)
-                for i in range(mcfg.depth)}
-    return {}
+    if arch not in READER_ARCHS:
+        return {}
+    from driftlab.models.base import get_arch
+
+    return table_readers(get_arch(arch).params(mcfg))
 
 
 def record_reader_input(tap, name: str, u) -> None:

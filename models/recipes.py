@@ -49,6 +49,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from driftlab.models.base import current_field_names
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -68,7 +70,7 @@ class Recipe:
 
 
 # The paper's code (On-Point-RND/BugOrFeature) as driftlab fields, shared by its recipes.
-_PAPER_MODEL = (("init", "torch_default"), ("init_gain", 1.0), ("norm", "rmsnorm"),
+_PAPER_MODEL = (("init", "torch_default"), ("gain", 1.0), ("norm", "rmsnorm"),
                 ("norm_affine", True), ("branch_scale", "attn"))
 _PAPER_OPTIM = (("arch", "gpt"), ("data", "embedded"), ("optimizer", "muon"), ("lr", 0.005),
                 ("muon_lr_ratio", 0.1), ("adam_beta2", 0.95), ("weight_decay", 0.0))
@@ -165,8 +167,9 @@ def recipe_config(name: str, **overrides):
     bad = sorted(set(overrides) - known)
     if bad:
         raise ValueError(f"TrainConfig.{bad[0]} invalid field; allowed: {', '.join(sorted(known))}")
+    arch = overrides.get("arch", dict(recipe.train)["arch"])
     model = dict(recipe.model)
-    model.update(dict(overrides.pop("model_overrides", ())))
+    model.update(current_field_names(arch, dict(overrides.pop("model_overrides", ()))))
     phases, note = scaled_phases(recipe, overrides.get("steps", dict(recipe.train)["steps"]),
                                  explicit=set(overrides) & set(PHASE_FIELDS))
     fields = {**dict(recipe.train), **phases, **overrides, "model_overrides": tuple(model.items()),

@@ -287,4 +287,4 @@ def readers(cfg: ResNetConfig) -> dict[str, TapReaders]:
 
 
 ARCH = Arch(name="resnet", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream, output_heads=output_heads)
+            downstream=downstream, output_heads=output_heads, readers=readers)

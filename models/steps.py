@@ -31,7 +31,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from driftlab.models import host_read, instrument, nonfinite, pins, sharding
-from driftlab.models.optim import make_optimizer, make_schedule
+from driftlab.models.optim import arch_routes, make_optimizer, make_schedule
 from driftlab.models.train_config import TrainConfig
 
 
@@ -232,8 +232,9 @@ def build_steps(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
     schedule = make_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.schedule,
                              cfg.warmdown_steps, cfg.warmdown_end)
     tx = make_optimizer(cfg.optimizer, schedule, cfg.weight_decay, cfg.grad_clip,
-                        cfg.adam_beta2, cfg.muon_lr_ratio, muon_scale=cfg.muon_scale,
-                        muon_momentum=cfg.muon_momentum, muon_ns_dtype=cfg.muon_ns_dtype)
+                        cfg.adam_beta2, cfg.muon_lr_ratio, routes=arch_routes(arch, mcfg),
+                        muon_scale=cfg.muon_scale, muon_momentum=cfg.muon_momentum,
+                        muon_ns_dtype=cfg.muon_ns_dtype)
 
     # One compiled program for init (eager random ops would compile one by one); fp32
     # master weights whatever the model's init returns.

@@ -214,7 +214,7 @@ def _recovered_config(out: str, path, problem: str) -> dict:
 
 def _model_overrides(meta: dict) -> list:
     """The model config fields of the identity that differ from the arch's defaults."""
-    from driftlab.models.base import get_arch
+    from driftlab.models.base import current_field_names, get_arch
 
     try:
         base = get_arch(meta["arch"]).config(meta["size"], meta["act"])
@@ -223,8 +223,9 @@ def _model_overrides(meta: dict) -> list:
     import dataclasses
 
     default = json.loads(json.dumps(dataclasses.asdict(base), default=str))
+    model = current_field_names(meta["arch"], meta.get("model", {}), note=False)
     return [[k, tuple(v) if isinstance(v, list) else v]
-            for k, v in sorted(meta.get("model", {}).items()) if k in default and default[k] != v]
+            for k, v in sorted(model.items()) if k in default and default[k] != v]
 
 
 def config_from_args(args: argparse.Namespace):

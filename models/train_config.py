@@ -13,7 +13,7 @@ import numpy as np
 
 from driftlab.activations import parse_activation
 from driftlab.models import pins
-from driftlab.models.base import ARCH_MODULES, SIZES
+from driftlab.models.base import ARCH_MODULES, SIZES, legacy_field_names
 from driftlab.models.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
 from driftlab.models.optim import OPTIMIZERS, SCHEDULES
 
@@ -207,7 +207,8 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
             ident[k] = getattr(cfg, k)
     if cfg.act_l1:  # only when set, so earlier checkpoints keep their identity
         ident["act_l1"] = cfg.act_l1
-    ident["model"] = dataclasses.asdict(mcfg)
+    # Spelled as before the field renames, so earlier checkpoints keep their identity.
+    ident["model"] = legacy_field_names(cfg.arch, dataclasses.asdict(mcfg))
     if cfg.pins:  # only when set, so unpinned checkpoints keep their identity
         ident["pins"] = list(cfg.pins)
     return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))

@@ -11,7 +11,7 @@ a final LayerNorm, pooling (the CLS token, or the mean of the patch tokens) and 
 linear classification head. No dropout (the drift question is about the optimizer,
 and dropout would make apply stochastic).
 
-Parameters (dense weights are (fan_in, fan_out))::
+Parameters (declared once, in :func:`param_table`; dense weights are (fan_in, fan_out))::
 
     patch/{w, b}, pos (1, T, D), [cls (1, 1, D)],
     block{i}/{ln1/{scale, bias}, attn/{q, k, v, o}/{w, b}, ln2, mlp/{fc1, fc2}/{w, b}},
@@ -37,13 +37,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
 from driftlab.models import layers as L
+from driftlab.models import params as params_lib
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import SCHEMES, get_init
+from driftlab.models.init import SCHEMES
+from driftlab.models.params import Param, ParamTable
 
 POOLS = ("cls", "mean")
 POS_STD = 0.02  # position/CLS embedding scale of the reference ViT
@@ -68,7 +69,7 @@ class ViTConfig:
     patch: int = 2
     dim: int = 32
     depth: int = 2
-    heads: int = 2
+    n_heads: int = 2
     mlp_ratio: int = 4
     pool: str = "cls"
     bias: bool = True
@@ -88,7 +89,7 @@ class ViTConfig:
         if not (isinstance(self.image_shape, tuple) and len(self.image_shape) == 3
                 and all(_is_pos_int(v) for v in self.image_shape)):
             raise _bad("image_shape", self.image_shape, "a tuple (H, W, C) of positive ints")
-        for name in ("num_classes", "patch", "dim", "depth", "heads", "mlp_ratio"):
+        for name in ("num_classes", "patch", "dim", "depth", "n_heads", "mlp_ratio"):
             if not _is_pos_int(getattr(self, name)):
                 raise _bad(name, getattr(self, name), "a positive int")
         if self.num_classes < 2:
@@ -96,8 +97,8 @@ class ViTConfig:
         H, W, _ = self.image_shape
         if H % self.patch or W % self.patch:
             raise _bad("patch", self.patch, f"a divisor of the image height and width {H}x{W}")
-        if self.dim % self.heads:
-            raise _bad("heads", self.heads, f"a divisor of dim={self.dim}")
+        if self.dim % self.n_heads:
+            raise _bad("n_heads", self.n_heads, f"a divisor of dim={self.dim}")
         if self.pool not in POOLS:
             raise _bad("pool", self.pool, ", ".join(POOLS))
         if self.bias not in (True, False):
@@ -119,9 +120,9 @@ class ViTConfig:
 
 
 PRESETS = {
-    "tiny": dict(image_shape=(8, 8, 1), patch=2, dim=32, depth=2, heads=2),
-    "small": dict(image_shape=(28, 28, 1), patch=4, dim=64, depth=4, heads=4),
-    "paper": dict(image_shape=(32, 32, 3), patch=4, dim=384, depth=12, heads=6),
+    "tiny": dict(image_shape=(8, 8, 1), patch=2, dim=32, depth=2, n_heads=2),
+    "small": dict(image_shape=(28, 28, 1), patch=4, dim=64, depth=4, n_heads=4),
+    "paper": dict(image_shape=(32, 32, 3), patch=4, dim=384, depth=12, n_heads=6),
 }
 
 
@@ -129,7 +130,8 @@ def config(size: str = "tiny", act: str = "gelu", **overrides) -> ViTConfig:
     """The preset ``size`` with activation ``act`` and field ``overrides`` applied."""
     if size not in PRESETS:
         raise ValueError(f"size={size!r} invalid; allowed: {', '.join(PRESETS)}")
-    return replace_checked(ViTConfig(act=act, size=size, **PRESETS[size]), **overrides)
+    return replace_checked(ViTConfig(act=act, size=size, **PRESETS[size]), arch="vit",
+                           **overrides)
 
 
 def data(source: str, cfg: ViTConfig, seed: int) -> tuple[ViTConfig, Dataset]:
@@ -148,29 +150,49 @@ def data(source: str, cfg: ViTConfig, seed: int) -> tuple[ViTConfig, Dataset]:
 # --------------------------------------------------------------------------- init
 
 
-def init(key, cfg: ViTConfig) -> dict:
-    """Random parameters (see the module docstring for the scheme of each entry)."""
-    w_init = get_init(cfg.init, cfg.gain)
-    D, M = cfg.dim, cfg.mlp_ratio * cfg.dim
-    params = {
-        "patch": L.patch_embed_init(jax.random.fold_in(key, 0), cfg.patch, cfg.image_shape[2],
-                                    D, w_init, bias=cfg.bias),
-        "pos": POS_STD * jax.random.normal(jax.random.fold_in(key, 1), (1, cfg.num_tokens, D)),
-    }
+def param_table(cfg: ViTConfig) -> ParamTable:
+    """Every parameter of the ViT, once (models/params.py; see the module docstring for
+    the init of each). Block matrices go to Muon; the patch conv, position and CLS
+    embeddings, norms, biases and the head to AdamW. ``block{i}/mlp/fc1`` makes tap
+    ``block{i}.mlp`` and ``block{i}/mlp/fc2/w`` reads it; the head reads the final norm."""
+    D, M, C, P = cfg.dim, cfg.mlp_ratio * cfg.dim, cfg.image_shape[2], cfg.patch
+
+    def dense(path, fan_in, fan_out, key, group="muon", bias=cfg.bias, reads=None, makes=None,
+              head=False):
+        out = [Param(f"{path}/w", (fan_in, fan_out), "matrix", group, key=key, fan_in=fan_in,
+                     fan_out=fan_out, reads=reads, makes=makes, head=head)]
+        if bias:
+            out.append(Param(f"{path}/b", (fan_out,), "bias", "adamw", init="zeros", makes=makes))
+        return out
+
+    def norm(path):
+        return [Param(f"{path}/scale", (D,), "norm", "adamw", init="ones"),
+                Param(f"{path}/bias", (D,), "norm", "adamw", init="zeros")]
+
+    ps = [Param("patch/w", (P, P, C, D), "conv", "adamw", key=(0,), fan_in=P * P * C,
+                fan_out=P * P * D)]
+    if cfg.bias:
+        ps.append(Param("patch/b", (D,), "bias", "adamw", init="zeros"))
+    ps.append(Param("pos", (1, cfg.num_tokens, D), "position", "adamw", init="normal",
+                    key=(1,), std=POS_STD))
     if cfg.pool == "cls":
-        params["cls"] = POS_STD * jax.random.normal(jax.random.fold_in(key, 2), (1, 1, D))
+        ps.append(Param("cls", (1, 1, D), "embedding", "adamw", init="normal", key=(2,),
+                        std=POS_STD))
     for i in range(cfg.depth):
-        k = jax.random.split(jax.random.fold_in(key, 100 + i), 3)
-        params[f"block{i}"] = {
-            "ln1": L.norm_init(D),
-            "attn": L.attention_init(k[0], D, w_init, bias=cfg.bias),
-            "ln2": L.norm_init(D),
-            "mlp": {"fc1": L.dense_init(k[1], D, M, w_init, bias=cfg.bias),
-                    "fc2": L.dense_init(k[2], M, D, w_init, bias=cfg.bias)},
-        }
-    params["ln_f"] = L.norm_init(D)
-    params["head"] = L.dense_init(jax.random.fold_in(key, 10_000), D, cfg.num_classes, w_init)
-    return params
+        b, tap, k = f"block{i}", f"block{i}.mlp", 100 + i  # fold_in(key, 100 + i), split in 3
+        ps += norm(f"{b}/ln1") + norm(f"{b}/ln2")
+        for j, name in enumerate(("q", "k", "v", "o")):  # attention: split in 4 again
+            ps += dense(f"{b}/attn/{name}", D, D, (k, (3, 0), (4, j)))
+        ps += dense(f"{b}/mlp/fc1", D, M, (k, (3, 1)), makes=tap)
+        ps += dense(f"{b}/mlp/fc2", M, D, (k, (3, 2)), reads=tap)
+    ps += norm("ln_f")
+    ps += dense("head", D, cfg.num_classes, (10_000,), group="adamw", bias=True, head=True)
+    return ParamTable(tuple(ps), cfg.init, cfg.gain)
+
+
+def init(key, cfg: ViTConfig) -> dict:
+    """Random parameters of :func:`param_table`."""
+    return params_lib.init(key, param_table(cfg))
 
 
 # --------------------------------------------------------------------------- forward
@@ -186,7 +208,8 @@ def apply(params: dict, batch, cfg: ViTConfig, tap=plain_tap):
     x = x + params["pos"].astype(x.dtype)
     for i in range(cfg.depth):
         p = params[f"block{i}"]
-        x = x + L.multi_head_attention(p["attn"], L.layer_norm(p["ln1"], x, cfg.norm_eps), cfg.heads)
+        x = x + L.multi_head_attention(p["attn"], L.layer_norm(p["ln1"], x, cfg.norm_eps),
+                                       cfg.n_heads)
         h = tap(f"block{i}.mlp", L.dense(p["mlp"]["fc1"], L.layer_norm(p["ln2"], x, cfg.norm_eps)), act)
         x = x + L.dense(p["mlp"]["fc2"], h)
     x = L.layer_norm(params["ln_f"], x, cfg.norm_eps)
@@ -202,13 +225,13 @@ def loss(outputs, batch, cfg: ViTConfig):
 
 def downstream(cfg: ViTConfig) -> dict[str, str]:
     """Tap ``block{i}.mlp`` → ``block{i}/mlp/fc2/w``, the MLP's output projection."""
-    return {f"block{i}.mlp": f"block{i}/mlp/fc2/w" for i in range(cfg.depth)}
+    return params_lib.downstream(param_table(cfg))
 
 
 def output_heads(cfg: ViTConfig) -> dict[str, str | None]:
     """{"head/w": None}: the classifier reads the final LayerNorm of the pooled token."""
-    return {"head/w": None}
+    return params_lib.output_heads(param_table(cfg))
 
 
 ARCH = Arch(name="vit", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream, output_heads=output_heads)
+            downstream=downstream, output_heads=output_heads, params=param_table)

@@ -2,7 +2,7 @@
 head and identity shortcuts (ResNet), against autodiff.
 
 Setting (theory/per_layer.py, "Conv readers"): the tap computes h = σ(p) ∈ R^{B×H×W×C}; its
-readers are declared by the architecture (``readers(cfg)`` in its module, models/stein_readers):
+readers are declared by the architecture (``Arch.readers(cfg)``, models/stein_readers):
 linear readers z_r = f_r(h, W_r) + b_r with W_r i.i.d. N(0, s_r²) independent of p and of each
 other, and possibly an identity shortcut into the pre-activation p⁺ of a later tap. Then
 
@@ -33,14 +33,12 @@ all of h's readers, ∂ℓ/∂h = Σ_r f_r(·, W_r)ᵀ ∂ℓ/∂z_r + ∂ℓ/�
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models.base import ARCH_MODULES
 from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.init import get_init
 from driftlab.models.stein_readers import READER_KINDS, TapReaders
@@ -53,15 +51,13 @@ READER_TOLERANCE = 1e-3  # relative max |∂ℓ/∂h − Σ_r adjoint + shortcut
 
 
 def has_readers(arch) -> bool:
-    """Whether the architecture's module declares ``readers(cfg)`` (models/stein_readers)."""
-    return callable(getattr(importlib.import_module(ARCH_MODULES[arch.name]), "readers", None))
+    """Whether the architecture declares ``Arch.readers`` (models/base.py, stein_readers)."""
+    return arch.readers is not None
 
 
 def tap_readers(arch, cfg) -> dict[str, TapReaders] | None:
-    """The architecture module's ``readers(cfg)``, or None when it declares none."""
-    if not has_readers(arch):
-        return None
-    return importlib.import_module(ARCH_MODULES[arch.name]).readers(cfg)
+    """The architecture's ``readers(cfg)``, or None when it declares none."""
+    return None if arch.readers is None else arch.readers(cfg)
 
 
 class _ReaderTap:

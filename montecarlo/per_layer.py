@@ -36,33 +36,17 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.models.checkpoint import flatten_dict
+from driftlab.models.init import GAUSSIAN_SCHEMES, variance
 from driftlab.models.instrument import probe_shapes
 from driftlab.montecarlo.stats import MCResult, detectable_shift, suite_threshold, z_score
 
-GAUSSIAN_SCHEMES = ("fan_in_normal", "xavier_normal", "gpt2_normal")
-
-
-def init_variance(scheme: str, gain: float, fan_in: int, fan_out: int) -> float:
-    """Var of one entry of a matrix drawn from a models/init.py scheme."""
-    if scheme == "fan_in_normal":
-        return gain**2 / fan_in
-    if scheme == "torch_default":  # U(±gain/√fan_in): variance bound²/3
-        return gain**2 / (3 * fan_in)
-    if scheme == "xavier_normal":
-        return 2 * gain**2 / (fan_in + fan_out)
-    if scheme == "gpt2_normal":
-        return (0.02 * gain) ** 2
-    raise ValueError(f"init scheme {scheme!r} has no known variance; valid: fan_in_normal, "
-                     f"torch_default, xavier_normal, gpt2_normal")
+# The schemes' variances and Gaussianity are declared beside the schemes (models/init.py).
+init_variance = variance
 
 
 def downstream_scheme(cfg) -> tuple[str, float]:
-    """(scheme, gain) of the downstream matrices: the config's ``init`` and ``init_gain``/``gain``."""
-    scheme = getattr(cfg, "init", None)
-    gain = getattr(cfg, "init_gain", getattr(cfg, "gain", 1.0))
-    if scheme is None:
-        raise ValueError(f"{type(cfg).__name__} has no 'init' field; cannot tell s_W²")
-    return scheme, float(gain)
+    """(scheme, gain) of the downstream matrices: the config's ``init`` and ``gain``."""
+    return cfg.init, float(cfg.gain)
 
 
 class _StreamTap:

@@ -16,6 +16,7 @@ import json
 import numpy as np
 
 from driftlab.reports.drift import run_drift
+from driftlab.reports.markdown import table as _table
 from driftlab.reports.verdicts import two_sample
 
 
@@ -100,8 +101,6 @@ def _m(values) -> str:
 
 
 def section(pinned_runs, drift_runs, title: str) -> tuple[str, list[dict]]:
-    from driftlab.reports.report import _table
-
     s = f"## {title}\n\n"
     if not pinned_runs:
         return s + "Not run (preset `pins`, paired with preset `drift`).\n", []

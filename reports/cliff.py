@@ -22,6 +22,7 @@ import numpy as np
 
 from driftlab.reports import figures
 from driftlab.reports.analysis import fit_cliff, hinge_vs_line_bic, slope_change_at
+from driftlab.reports.markdown import fmt as _f, figure as _figure, table as _table
 
 PAPER_KNEE = 0.70
 NEAR_DEAD_FRACTION = 0.5
@@ -125,8 +126,6 @@ def _fit_line(name: str, f: dict | None) -> str:
 
 
 def section(runs, out, title: str, provenance: str) -> tuple[str, dict]:
-    from driftlab.reports.report import _f, _figure, _table
-
     s = f"## {title}\n\n"
     if not runs:
         return s + "Not run (preset `tradeoff`).\n", {}

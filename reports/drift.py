@@ -26,6 +26,7 @@ import numpy as np
 
 from driftlab.reports import figures
 from driftlab.reports.analysis import mean_ci
+from driftlab.reports.markdown import figure as _figure, table as _table
 from driftlab.reports.verdicts import one_sided
 
 EARLY_FRACTION = 0.1
@@ -134,8 +135,6 @@ def _mean_ci(values) -> str:
 
 def section(runs, out, title: str, provenance: str) -> tuple[str, dict]:
     """Markdown for the drift section and the cells (for the claims table)."""
-    from driftlab.reports.report import _figure, _table
-
     cells = collect_cells(runs)
     if not cells:
         return f"## {title}\n\nNot run (preset `drift`).\n", {}

@@ -51,7 +51,7 @@ RECIPE = "paper-gpt@2"
 # brief's floor and fits ~90 s per run only on an idle machine (≈ 2× faster).
 GRID_STEPS = 1500
 GRID_SEEDS = (0, 1, 2)
-MODEL = (("n_layer", 4), ("n_embd", 64), ("n_head", 4), ("block_size", 64))
+MODEL = (("n_layer", 4), ("n_embd", 64), ("n_heads", 4), ("block_size", 64))
 # What optimizers@1 measured and why it does not stand (quoted in the section).
 SUPERSEDED = (
     "**What changed (optimizers@2).** The previous version of this section (optimizers@1, "

@@ -38,6 +38,7 @@ from driftlab.activations import parse_activation
 # TrainConfig (models/train_config.py) is imported where a run is built: its module starts
 # JAX, and `driftlab sweep --help` lists PRESETS before any JAX starts.
 from driftlab.reports.plan import CPU_SEEDS, PLANNED, cell_seeds
+from driftlab.models.base import current_name, legacy_name
 
 DRIFT_ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
 DRIFT_ACTS = ("relu", "gelu", "silu", "tanh")  # tanh: the no-drift control
@@ -110,6 +111,10 @@ def config_dict(config) -> dict:
     for name in OPERATIONAL_FIELDS:
         d.pop(name, None)
     if isinstance(config, TrainConfig):
+        # Model fields spelled as before their renames (models/base.RENAMED_FIELDS), so the
+        # run ids and run.json of existing run directories stay the same.
+        d["model_overrides"] = [[legacy_name(config.arch, k), v]
+                                for k, v in d["model_overrides"]]
         for name in LATE_FIELDS:
             if d.get(name) == getattr(TrainConfig, name):
                 d.pop(name)
@@ -167,6 +172,9 @@ def spec_from_dict(d: dict) -> RunSpec:
     cfg = dict(d["config"])
     if cls is TrainConfig:  # JSON turned the config's tuples into lists
         cfg = {k: _tuples(v) for k, v in cfg.items()}
+        # run.json spells renamed model fields the old way (config_dict); run the new names
+        cfg["model_overrides"] = tuple((current_name(cfg.get("arch", "mlp"), k), v)
+                                       for k, v in cfg.get("model_overrides", ()))
     return RunSpec(d["preset"], d["version"], d["kind"], cls(**cfg),
                    tuple(sorted(d["tags"].items())), d.get("label", ""))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,10 +24,9 @@ import numpy as np
 
 from driftlab.atomic_io import write_json, write_text
 from driftlab.reports import figures
-from driftlab.reports.analysis import mean_ci
+from driftlab.reports.markdown import ci as _ci, figure as _figure, fmt as _f, table as _table
 from driftlab.reports import causal, claims, cliff, drift, init_grad, spikes
 from driftlab.reports.presets import PRESETS, spike_activations
-from driftlab.reports.sweep import FINISHED_STATUSES
 
 THEORY_MODES = ("auto", "run", "cache", "off")
 THEORY_CACHE = "theory_checks.json"
@@ -160,33 +158,6 @@ def collect_sparsity_law(runs: list[Run]) -> list[dict]:
                 pts.append({"lr": r.tags["lr"], "seed": r.tags["seed"], "step": rec["step"],
                             "layer": layer, **v})
     return pts
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def _f(x, digits=3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:.{digits}g}"
-
-
-def _ci(values) -> str:
-    m, h, n = mean_ci(values)
-    return f"{_f(m)} ± {_f(h, 2)}" if n >= 2 else _f(m)
-
-
-def _table(head: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in head) + " |",
-             "|" + "---|" * len(head)]
-    # A literal "|" (as in E[g|p>0]) would split a Markdown cell.
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
-              for row in rows]
-    return "\n".join(lines)
-
-
-def _figure(path: str, out: Path, caption: str) -> str:
-    return f"![{caption}]({os.path.relpath(path, out)})\n\n*{caption}*\n"
 
 
 # --------------------------------------------------------------------------- sections

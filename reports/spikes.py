@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from driftlab.reports import figures
+from driftlab.reports.markdown import ci as _ci, fmt as _f, figure as _figure, table as _table
 from driftlab.reports.verdicts import two_sample
 
 # Per-tap summary keys written by the engine (models/train.py, summary["taps"]).
@@ -106,8 +107,6 @@ def comparisons(rows: list[dict], main_clip: str, gelu2_clip: str) -> dict:
 
 def section(runs, out, title: str, provenance: str, order: list[str], main_clip: str,
             gelu2_clip: str) -> tuple[str, list, dict]:
-    from driftlab.reports.report import _ci, _f, _figure, _table
-
     s = f"## {title}\n\n"
     if not runs:
         return s + "Not run (preset `spikes`).\n", [], {}

@@ -92,7 +92,7 @@ def checked(seed: int = 0, progress: bool = False, rerun: bool = False, stream=N
     rows = None if rerun else load(key)
     if rows is not None:
         return rows, cache_path(key)
-    from driftlab.theory.cli import run_with_progress
+    from driftlab.theory.progress import run_with_progress
 
     rows = [r.as_dict() for r in run_with_progress(seed=seed, show=progress, stream=stream)]
     store(rows, key)

@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from driftlab.bench.stable import MIN_DRAWS, stable_median
-from driftlab.bench.train import _row
+from driftlab.bench import timing
 from driftlab.bench.cli import format_rows
 
 
@@ -34,8 +34,8 @@ def test_wide_spread_is_too_noisy_after_the_extra_draws():
 
 
 def test_a_noisy_row_has_no_rate_and_prints():
-    row = _row("engine loop", None, "steps/s", "bare", 100.0, 0.95, "too noisy: 6 draws")
+    row = timing.row("engine loop", None, "steps/s", "bare", 100.0, 0.95, "too noisy: 6 draws")
     assert row["value"] is None and row["ratio"] is None
     assert "too noisy" in format_rows([row])
     with pytest.raises(ValueError, match="rate"):
-        _row("engine loop", -8547.0, "tokens/s", "bare", 100.0)
+        timing.row("engine loop", -8547.0, "tokens/s", "bare", 100.0)

@@ -176,12 +176,12 @@ def test_bf16_forward_is_finite_and_close():
     ("compute_dtype", "float16", "bfloat16"),
     ("attn_impl", "flash", "cudnn"),
     ("n_layer", 0, "positive"),
-    ("n_embd", 30, "multiple"),  # not divisible by n_head=4
+    ("n_embd", 30, "multiple"),  # not divisible by n_heads=4
     ("norm_eps", -1.0, "positive"),
 ])
 def test_bad_config_value_names_field(field, value, allowed):
     with pytest.raises(ValueError, match=rf"{field}.*{allowed}"):
-        gpt.config("tiny", "relu", n_head=2 if field != "n_embd" else 4, **{field: value})
+        gpt.config("tiny", "relu", n_heads=2 if field != "n_embd" else 4, **{field: value})
 
 
 def test_bad_size_act_and_unknown_field():
@@ -192,12 +192,12 @@ def test_bad_size_act_and_unknown_field():
     with pytest.raises(ValueError, match="n_layers"):
         gpt.config("tiny", "relu", n_layers=3)
     with pytest.raises(ValueError, match="head_dim"):  # odd head dim cannot rotate pairs
-        gpt.config("tiny", "relu", n_embd=6, n_head=2)
+        gpt.config("tiny", "relu", n_embd=6, n_heads=2)
 
 
 def test_paper_size_builds_without_allocating():
     cfg = gpt.config("paper", "clipped_relu2:50")
-    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size,
+    assert (cfg.n_layer, cfg.n_heads, cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size,
             cfg.block_size) == (12, 12, 768, 3072, 50257, 2048)
     shapes = jax.eval_shape(partial(gpt.init, cfg=cfg), jax.random.PRNGKey(0))
     n = sum(x.size for x in jax.tree.leaves(shapes))

@@ -40,7 +40,7 @@ def tiny_runs(tmp_path_factory):
         # Tiny model (the grid's shape is checked above); keeps the test < 60 s on 2 cores.
         cfg = dataclasses.replace(cfg, size="tiny", eval_batches=1, model_overrides=tuple(
             (k, v) for k, v in cfg.model_overrides
-            if k not in ("n_layer", "n_embd", "n_head", "block_size")))
+            if k not in ("n_layer", "n_embd", "n_heads", "block_size")))
         train(cfg)
         dirs.append(cfg.out)
     return dirs

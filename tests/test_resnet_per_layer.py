@@ -147,7 +147,7 @@ def test_undeclared_reader_is_refused(monkeypatch):
         decls["stage1.block0.act2"] = dataclasses.replace(d, readers=d.readers[:1])
         return decls
 
-    monkeypatch.setattr(resnet, "readers", missing)
+    monkeypatch.setattr(resnet, "ARCH", dataclasses.replace(resnet.ARCH, readers=missing))
     with pytest.raises(ValueError, match="more than the declared readers"):
         run_layers(LayersSpec("resnet", seeds=2, batch_size=2, probes=1),
                    taps=["stage1.block0.act2"])

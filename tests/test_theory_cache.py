@@ -31,7 +31,7 @@ def test_code_version_changes_with_the_source(tmp_path):
 
 
 def test_report_reruns_checks_only_when_the_code_changed(tmp_path, monkeypatch, capsys):
-    import driftlab.theory.cli as tcli
+    import driftlab.theory.progress as tcli
 
     monkeypatch.setenv("DRIFTLAB_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -64,7 +64,7 @@ def test_theory_check_fills_the_cache_report_reads(tmp_path, monkeypatch, capsys
     """One cache: `driftlab theory check` stores, the next report (and check) reuse it."""
     from dataclasses import replace
 
-    import driftlab.theory.cli as tcli
+    import driftlab.theory.progress as tcli
     from driftlab.cli import main
     from driftlab.theory import checks
 

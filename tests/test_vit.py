@@ -71,7 +71,7 @@ def test_mean_pooling_has_no_cls_token():
 
 def test_paper_size_is_vit_s():
     cfg = vit.config("paper", "gelu")
-    assert (cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio) == (384, 12, 6, 4)
+    assert (cfg.dim, cfg.depth, cfg.n_heads, cfg.mlp_ratio) == (384, 12, 6, 4)
     assert cfg.image_shape == (32, 32, 3) and cfg.num_tokens == 65
     shapes = jax.eval_shape(lambda k: vit.init(k, cfg), jax.random.PRNGKey(0))
     D = 384
@@ -161,7 +161,7 @@ def test_trains_through_the_engine(act):
 
 @pytest.mark.parametrize("overrides, field", [
     (dict(patch=3), "patch"),
-    (dict(heads=3), "heads"),
+    (dict(n_heads=3), "n_heads"),
     (dict(pool="max"), "pool"),
     (dict(act="swish"), "act"),
     (dict(bias="yes"), "bias"),

@@ -99,7 +99,7 @@ def _spread(ens: list, seq: list) -> float:
 
 def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3) -> list[dict]:
     """One row per (arch, S); see the module docstring."""
-    from driftlab.bench.train import _row
+    from driftlab.bench.timing import row
 
     if repeats < 1:
         raise ValueError(f"repeats={repeats!r} invalid; allowed: a positive integer")
@@ -114,8 +114,8 @@ def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3) -
                     f"alternating; ratios {min(m['ratios']):.2f}-{max(m['ratios']):.2f}; "
                     f"compile_s ensemble {max(m['first_ens_s'] - m['ens_s'], 0):.2f}, "
                     f"single {max(m['first_single_s'] - single_s, 0):.2f} (not in the rates)")
-            rows.append(_row(f"ensemble S={size} vs {size} sequential runs [{arch} tiny]",
-                             size * steps / m["ens_s"], "seed-steps/s",
-                             f"{size}×train() sequential", size * steps / m["seq_s"],
-                             ENSEMBLE_TARGET if size == TARGET_SIZE else None, note))
+            rows.append(row(f"ensemble S={size} vs {size} sequential runs [{arch} tiny]",
+                            size * steps / m["ens_s"], "seed-steps/s",
+                            f"{size}×train() sequential", size * steps / m["seq_s"],
+                            ENSEMBLE_TARGET if size == TARGET_SIZE else None, note))
     return rows

@@ -28,6 +28,7 @@ import optax
 import torch
 
 from driftlab.bench import torch_gpt
+from driftlab.bench.timing import calibrate, cores, row, time_alternating
 from driftlab.models import gpt
 
 PHASES = ("forward", "forward+backward", "fwd+bwd+AdamW")
@@ -113,21 +114,19 @@ def _faster_torch_threads(plain, cores: int) -> int:
 
 def phase_rows(plain, repeats: int, block_seconds: float) -> list[dict]:
     """The rows in the module docstring for a warm plain (uninstrumented) GPT ``StepRunner``."""
-    from driftlab.bench.train import _calibrate, _cores, _row, time_alternating
-
     if repeats < 1:
         raise ValueError(f"repeats={repeats!r} invalid; allowed: a positive integer")
-    cores = _cores()
+    n_cores = cores()
     saved = torch.get_num_threads()
     try:
-        threads = _faster_torch_threads(plain, cores)
+        threads = _faster_torch_threads(plain, n_cores)
         runs = {f"jax {k}": f for k, f in _jax_phases(plain).items()}
         runs.update({f"torch {k}": f for k, f in _torch_phases(plain, threads).items()})
         runs["jax engine step"] = plain.run
         n = {}
         for k, run in runs.items():
             run(2)
-            n[k] = _calibrate(run, block_seconds)
+            n[k] = calibrate(run, block_seconds)
         sec = time_alternating(runs, n, repeats)
     finally:
         torch.set_num_threads(saved)
@@ -135,10 +134,10 @@ def phase_rows(plain, repeats: int, block_seconds: float) -> list[dict]:
     rows = []
     for phase in PHASES:
         j, t = ms[f"jax {phase}"], ms[f"torch {phase}"]
-        rows.append(_row(f"GPT-nano {phase} JAX vs PyTorch [{plain.label}]", 1e3 / j, "1/s",
-                         f"torch {torch.__version__} eager", 1e3 / t, None,
-                         f"JAX {j:.1f} ms ({cores} XLA threads), torch {t:.1f} ms ({threads} "
-                         f"thr); {repeats} blocks, median"))
+        rows.append(row(f"GPT-nano {phase} JAX vs PyTorch [{plain.label}]", 1e3 / j, "1/s",
+                        f"torch {torch.__version__} eager", 1e3 / t, None,
+                        f"JAX {j:.1f} ms ({n_cores} XLA threads), torch {t:.1f} ms ({threads} "
+                        f"thr); {repeats} blocks, median"))
     derived = {
         side: (ms[f"{side} forward+backward"] - ms[f"{side} forward"],
                ms[f"{side} fwd+bwd+AdamW"] - ms[f"{side} forward+backward"])
@@ -147,10 +146,10 @@ def phase_rows(plain, repeats: int, block_seconds: float) -> list[dict]:
                      for side, (b, u) in derived.items())
     rows[-1]["note"] += f"; derived: {note}"
     e, m = ms["jax engine step"], ms["jax fwd+bwd+AdamW"]
-    rows.append(_row(f"JAX engine step vs minimal step [{plain.label}]", 1e3 / e, "1/s",
-                     "loss, grad, AdamW only", 1e3 / m, None,
-                     f"engine {e:.1f} ms, minimal {m:.1f} ms: accuracy, entropy, grad norm, "
-                     f"lr and finiteness cost {e - m:+.1f} ms"))
+    rows.append(row(f"JAX engine step vs minimal step [{plain.label}]", 1e3 / e, "1/s",
+                    "loss, grad, AdamW only", 1e3 / m, None,
+                    f"engine {e:.1f} ms, minimal {m:.1f} ms: accuracy, entropy, grad norm, "
+                    f"lr and finiteness cost {e - m:+.1f} ms"))
     return rows
 
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from driftlab.activations import parse_activation
+from driftlab.models import gpt
+from driftlab.models import params as params_lib
 from driftlab.models.gpt import GPTConfig, branch_scales
 
 
@@ -52,6 +54,10 @@ def _check_supported(cfg: GPTConfig) -> None:
     if cfg.compute_dtype != "float32":
         raise ValueError(f"GPTConfig.compute_dtype={cfg.compute_dtype!r} invalid for the "
                          f"PyTorch baseline; allowed: float32")
+    for field in ("tied_head", "final_norm"):  # the mirror has the tied head and ln_f only
+        if getattr(cfg, field) is not True:
+            raise ValueError(f"GPTConfig.{field}={getattr(cfg, field)!r} invalid for the "
+                             f"PyTorch baseline; allowed: True")
 
 
 class TorchGPT(torch.nn.Module):
@@ -61,22 +67,28 @@ class TorchGPT(torch.nn.Module):
         super().__init__()
         _check_supported(cfg)
         self.cfg = cfg
-        D, H, V = cfg.n_embd, cfg.mlp_hidden, cfg.vocab_size
-        P = torch.nn.Parameter
-        # Placeholders: the benchmark always copies the JAX initialization in.
-        self.wte = P(torch.randn(V, D) * 0.02)
-        self.wpe = P(torch.randn(cfg.block_size, D) * 0.02) if cfg.pos == "learned" else None
+        # Shapes from GPT's one parameter table; the values are placeholders: the benchmark
+        # always copies the JAX initialization in (load_jax_params).
+        shape = params_lib.shapes(gpt.param_table(cfg))
+
+        def P(path):
+            return torch.nn.Parameter(torch.zeros(shape[path]))
+
+        def group(prefix, names):
+            return torch.nn.ParameterDict({n: P(f"{prefix}/{n}") for n in names
+                                           if f"{prefix}/{n}" in shape})
+
+        self.wte = P("wte")
+        self.wpe = P("wpe") if "wpe" in shape else None
         self.blocks = torch.nn.ModuleList()
-        for _ in range(cfg.n_layer):
+        for i in range(cfg.n_layer):
             blk = torch.nn.Module()
-            blk.ln1 = torch.nn.ParameterDict({"scale": P(torch.ones(D))} if cfg.norm_affine else {})
-            blk.attn = torch.nn.ParameterDict(
-                {w: P(torch.randn(D, D) * 0.02) for w in ("w_q", "w_k", "w_v", "w_o")})
-            blk.ln2 = torch.nn.ParameterDict({"scale": P(torch.ones(D))} if cfg.norm_affine else {})
-            blk.mlp = torch.nn.ParameterDict({"w_in": P(torch.randn(D, H) * 0.02),
-                                              "w_out": P(torch.randn(H, D) * 0.02)})
+            blk.ln1 = group(f"block{i}/ln1", ("scale",))
+            blk.attn = group(f"block{i}/attn", ("w_q", "w_k", "w_v", "w_o"))
+            blk.ln2 = group(f"block{i}/ln2", ("scale",))
+            blk.mlp = group(f"block{i}/mlp", ("w_in", "w_out"))
             self.blocks.append(blk)
-        self.ln_f = torch.nn.ParameterDict({"scale": P(torch.ones(D))} if cfg.norm_affine else {})
+        self.ln_f = group("ln_f", ("scale",))
         self.act = torch_activation(cfg.act)
         self.s_attn, self.s_mlp = branch_scales(cfg)
         if cfg.pos == "rope":
@@ -99,15 +111,18 @@ class TorchGPT(torch.nn.Module):
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
 
-    def _attention(self, x, p):
-        B, T, D = x.shape
-        N, Q = self.cfg.n_head, self.cfg.head_dim
-        q, k, v = ((x @ p[w]).view(B, T, N, Q) for w in ("w_q", "w_k", "w_v"))
+    def _attention(self, x_BxTxD, p):
+        B, T, D = x_BxTxD.shape
+        N, Q = self.cfg.n_heads, self.cfg.head_dim
+        q_BxTxNxQ, k_BxTxNxQ, v_BxTxNxQ = ((x_BxTxD @ p[w]).view(B, T, N, Q)
+                                           for w in ("w_q", "w_k", "w_v"))
         if self.cfg.pos == "rope":
-            q, k = self._rope(q, T), self._rope(k, T)
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                           v.transpose(1, 2), is_causal=True)
-        return y.transpose(1, 2).reshape(B, T, D) @ p["w_o"]
+            q_BxTxNxQ, k_BxTxNxQ = self._rope(q_BxTxNxQ, T), self._rope(k_BxTxNxQ, T)
+        # torch's attention takes heads before tokens: (B, N, T, Q)
+        y_BxNxTxQ = F.scaled_dot_product_attention(
+            q_BxTxNxQ.transpose(1, 2), k_BxTxNxQ.transpose(1, 2), v_BxTxNxQ.transpose(1, 2),
+            is_causal=True)
+        return y_BxNxTxQ.transpose(1, 2).reshape(B, T, D) @ p["w_o"]
 
     def logits(self, tokens):
         """Logits (B, T, V) of int64 tokens (B, T)."""

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -66,6 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from driftlab.bench import engine_loop
+from driftlab.bench import timing
+from driftlab.bench.timing import calibrate, cores, time_alternating
 from driftlab.models import gpt, sharding
 from driftlab.models.base import get_arch
 from driftlab.models.train import TrainConfig, model_config, step_functions, train
@@ -158,29 +159,6 @@ def make_runner(arch_name: str, size: str, instrument: bool, *, batch_size: int 
     return StepRunner(label, fns.train_step, params, opt_state, batch, units, unit, mcfg, cfg)
 
 
-def _calibrate(run, block_seconds: float, max_steps: int = 2000) -> int:
-    """Steps per timed block so that one block lasts about ``block_seconds``.
-
-    ``run(n)`` must be warm (compiled). Three steps give the per-step estimate.
-    """
-    t0 = time.perf_counter()
-    run(3)
-    per_step = max((time.perf_counter() - t0) / 3, 1e-6)
-    return int(min(max_steps, max(2, round(block_seconds / per_step))))
-
-
-def time_alternating(runs: dict, n_steps: dict, repeats: int) -> dict:
-    """Median seconds per step of each ``runs[name](n)`` over ``repeats`` blocks of
-    ``n_steps[name]`` steps, the competitors' blocks interleaved."""
-    times = {k: [] for k in runs}
-    for _ in range(repeats):
-        for k, run in runs.items():
-            t0 = time.perf_counter()
-            run(n_steps[k])
-            times[k].append((time.perf_counter() - t0) / n_steps[k])
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def _warm(runner_run) -> None:
     # Two single steps: the first compiles for the freshly initialized inputs, the
     # second for the replicated outputs the step hands back.
@@ -263,7 +241,7 @@ def gpu_paper_mfu(size: str = "paper", batch_size: int = 8, dtype: str = "bfloat
                                               dtype=dtype, example=example, mcfg=mcfg)
     for r in runners.values():
         _warm(r.run)
-    n = {k: _calibrate(r.run, block_seconds) for k, r in runners.items()}
+    n = {k: calibrate(r.run, block_seconds) for k, r in runners.items()}
     sec = time_alternating({k: r.run for k, r in runners.items()}, n, repeats)
     tokens = runners["plain"].units_per_step
     tps = {k: tokens / s for k, s in sec.items()}
@@ -297,23 +275,6 @@ def gpu_paper_mfu(size: str = "paper", batch_size: int = 8, dtype: str = "bfloat
 # --------------------------------------------------------------------------- rows
 
 
-def _row(name, value, unit, baseline, baseline_value, target=None, note="") -> dict:
-    """One row; ``value`` None (a measurement too noisy to give a rate) gives ratio None."""
-    if value is not None and not value > 0:
-        raise ValueError(f"{name}: rate {value!r} invalid; allowed: > 0 (or None: too noisy)")
-    return {"name": name, "value": None if value is None else float(value), "unit": unit,
-            "baseline": baseline, "baseline_value": float(baseline_value),
-            "ratio": None if value is None else float(value / baseline_value),
-            "target": target, "note": note}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def overhead_row(arch_name: str, size: str, quick: bool, repeats: int):
     """Instrumented vs plain step throughput; also returns the plain runner (reused)."""
     # The same step count as the engine row's run, so both hit one compiled step.
@@ -321,12 +282,12 @@ def overhead_row(arch_name: str, size: str, quick: bool, repeats: int):
     runners = {k: make_runner(arch_name, size, k, steps=steps) for k in (True, False)}
     for r in runners.values():
         _warm(r.run)
-    n = {k: _calibrate(r.run, BLOCK_SECONDS[quick]) for k, r in runners.items()}
+    n = {k: calibrate(r.run, BLOCK_SECONDS[quick]) for k, r in runners.items()}
     sec = time_alternating({k: r.run for k, r in runners.items()}, n, repeats)
     units = runners[True].units_per_step
-    row = _row(f"instrumented vs plain step [{arch_name} {size}]", units / sec[True],
-               runners[True].unit, "instrument=False", units / sec[False], OVERHEAD_TARGET,
-               f"batch {runners[True].cfg.batch_size}; {n[True]}/{n[False]} steps per block")
+    row = timing.row(f"instrumented vs plain step [{arch_name} {size}]", units / sec[True],
+                     runners[True].unit, "instrument=False", units / sec[False], OVERHEAD_TARGET,
+                     f"batch {runners[True].cfg.batch_size}; {n[True]}/{n[False]} steps per block")
     return row, runners
 
 
@@ -337,8 +298,8 @@ def amortized_row(step_row: dict, log_every: int) -> dict:
     t_inst, t_plain = 1.0 / step_row["value"], 1.0 / step_row["baseline_value"]
     t_mix = t_plain + (t_inst - t_plain) / log_every
     name = step_row["name"].replace("instrumented vs plain step", f"instrumented (log every {log_every}) vs plain")
-    return _row(name, 1.0 / t_mix, step_row["unit"], "instrument=False", 1.0 / t_plain, OVERHEAD_TARGET,
-                "derived from the step times above")
+    return timing.row(name, 1.0 / t_mix, step_row["unit"], "instrument=False", 1.0 / t_plain, OVERHEAD_TARGET,
+                      "derived from the step times above")
 
 
 def torch_row(plain: StepRunner, quick: bool, repeats: int) -> dict:
@@ -353,7 +314,7 @@ def torch_row(plain: StepRunner, quick: bool, repeats: int) -> dict:
                 "baseline_value": 1.0, "ratio": 1.0, "target": None,
                 "note": f"skipped: torch is not importable ({err}); pip install driftlab[torch]"}
     threads = torch.get_num_threads()
-    torch.set_num_threads(_cores())
+    torch.set_num_threads(cores())
     try:
         model = torch_gpt.load_jax_params(torch_gpt.TorchGPT(plain.mcfg),
                                           jax.device_get(plain.params))
@@ -373,21 +334,21 @@ def torch_row(plain: StepRunner, quick: bool, repeats: int) -> dict:
         # (10-100x slower steps seen here), so the baseline is the faster of one thread
         # and one thread per core: a conservative ratio.
         runs = {"jax": plain.run}
-        runs.update({f"torch{t}": torch_runner(t) for t in sorted({1, _cores()})})
+        runs.update({f"torch{t}": torch_runner(t) for t in sorted({1, cores()})})
         n = {}
         for k, run in runs.items():
             run(2)
-            n[k] = _calibrate(run, BLOCK_SECONDS[quick])
+            n[k] = calibrate(run, BLOCK_SECONDS[quick])
         sec = time_alternating(runs, n, repeats)
     finally:
         torch.set_num_threads(threads)
     units = plain.units_per_step
     best = min((k for k in sec if k.startswith("torch")), key=sec.get)
     others = ", ".join(f"{k[5:]} thr {units / sec[k]:.4g}" for k in sec if k.startswith("torch"))
-    return _row(name, units / sec["jax"], "tokens/s", f"torch {torch.__version__} eager",
-                units / sec[best], TORCH_TARGET,
-                f"JAX {_cores()} cores; torch best of ({others}) tokens/s; same init, AdamW, "
-                f"batch; JAX step also computes accuracy, entropy, grad norm, finiteness")
+    return timing.row(name, units / sec["jax"], "tokens/s", f"torch {torch.__version__} eager",
+                      units / sec[best], TORCH_TARGET,
+                      f"JAX {cores()} cores; torch best of ({others}) tokens/s; same init, AdamW, "
+                      f"batch; JAX step also computes accuracy, entropy, grad norm, finiteness")
 
 
 def gpt_vs_torch_rows(size: str, repeats: int, block_seconds: float = BLOCK_SECONDS[False]
@@ -409,9 +370,9 @@ def gpt_vs_torch_rows(size: str, repeats: int, block_seconds: float = BLOCK_SECO
 def mfu_row(plain: StepRunner, tokens_per_s: float, peak: float) -> dict:
     """Achieved model FLOP/s of the plain GPT step against the measured matmul peak."""
     flops = tokens_per_s * gpt.flops_per_token(plain.mcfg)
-    return _row(f"GPT-nano model FLOP/s vs matmul [{plain.label}]", flops / 1e9, "GFLOP/s",
-                "matmul f32", peak / 1e9, None,
-                f"MFU vs measured peak = {gpt_mfu(plain.mcfg, tokens_per_s, peak):.3g}")
+    return timing.row(f"GPT-nano model FLOP/s vs matmul [{plain.label}]", flops / 1e9, "GFLOP/s",
+                      "matmul f32", peak / 1e9, None,
+                      f"MFU vs measured peak = {gpt_mfu(plain.mcfg, tokens_per_s, peak):.3g}")
 
 
 def engine_rows(arch_name: str, size: str, repeats: int) -> list[dict]:
@@ -426,15 +387,15 @@ def engine_rows(arch_name: str, size: str, repeats: int) -> list[dict]:
     steady = None if m["steady_s"] is None else 1.0 / m["steady_s"]
     note = (f"{m['steady_note']}, alternating; {b - a + 1} steps, log every 10 "
             f"(instrumented step + weight stats + record on logged steps); load {m['load']:.1f} "
-            f"on {_cores()} cores")
+            f"on {cores()} cores")
     label = f"[{arch_name} {size}]"
-    return [_row(f"engine loop, steady state (steps {a}-{b}) vs bare mixed steps {label}",
-                 steady, "steps/s", "bare guarded steps, device batches",
-                 1.0 / m["bare_s"], ENGINE_TARGET, note),
-            _row(f"engine train() call ({steps} steps, incl. init) vs bare mixed steps {label}",
-                 1.0 / m["whole_s"], "steps/s", "bare guarded steps, device batches",
-                 1.0 / m["bare_s"], None, "informative: one-off init, compile-cache lookups, "
-                 "config/checkpoint/summary writes")]
+    return [timing.row(f"engine loop, steady state (steps {a}-{b}) vs bare mixed steps {label}",
+                       steady, "steps/s", "bare guarded steps, device batches",
+                       1.0 / m["bare_s"], ENGINE_TARGET, note),
+            timing.row(f"engine train() call ({steps} steps, incl. init) vs bare mixed steps {label}",
+                       1.0 / m["whole_s"], "steps/s", "bare guarded steps, device batches",
+                       1.0 / m["bare_s"], None, "informative: one-off init, compile-cache lookups, "
+                       "config/checkpoint/summary writes")]
 
 
 def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
@@ -443,8 +404,8 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
         raise ValueError(f"repeats={repeats!r} invalid; allowed: a positive integer")
     rows = []
     peak = matmul_flops_per_s(repeats)
-    rows.append(_row("matmul 1024² float32 (practical peak)", peak / 1e9, "GFLOP/s", "self",
-                     peak / 1e9))
+    rows.append(timing.row("matmul 1024² float32 (practical peak)", peak / 1e9, "GFLOP/s", "self",
+                           peak / 1e9))
     archs = QUICK_ARCHS if quick else ARCHS
     sizes = ("tiny",) if quick else ("tiny", "small")
     for size in sizes:
