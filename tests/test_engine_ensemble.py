@@ -172,9 +172,15 @@ def test_cli_seeds_writes_member_dirs_and_resumes(tmp_path, capsys):
 
 
 def test_bench_ensemble_sizes_are_validated():
-    from driftlab.bench.ensemble import parse_sizes
+    from driftlab.bench.ensemble import parse_sizes, scale_fields
+    from driftlab.reports.presets import CPU_MODELS
 
     assert parse_sizes("1,4,8,16") == (1, 4, 8, 16)
     for bad in ("", "0", "a,2"):
         with pytest.raises(ValueError, match="--ensemble"):
             parse_sizes(bad)
+    cpu = scale_fields("gpt", "cpu")  # the cpu sweep's GPT-nano 4×64, batch 16
+    assert (cpu["size"], cpu["model_overrides"], cpu["batch_size"]) == (
+        CPU_MODELS["gpt"].size, CPU_MODELS["gpt"].overrides, CPU_MODELS["gpt"].batch_size)
+    with pytest.raises(ValueError, match="--scale"):
+        scale_fields("mlp", "paper")
