@@ -10,11 +10,14 @@ Mixed precision (``dtype="bfloat16"``): master weights and optimizer state stay 
 the forward/backward pass runs on bfloat16 copies of the weights and float inputs;
 outputs are cast back to float32 before the loss.
 
-Seed ensembles (``members=S``): the same functions under ``jax.vmap`` with a leading
-replica axis of length S on params, optimizer state, guard, pin references and batches
-(the step number is shared). Member i computes exactly the single-run function of its own
-slice; XLA may fuse or order reductions differently in the batched program, so members
-equal single runs to float32 rounding, not bit for bit (tests/test_engine_ensemble.py).
+Seed ensembles (``members=S``): the same functions over a leading replica axis of length
+S on params, optimizer state, guard, pin references and batches (the step number is
+shared), one compiled program for all members: ``jax.vmap`` (the members' arithmetic
+batched) or ``lax.map`` (a loop over the members inside the program, each member running
+the single-run computation); :data:`MEMBER_LOOP` picks. Member i computes exactly the
+single-run function of its own slice; XLA may fuse or order reductions differently in
+the ensemble's program, so members equal single runs to float32 rounding, not bit for
+bit (tests/test_engine_ensemble.py).
 The replica axis is sharded over the devices when S divides by their number
 (no communication between members), otherwise the batch axis is, as in a single run.
 """
@@ -95,6 +98,24 @@ _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmu
                 "warmdown_steps", "adam_beta2", "muon_lr_ratio", "muon_scale", "muon_momentum",
                 "muon_ns_dtype", "warmdown_end")
 _CACHE: dict = {}
+# How an ensemble's program runs its members: "vmap", "map" (lax.map), or None: "map" on
+# the CPU backend with one device, else "vmap" (with several devices each device trains
+# whole members of the vmapped program, see member_sharding). XLA:CPU (jaxlib 0.10) runs a vmapped step's batched
+# dots (a replica batch dimension) far slower than the same 2-D dots one member at a time:
+# a GPT-nano 4x64 step for 4 members took 1.11 s vmapped, 0.47 s under lax.map, 0.58 s as
+# 4 single-run steps; MLP 3x128 for 8 members 4.6, 4.0 and 5.3 ms (docs/training.md).
+MEMBER_LOOP = None
+MEMBER_LOOPS = ("vmap", "map")
+
+
+def member_loop(mesh) -> str:
+    """The member loop in force on ``mesh`` (see :data:`MEMBER_LOOP`)."""
+    one_cpu = jax.default_backend() == "cpu" and mesh.devices.size == 1
+    mode = MEMBER_LOOP or ("map" if one_cpu else "vmap")
+    if mode not in MEMBER_LOOPS:
+        raise ValueError(f"steps.MEMBER_LOOP={MEMBER_LOOP!r} invalid; allowed: None, "
+                         f"{', '.join(map(repr, MEMBER_LOOPS))}")
+    return mode
 
 
 def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
@@ -102,7 +123,8 @@ def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
     """Jitted functions for this run, reused across ``train`` calls in one process when
     the architecture, model config, step-relevant fields, mesh, batch shapes and ensemble
     size agree (sweeps and tests then compile once)."""
-    key = (arch.name, mcfg, tuple(getattr(cfg, f) for f in _STEP_FIELDS), mesh, members,
+    loop = member_loop(mesh) if members is not None else None
+    key = (arch.name, mcfg, tuple(getattr(cfg, f) for f in _STEP_FIELDS), mesh, members, loop,
            tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(example.items())))
     try:
         hash(key)
@@ -256,21 +278,40 @@ def build_steps(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
                eval_step=eval_step, weight_fn=instrument.weight_stats,
                guarded_plain_step=nonfinite.guarded(plain_step), logged_record=logged_record)
     if members is not None:
-        fns = _vmapped(fns)
+        fns = _over_members(fns, member_loop(mesh))
     return _jitted(fns, schedule, tx, mesh, members)
 
 
-def _vmapped(fns: dict) -> dict:
-    """Every function over a leading replica axis; the step number is shared."""
+def _map_members(f, in_axes=0):
+    """``jax.vmap(f, in_axes)`` (axes 0 or None only) as a ``lax.map`` over the members:
+    the arguments with axis None are shared, the others sliced per member."""
+    def mapped(*args):
+        axes = (in_axes,) * len(args) if not isinstance(in_axes, tuple) else in_axes
+        axes = axes + (0,) * (len(args) - len(axes))  # trailing defaults (pin_ref) map
+        sliced = tuple(a for a, ax in zip(args, axes) if ax == 0)
+
+        def one(xs):
+            it = iter(xs)
+            return f(*(next(it) if ax == 0 else a for a, ax in zip(args, axes)))
+
+        return jax.lax.map(one, sliced)
+
+    return mapped
+
+
+def _over_members(fns: dict, loop: str) -> dict:
+    """Every function over a leading replica axis (``loop``: "vmap" or "map", see
+    :data:`MEMBER_LOOP`); the step number is shared."""
+    over = jax.vmap if loop == "vmap" else _map_members
     step_axes = (0, 0, 0, None, 0, 0)  # params, opt_state, batch, step, guard, pin_ref
     v = dict(fns)
-    v["initialize"] = jax.vmap(fns["initialize"])
-    v["train_step"] = jax.vmap(fns["train_step"], in_axes=(0, 0, 0, None, 0))
-    v["plain_step"] = jax.vmap(fns["plain_step"], in_axes=(0, 0, 0, None, 0))
-    v["eval_step"] = jax.vmap(fns["eval_step"])
-    v["weight_fn"] = jax.vmap(fns["weight_fn"])
-    v["guarded_plain_step"] = jax.vmap(fns["guarded_plain_step"], in_axes=step_axes)
-    v["logged_record"] = jax.vmap(fns["logged_record"], in_axes=step_axes)
+    v["initialize"] = over(fns["initialize"])
+    v["train_step"] = over(fns["train_step"], in_axes=(0, 0, 0, None, 0))
+    v["plain_step"] = over(fns["plain_step"], in_axes=(0, 0, 0, None, 0))
+    v["eval_step"] = over(fns["eval_step"])
+    v["weight_fn"] = over(fns["weight_fn"])
+    v["guarded_plain_step"] = over(fns["guarded_plain_step"], in_axes=step_axes)
+    v["logged_record"] = over(fns["logged_record"], in_axes=step_axes)
     return v
 
 

@@ -2,6 +2,7 @@
 well as sweeps; and what it cannot use (damaged, unfinished, unknown preset, another preset
 version, diverged only) is skipped and named, never stops the report or vanishes."""
 
+import dataclasses
 import json
 import shutil
 
@@ -113,3 +114,30 @@ def test_load_run_gives_flat_rows_for_a_run_and_an_ensemble(train_run, tmp_path)
     assert {r["seed"] for r in rows} == {3, 4}
     final = driftlab.load_run(ens, final=True)
     assert len(final) == 2 * len(taps) and "val_loss" in final[0]
+
+
+def test_load_run_gives_flat_rows_for_a_sweep_directory(tmp_path):
+    """A sweep run as an ensemble (its checkpoint in _ensembles/) and a real
+    ``train_ensemble`` directory: every member's rows, scalar values only, nothing read
+    from the ensembles' own files."""
+    import driftlab
+    from driftlab.models.train import train_ensemble
+    from driftlab.reports.sweep import run_sweep
+
+    specs = [s.with_config(steps=3, eval_batches=1) for s in get_preset("drift").grid("tiny", 2)
+             if s.tag_dict["arch"] == "mlp" and s.tag_dict["act"] == "relu"]
+    run_sweep("drift", out=tmp_path / "sweep", specs=specs, log=None)
+    # the sweep's config and ensemble size: its compiled steps are reused
+    train_ensemble(dataclasses.replace(specs[0].config, out=str(tmp_path / "sweep" / "ens")),
+                   "5,6")
+    rows = driftlab.load_run(tmp_path / "sweep")
+    assert all(isinstance(v, (int, float, str, type(None))) for r in rows for v in r.values())
+    by_run = {}
+    for r in rows:
+        by_run.setdefault(r["run"], set()).add((r["preset"], r["seed"]))
+    want = {str(tmp_path / "sweep" / s.run_id): {("drift", s.tag_dict["seed"])} for s in specs}
+    want.update({str(tmp_path / "sweep" / "ens" / f"seed-{s}"): {("train", s)} for s in (5, 6)})
+    assert by_run == want
+    member = str(tmp_path / "sweep" / "ens" / "seed-5")
+    assert sorted({r["step"] for r in rows if r["run"] == member}) == [0, 1, 2]  # log_every 1
+    assert {"loss", "tap", "sparsity", "w_mean"} <= set(rows[0])

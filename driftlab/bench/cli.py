@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", default=None, metavar="S[,S...]",
                         help="train suite only: seed-ensemble throughput at these ensemble "
                              "sizes (e.g. 1,4,8,16) against as many sequential runs")
+    parser.add_argument("--scale", default="cpu", choices=("cpu", "tiny"),
+                        help="--ensemble only: the cpu-scale sweep's models (default) or the "
+                             "tiny presets")
 
 
 def run(args) -> int:
@@ -24,10 +27,9 @@ def run(args) -> int:
     if args.ensemble is not None:
         if args.suite != "train":
             raise ValueError(f"--ensemble is a train-suite option; got suite {args.suite!r}")
-        from driftlab.bench.ensemble import ensemble_rows, parse_sizes
+        from driftlab.bench.ensemble import cli_rows
 
-        rows = ensemble_rows(parse_sizes(args.ensemble),
-                             ("mlp",) if args.quick else ("mlp", "gpt"), args.repeats)
+        rows = cli_rows(args)
     else:
         rows = module.run_bench(quick=args.quick, repeats=args.repeats)
     if args.json:

@@ -1,8 +1,10 @@
 """Seed-ensemble throughput (``driftlab bench train --ensemble 1,4,8,16``).
 
-``--quick`` measures the MLP only (with small sizes, seconds; for tests). For each
-architecture (cpu-scale MLP and GPT-nano, ``tiny``) and ensemble size S, in one
-process and alternating so that machine load hits both alike:
+``--scale cpu`` (the default) measures the models of the decisive cpu-scale sweep (MLP
+3×128 at batch 64, GPT-nano 4×64 at batch 16: reports/presets.py ``CPU_MODELS``, with that
+sweep's ``log_every``); ``--scale tiny`` the ``tiny`` presets; ``--quick`` the tiny MLP
+only (seconds; for tests). For each architecture and ensemble size S, in one process and
+alternating so that machine load hits both alike:
 
 * **ensemble**: one ``train_ensemble(cfg, seeds=0…S-1)`` call (one compiled program, a
   leading replica axis; models/ensemble.py), with its run directories written;
@@ -33,8 +35,9 @@ import jax
 from driftlab.models import steps as steps_module
 from driftlab.models.train import TrainConfig, train, train_ensemble
 
-ENSEMBLE_STEPS = {"mlp": 200, "gpt": 40}  # steps per seed (log every 10, 1 eval batch)
-ENSEMBLE_BATCH = {"mlp": 64, "gpt": 16}  # as driftlab/bench/train.py BATCH
+ENSEMBLE_STEPS = {"mlp": 200, "gpt": 40}  # steps per seed (1 eval batch)
+ENSEMBLE_BATCH = {"mlp": 64, "gpt": 16}  # tiny scale: as driftlab/bench/train.py BATCH
+SCALES = ("cpu", "tiny")
 ENSEMBLE_TARGET = 3.0  # seeds/s at S = 8 vs sequential (issue 19)
 TARGET_SIZE = 8
 NOISE = 1.5  # max/min of the per-repeat ratios above which the row says "too noisy"
@@ -53,10 +56,23 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _cfg(arch: str, out: Path) -> TrainConfig:
-    return TrainConfig(arch=arch, size="tiny", batch_size=ENSEMBLE_BATCH[arch],
-                       steps=ENSEMBLE_STEPS[arch], log_every=10, eval_batches=1,
-                       progress=False, checkpoint_minutes=0.0, out=str(out), overwrite=True)
+def scale_fields(arch: str, scale: str) -> dict:
+    """The TrainConfig fields of ``arch`` at ``scale`` (see the module docstring)."""
+    if scale not in SCALES:
+        raise ValueError(f"--scale {scale!r} invalid; allowed: {', '.join(SCALES)}")
+    if scale == "tiny":
+        return dict(size="tiny", batch_size=ENSEMBLE_BATCH[arch], log_every=10)
+    from driftlab.reports.presets import CPU_MODELS
+
+    fields = CPU_MODELS[arch].train_fields("adamw")
+    del fields["steps"]  # the bench's own (ENSEMBLE_STEPS)
+    return {**fields, "log_every": min(fields["log_every"], ENSEMBLE_STEPS[arch] // 2)}
+
+
+def _cfg(arch: str, out: Path, scale: str) -> TrainConfig:
+    return TrainConfig(arch=arch, steps=ENSEMBLE_STEPS[arch], eval_batches=1,
+                       progress=False, checkpoint_minutes=0.0, out=str(out), overwrite=True,
+                       **scale_fields(arch, scale))
 
 
 def _timed(fn) -> float:
@@ -65,13 +81,13 @@ def _timed(fn) -> float:
     return max(time.perf_counter() - t, 1e-9)
 
 
-def measure(arch: str, size: int, repeats: int) -> dict:
+def measure(arch: str, size: int, repeats: int, scale: str = "cpu") -> dict:
     """Seconds of the ensemble call and of the S sequential calls (medians), the first
     (compiling) calls, and the per-repeat ratios."""
     jax.clear_caches()  # each first call compiles afresh: compile times are comparable
     steps_module._CACHE.clear()
     with tempfile.TemporaryDirectory(prefix="driftlab-ens-bench-") as tmp:
-        cfg = _cfg(arch, Path(tmp) / "ens")
+        cfg = _cfg(arch, Path(tmp) / "ens", scale)
         seeds = tuple(range(size))
 
         def ensemble():
@@ -97,7 +113,8 @@ def _spread(ens: list, seq: list) -> float:
     return max(ratios) / min(ratios) if ratios else float("inf")
 
 
-def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3) -> list[dict]:
+def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3,
+                  scale: str = "cpu") -> list[dict]:
     """One row per (arch, S); see the module docstring."""
     from driftlab.bench.timing import row
 
@@ -107,15 +124,23 @@ def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3) -
     for arch in archs:
         steps = ENSEMBLE_STEPS[arch]
         for size in sizes:
-            m = measure(arch, size, repeats)
+            m = measure(arch, size, repeats, scale)
             noisy = max(m["ratios"]) / min(m["ratios"]) > NOISE
             single_s = m["seq_s"] / size
             note = (f"{'too noisy; ' if noisy else ''}median of {len(m['ratios'])} "
                     f"alternating; ratios {min(m['ratios']):.2f}-{max(m['ratios']):.2f}; "
                     f"compile_s ensemble {max(m['first_ens_s'] - m['ens_s'], 0):.2f}, "
                     f"single {max(m['first_single_s'] - single_s, 0):.2f} (not in the rates)")
-            rows.append(row(f"ensemble S={size} vs {size} sequential runs [{arch} tiny]",
+            rows.append(row(f"ensemble S={size} vs {size} sequential runs [{arch} {scale}]",
                             size * steps / m["ens_s"], "seed-steps/s",
                             f"{size}×train() sequential", size * steps / m["seq_s"],
                             ENSEMBLE_TARGET if size == TARGET_SIZE else None, note))
     return rows
+
+
+def cli_rows(args) -> list[dict]:
+    """The rows of ``bench train --ensemble S,… [--scale cpu|tiny] [--quick]``."""
+    sizes = parse_sizes(args.ensemble)
+    if args.quick:
+        return ensemble_rows(sizes, ("mlp",), args.repeats, "tiny")
+    return ensemble_rows(sizes, ("mlp", "gpt"), args.repeats, args.scale)

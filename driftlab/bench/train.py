@@ -69,7 +69,7 @@ from driftlab.bench import timing
 from driftlab.bench.timing import calibrate, cores, time_alternating
 from driftlab.models import gpt, sharding
 from driftlab.models.base import get_arch
-from driftlab.models.train import TrainConfig, model_config, step_functions, train
+from driftlab.models.train import TrainConfig, model_config, step_functions
 
 # Global batch per architecture (the rows' unit is per sample or per token, so the
 # choice only sets how much work one step does).
@@ -443,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--ensemble", default=None, metavar="S[,S...]",
                         help="seed-ensemble throughput at these sizes (driftlab/bench/ensemble.py)")
+    parser.add_argument("--scale", default="cpu", choices=("cpu", "tiny"),
+                        help="--ensemble only: the cpu-scale sweep's models (default) or the "
+                             "tiny presets")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -459,10 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     from driftlab.bench.cli import format_rows
 
     if args.ensemble is not None:
-        from driftlab.bench.ensemble import ensemble_rows, parse_sizes
+        from driftlab.bench.ensemble import cli_rows
 
-        rows = ensemble_rows(parse_sizes(args.ensemble),
-                             ("mlp",) if args.quick else ("mlp", "gpt"), args.repeats)
+        rows = cli_rows(args)
     elif args.gpt_vs_torch:
         rows = gpt_vs_torch_rows(args.gpt_vs_torch, args.repeats)
     else:
