@@ -137,15 +137,16 @@ def _coarsest(*dtypes: str) -> str:
     return max(known, key=EPS.__getitem__)
 
 
-def assert_close(a, b, dtype: str | None = None, kind: str = "rounding", *, rtol: float | None = None,
-                 atol: float | None = None, err_msg: str = "") -> None:
+def assert_close(a, b, dtype: str | None = None, kind: str = "rounding", *, scale: float | None = None,
+                 rtol: float | None = None, atol: float | None = None, err_msg: str = "") -> None:
     """|a − b| ≤ rtol·|b| + atol·max|b| for every leaf of the pytrees a and b (b the reference).
 
     (rtol, atol) come from ``TOLERANCES[dtype, kind]``: ``dtype`` defaults to the coarser of
     the two leaves' float dtypes (Python floats count as float64; integer leaves must match
     exactly), ``kind`` is "rounding" (a couple of roundings apart, 4 ε), "ops" (a chain of
     operations in another order or library, 64 ε) or "reduction" (sums over many terms in
-    another order, 2^10 ε). Explicit ``rtol``/``atol`` replace the table's, for a tolerance that
+    another order, 2^10 ε). ``scale`` replaces max|b| as the operands' magnitude where the
+    reference is ≈ 0 by cancellation (a normalized mean: the operands are O(1), b is 0). Explicit ``rtol``/``atol`` replace the table's, for a tolerance that
     is not rounding (a quadrature bound, a printed precision); the caller says why in a
     ``# tol:`` comment. ``atol`` given explicitly is absolute, not scaled by max|b|."""
     for path, x, y in _pairs(a, b):
@@ -161,9 +162,9 @@ def assert_close(a, b, dtype: str | None = None, kind: str = "rounding", *, rtol
         d = dtype or _coarsest(_float_dtype(x), _float_dtype(y))
         r, at = tolerance(d, kind)
         xf, yf = xa.astype(np.float64), ya.astype(np.float64)
-        scale = float(np.max(np.abs(yf))) if yf.size else 0.0
+        mag = scale if scale is not None else (float(np.max(np.abs(yf))) if yf.size else 0.0)
         r = r if rtol is None else rtol
-        at = at * scale if atol is None else atol
+        at = at * mag if atol is None else atol
         if rtol is not None and atol is None:
             at = 0.0
         err = np.abs(xf - yf)
