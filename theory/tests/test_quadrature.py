@@ -47,8 +47,8 @@ def test_large_width_limit_approached_by_semi_analytic_drift(act):
     s = BlockSetting(act=act, d_in=16, width=512, d_out=10)
     semi = stein_reduced.drift(s, Budget(draws=256, inputs_per_draw=32, chunk=64))
     limit = expected_grad.drift_large_width(s).value
-    # tol: the finite-width bias (~1% at n = 512, the docstring) is not noise, so the margin
-    # is 2% of the limit plus the suite's Monte Carlo threshold on the estimate's SE
+    # The finite-width bias (~1% at n = 512, the docstring) is not noise, so the margin is
+    # tol: 2% of the limit for the bias plus the suite's Monte Carlo threshold times the SE
     assert abs(semi.value - limit) <= 0.02 * limit + mc_threshold() * semi.stderr
 
 
