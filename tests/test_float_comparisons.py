@@ -1,0 +1,140 @@
+"""No test compares floats outside driftlab/testing.py without saying why.
+
+A float comparison is ``pytest.approx``, ``assert_allclose``, ``np.isclose``/``np.allclose``,
+``abs(a − b) < tol``, a Monte Carlo bound ``k * se``/``k * stderr``, or an explicit
+``rtol=``/``atol=`` passed to ``assert_close``. Each must carry a ``# tol:`` comment (the
+reason the tolerance is what it is) on its line or the line above; everything else goes
+through ``assert_same``/``assert_close``/``assert_mc_agrees``.
+"""
+
+import re
+from pathlib import Path
+
+from driftlab.testing import TEST_MC_CHECKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Not yet converted (owned by concurrent work when the helper landed, issue 23): each file
+# is named so that the next person can convert it and delete its line.
+NOT_YET_CONVERTED = {
+    "tests/test_api.py",
+    "tests/test_bench_gpt_phases.py",
+    "tests/test_bench_mc.py",
+    "tests/test_bench_stable.py",
+    "tests/test_bench_train.py",
+    "tests/test_cli_help.py",
+    "tests/test_docs_commands.py",  # being written concurrently; may not exist yet
+    "tests/test_engine_checkpoint.py",
+    "tests/test_engine_config.py",
+    "tests/test_engine_distributed.py",
+    "tests/test_engine_ensemble.py",
+    "tests/test_engine_instrument.py",
+    "tests/test_engine_loop.py",
+    "tests/test_engine_nonfinite.py",
+    "tests/test_engine_science.py",
+    "tests/test_gpt.py",
+    "tests/test_mlp.py",
+    "tests/test_mpsenet.py",
+    "tests/test_per_layer_slow.py",
+    "tests/test_pins.py",
+    "tests/test_presets.py",
+    "tests/test_records.py",
+    "tests/test_report.py",
+    "tests/test_report_discovery.py",
+    "tests/test_resnet.py",
+    "tests/test_resnet_per_layer.py",
+    "theory/tests/test_per_layer.py",
+}
+# Not yet converted: the issue-23 helper task ran out of time before these (no owner).
+UNFINISHED = {
+    "tests/test_decisive_report.py",
+    "tests/test_families.py",
+    "tests/test_linear.py",
+    "tests/test_mc_performance.py",
+    "tests/test_median.py",
+    "tests/test_montecarlo.py",
+    "tests/test_muon.py",
+    "tests/test_optimizer_compare.py",
+    "tests/test_power.py",
+    "tests/test_speech_data.py",
+    "tests/test_spike_and_grad_stats.py",
+    "tests/test_sweep_ensemble.py",
+    "tests/test_train_knobs.py",
+    "tests/test_trajectory_engine.py",
+    "tests/test_verdicts.py",
+    "tests/test_vit.py",
+}
+NOT_YET_CONVERTED |= UNFINISHED
+
+# What counts as a float comparison; each pattern is matched on one source line.
+PATTERNS = {
+    "pytest.approx": re.compile(r"\bapprox\("),
+    "assert_allclose": re.compile(r"\bassert_allclose\("),
+    "isclose/allclose": re.compile(r"\b(is|all)close\("),
+    "abs(a - b) < tol": re.compile(r"abs\(.*\s-\s.*\).*<"),
+    "k * se bound": re.compile(r"<=?\s*[0-9.]+\s*\*\s*[\w.\[\]\"']*(stderr|\bse)\b"),
+    "assert_close with rtol/atol": re.compile(r"assert_close\(.*\b(rtol|atol)="),
+}
+REASON = re.compile(r"#\s*tol:")
+
+
+def _test_sources():
+    for folder in ("tests", "theory/tests"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            yield path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8").splitlines()
+
+
+def unexplained(lines: list[str]) -> list[tuple[int, str, str]]:
+    """(line number, pattern name, line) of each float comparison without a ``# tol:``
+    comment on its line or the line above (a docstring or comment line is skipped)."""
+    found = []
+    for i, line in enumerate(lines):
+        code = line.split("#", 1)[0]
+        if not code.strip() or code.lstrip().startswith(('"""', "'''")):
+            continue
+        for name, pattern in PATTERNS.items():
+            if pattern.search(code) and not (REASON.search(line) or (i and REASON.search(lines[i - 1]))):
+                found.append((i + 1, name, line.strip()))
+                break
+    return found
+
+
+def test_no_float_comparison_without_a_reason():
+    here = Path(__file__).name
+    bad = [f"{rel}:{n}: {name}: {text}" for rel, lines in _test_sources()
+           if rel not in NOT_YET_CONVERTED and not rel.endswith(here)
+           for n, name, text in unexplained(lines)]
+    assert not bad, ("float comparisons outside driftlab/testing.py without a '# tol:' reason:\n"
+                     + "\n".join(bad))
+
+
+def test_the_allowlist_names_existing_files_that_still_need_it():
+    """A file of UNFINISHED that was converted leaves the allowlist, so it cannot regress
+    (the concurrently owned files are listed whole, comparisons or not)."""
+    sources = dict(_test_sources())
+    clean = sorted(rel for rel in UNFINISHED if not unexplained(sources[rel]))
+    assert not clean, f"converted, so drop them from NOT_YET_CONVERTED: {clean}"
+
+
+def test_the_checker_catches_each_kind():
+    planted = ["    assert x == pytest.approx(1.0)",
+               "    np.testing.assert_allclose(a, b, rtol=1e-5)",
+               "    assert np.isclose(a, b)",
+               "    assert abs(r.mean - a) <= 4.5 * r.stderr",
+               "    assert abs(float(jnp.std(w)) - 0.1) < 0.02",
+               "    assert diff <= 5 * res['x'].stderr",
+               "    assert_close(a, b, rtol=1e-3)"]
+    assert [n for n, _, _ in unexplained(planted)] == list(range(1, len(planted) + 1))
+    assert not unexplained(["    # tol: 2% is the quadrature bound", "    assert x == pytest.approx(1, rel=0.02)",
+                            "    assert_close(a, b, atol=1e-9)  # tol: printed to 9 places",
+                            "    assert_close(a, b, kind='ops')"])
+
+
+def test_monte_carlo_assertions_fit_the_suites_budget():
+    """Each assert_mc_agrees call spends α / TEST_MC_CHECKS; more calls than that would
+    break the suite-wide false-alarm budget (parametrized tests count once per case, so
+    keep a margin)."""
+    calls = sum(sum(line.count("assert_mc_agrees(") for line in lines)
+                for rel, lines in _test_sources() if not rel.endswith(("test_close_helpers.py",
+                                                                       Path(__file__).name)))
+    assert calls <= TEST_MC_CHECKS // 4, calls
