@@ -44,7 +44,7 @@ from driftlab.models.base import ARCH_MODULES
 from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.init import get_init
 from driftlab.models.stein_readers import READER_KINDS, TapReaders
-from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, LayersSpec, TapRow, _act,
+from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, _batched_map, LayersSpec, TapRow, _act,
                                            _config, init_variance, summarize)
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel
 from driftlab.montecarlo.stats import MCResult
@@ -183,7 +183,9 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     out0 = run(zero_p, zero_z)[0]
     loss_y = lambda y: arch.loss(y, batch, cfg)[0]
 
-    q_tot, q_gn, q_smooth = jnp.zeros_like(h), jnp.zeros_like(h), jnp.zeros_like(h)
+    groups = 1 if mode == "exact" else probes  # per-probe estimates (their mean: the prediction)
+    zeros = jnp.zeros((groups,) + h.shape, h.dtype)
+    q_tot, q_gn, q_smooth = zeros, zeros, zeros
     for i_r, r in enumerate(decl.readers):
         w = flat[r.weight]
         s2 = init_variance(r.scheme, r.gain, *r.fans(w.shape))
@@ -200,7 +202,7 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
             hjv = jax.jvp(jax.grad(loss_y), (out0,), (jv,))[1]
             return jax.vjp(y_of, zero_z[r.weight])[1](hjv)[0]
 
-        n, probe, weight = _probe_rows(mode, jax.random.fold_in(key, i_r), w.shape, probes)
+        n, probe, _ = _probe_rows(mode, jax.random.fold_in(key, i_r), w.shape, probes)
 
         def one(i, r=r, hvp=hvp, gn_hvp=gn_hvp, smooth_hvp=smooth_hvp, probe=probe):
             R = probe(i)
@@ -209,18 +211,21 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
             smooth = adjoint(smooth_hvp(v))[0] if kink_act is not None else tot
             return tot, adjoint(gn_hvp(v))[0], smooth
 
-        tot, gn, smooth = jax.lax.map(one, jnp.arange(n))
-        q_tot = q_tot + s2 * weight * tot.sum(0)
-        q_gn = q_gn + s2 * weight * gn.sum(0)
-        q_smooth = q_smooth + s2 * weight * smooth.sum(0)
+        per_probe = lambda x: x.reshape((groups, n // groups) + x.shape[1:]).sum(1)
+        tot, gn, smooth = map(per_probe, _batched_map(one, jnp.arange(n)))
+        q_tot = q_tot + s2 * tot
+        q_gn = q_gn + s2 * gn
+        q_smooth = q_smooth + s2 * smooth
 
     pos = (p > 0).astype(jnp.float32)
     n_pos = jnp.maximum(pos.sum(), 1.0)
     ratio = lambda x: B * jnp.sum(x * pos) / n_pos
-    stein, stein_gn = ratio(dsig * q_tot), ratio(dsig * q_gn)
-    kink = (planted_scale * planted_curvature_sign * (stein - ratio(dsig * q_smooth))
+    probe_ratio = jax.vmap(lambda x: ratio(dsig * x))
+    stein, stein_gn = probe_ratio(q_tot), probe_ratio(q_gn)
+    kink = (planted_scale * planted_curvature_sign * (stein - probe_ratio(q_smooth)).mean()
             if kink_act is not None else jnp.float32(0.0))
     stein = planted_scale * (stein_gn + planted_curvature_sign * (stein - stein_gn))
+    stein_probes, stein, stein_gn = stein, stein.mean(), stein_gn.mean()
     shortcut = ratio(dsig * gp[decl.identity_into]) if decl.identity_into else jnp.float32(0.0)
 
     # Completeness: ∂ℓ/∂h must be the declared readers' adjoints plus the shortcut.
@@ -233,7 +238,7 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     err = jnp.max(jnp.abs(gh - rebuilt)) / jnp.maximum(jnp.max(jnp.abs(gh)), 1e-30)
     return {"predicted": stein + shortcut, "measured": ratio(gp[tap]),
             "gauss_newton": planted_scale * stein_gn, "shortcut": shortcut, "kink": kink,
-            "n_pos": pos.sum(), "reader_error": err}
+            "n_pos": pos.sum(), "reader_error": err, "predicted_probes": stein_probes + shortcut}
 
 
 @dataclass(frozen=True)

@@ -168,49 +168,59 @@ def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
         return jax.vjp(y_of, zero_e)[1](hjv)[0]
 
     H_dim, D = W.shape
+    hvps = lambda v: (hvp(v), gn_hvp(v))
     if exact:
         def column(i):  # Σ_k over basis R = e_i e_kᵀ: v = h[..., i] ⊗ e_k, read back u[..., k]
             def one(k):
-                v = h[..., i, None] * jax.nn.one_hot(k, D)
-                return hvp(v)[..., k], gn_hvp(v)[..., k]
-            tot, gn = jax.vmap(one)(jnp.arange(D))
+                tot, gn = hvps(h[..., i, None] * jax.nn.one_hot(k, D))
+                return tot[..., k], gn[..., k]
+            tot, gn = _batched_map(one, jnp.arange(D))
             return tot.sum(0), gn.sum(0)
         tot, gn = jax.lax.map(column, jnp.arange(H_dim))
-        q_tot, q_gn = jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
+        q_tot, q_gn = jnp.moveaxis(tot, 0, -1)[None], jnp.moveaxis(gn, 0, -1)[None]
     elif row_exact:
         def one_probe(k):  # exact over i, Rademacher over k: no cross-unit (i ≠ i') noise
             r = jax.random.rademacher(k, (D,), jnp.float32)
             def column(i):
-                v = h[..., i, None] * r
-                return hvp(v) @ r, gn_hvp(v) @ r
-            tot, gn = jax.lax.map(column, jnp.arange(H_dim))
+                tot, gn = hvps(h[..., i, None] * r)
+                return tot @ r, gn @ r
+            tot, gn = _batched_map(column, jnp.arange(H_dim))
             return jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
-        keys = jax.random.split(key, probes)
-        tot, gn = jax.lax.map(one_probe, keys)
-        q_tot, q_gn = tot.mean(0), gn.mean(0)
+        q_tot, q_gn = jax.lax.map(one_probe, jax.random.split(key, probes))
     else:
         def one_probe(k):
             R = _rademacher(k, (H_dim, D))
-            v = h @ R
-            return hvp(v) @ R.T, gn_hvp(v) @ R.T
-        keys = jax.random.split(key, probes)
-        tot, gn = jax.lax.map(one_probe, keys)
-        q_tot, q_gn = tot.mean(0), gn.mean(0)
+            tot, gn = hvps(h @ R)
+            return tot @ R.T, gn @ R.T
+        q_tot, q_gn = _batched_map(one_probe, jax.random.split(key, probes))
 
     pos = (p > 0).astype(jnp.float32)
     n_pos = jnp.maximum(pos.sum(), 1.0)
     ratio = lambda x: B * jnp.sum(x * pos) / n_pos
-    pred_gn = ratio(s_w2 * dsig * q_gn)
-    pred = ratio(s_w2 * dsig * q_tot)
+    # One value per probe (the prediction is their mean): their spread is the probe noise
+    # that the estimator choice (montecarlo/layer_probes.py) trades against cost.
+    pred_gn = jax.vmap(ratio)(s_w2 * dsig * q_gn)
+    pred = jax.vmap(ratio)(s_w2 * dsig * q_tot)
     pred = planted_scale * (pred_gn + planted_curvature_sign * (pred - pred_gn))
-    out = {"predicted": pred, "measured": ratio(g), "gauss_newton": pred_gn,
-           "n_pos": pos.sum()}
+    out = {"predicted": pred.mean(), "measured": ratio(g), "gauss_newton": pred_gn.mean(),
+           "n_pos": pos.sum(), "predicted_probes": pred}
     if check_reader:  # ∇_h ℓ must equal ∇_z ℓ Wᵀ when h feeds W only, densely
         gh = jax.grad(lambda hs: arch.loss(arch.apply(params, batch, cfg,
                                                       _StreamTap(tap, None, hs)), batch, cfg)[0])(
             jnp.zeros(p_shape, jnp.float32))
         out["reader_error"] = jnp.max(jnp.abs(gh - ge @ W.T)) / jnp.maximum(jnp.max(jnp.abs(gh)), 1e-30)
     return out
+
+
+# HVPs evaluated together (vmap) in one step of a batched map: large enough to fill the
+# vector units on the tiny sizes, small enough that the batch's activations stay in memory.
+HVP_BATCH = 16
+
+
+def _batched_map(f, xs):
+    """lax.map of ``f`` over the leading axis of ``xs``, ``HVP_BATCH`` at a time (vmapped)."""
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    return jax.lax.map(f, xs, batch_size=min(n, HVP_BATCH))
 
 
 def _act(cfg):
