@@ -271,14 +271,19 @@ class ReaderTapRow(TapRow):
 
 
 def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
-                      taps: list[str] | None = None, progress=None) -> list[ReaderTapRow]:
+                      taps: list[str] | None = None, progress=None,
+                      on_choice=None) -> list[ReaderTapRow]:
     """Every tap of an architecture that declares ``readers(cfg)``: predicted vs measured,
     clustered over ``spec.seeds`` inits (seed s: PRNGKey(s) init, ``ds.sample("train", s, B, s)``).
 
-    ``spec.probes`` Rademacher probes per reader; ``spec.row_exact`` exact over the rows of each
-    W (K²C HVPs per probe); ``spec.exact`` the full basis. The init's own W_r are used
-    (``w_draws`` > 1 is refused).
+    ``spec.probes`` Rademacher probes per reader (``"auto"``: chosen per tap by the pilot of
+    montecarlo/layer_probes.py); ``spec.row_exact`` exact over the rows of each W (K²C HVPs
+    per probe); ``spec.exact`` the full basis. The init's own W_r are used (``w_draws`` > 1
+    is refused). Seeds run in vmapped blocks (montecarlo/layer_driver.py).
     """
+    from driftlab.montecarlo.layer_driver import SeedBlocks, TapKernels, call_key
+    from driftlab.montecarlo.per_layer import drive_tap, with_choice
+
     if spec.seeds < 2:
         raise ValueError(f"seeds must be at least 2 (clustered SE), got {spec.seeds}")
     if spec.batch_size < 1:
@@ -298,32 +303,34 @@ def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
             raise ValueError(f"unknown tap {t!r}; valid: {', '.join(decls)}")
         _check_declared(t, decls[t])
     _hessian_act(cfg, KINK_WIDTH)  # refuses activations with an unestimated kink
-    mode = "exact" if spec.exact else ("row_exact" if spec.row_exact else "hutchinson")
+    w_shapes = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))
+    blocks = SeedBlocks(arch, cfg, ds, spec.batch_size, spec.seeds)
     rows = []
     for tap in taps:
         decl = decls[tap]
-        fn = jax.jit(lambda params, batch, key, decl=decl, tap=tap: per_seed(
-            arch, cfg, params, batch, tap, decl, spec.probes, key, mode,
-            spec.planted_scale, spec.planted_curvature_sign))
-        values = []
-        for s in range(spec.seeds):
-            params = arch.init(jax.random.PRNGKey(s), cfg)
-            batch = {k: jnp.asarray(v) for k, v in ds.sample("train", s, spec.batch_size, s).items()}
-            out = jax.device_get(fn(params, batch, jax.random.PRNGKey(10_000 + s)))
-            if float(out["reader_error"]) > READER_TOLERANCE:
-                raise ValueError(
-                    f"tap {tap!r}: h is read by more than the declared readers "
-                    f"({', '.join(r.weight for r in decl.readers)}"
-                    f"{', identity into ' + decl.identity_into if decl.identity_into else ''}; "
-                    f"relative mismatch {float(out['reader_error']):.2g}); "
-                    f"the per-layer Stein estimator does not apply")
-            values.append(ReaderSeedValues(float(out["predicted"]), float(out["measured"]),
-                                           float(out["gauss_newton"]), float(out["shortcut"]),
-                                           float(out["kink"]), int(out["n_pos"])))
-            if progress:
-                progress(tap, s)
+
+        def seed_fn(params, batch, key, call, mode, block, decl=decl, tap=tap):
+            return per_seed(arch, cfg, params, batch, tap, decl, block, call_key(key, call), mode,
+                            spec.planted_scale, spec.planted_curvature_sign)
+
+        kernels = TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton", "shortcut", "kink"))
+        dims = [(int(np.prod(w_shapes[r.weight].shape[:-1])), int(w_shapes[r.weight].shape[-1]))
+                for r in decl.readers]
+        hvps = {"hutchinson": len(dims), "row_exact": sum(r for r, _ in dims),
+                "exact": sum(r * c for r, c in dims)}
+        values, choice = drive_tap(tap, spec, kernels, hvps, progress, on_choice)
+        bad = max(v["reader_error"] for v in values)
+        if bad > READER_TOLERANCE:
+            raise ValueError(
+                f"tap {tap!r}: h is read by more than the declared readers "
+                f"({', '.join(r.weight for r in decl.readers)}"
+                f"{', identity into ' + decl.identity_into if decl.identity_into else ''}; "
+                f"relative mismatch {bad:.2g}); "
+                f"the per-layer Stein estimator does not apply")
+        values = [ReaderSeedValues(v["predicted"], v["measured"], v["gauss_newton"], v["shortcut"],
+                                   v["kink"], int(v["n_pos"])) for v in values]
         gaussian = all(r.scheme in GAUSSIAN_SCHEMES for r in decl.readers)
-        base = summarize(tap, values, n_checks or len(taps), gaussian)
+        base = with_choice(summarize(tap, values, n_checks or len(taps), gaussian), choice)
         sc = MCResult.from_clusters([v.shortcut for v in values])
         kk = MCResult.from_clusters([v.kink for v in values])
         names = ", ".join(r.weight.removesuffix("/w") for r in decl.readers)

@@ -247,6 +247,9 @@ class TapRow:
     detectable: float  # smallest |predicted − measured| bias caught with 99% power
     seeds: int
     stein: str  # "exact (Gaussian W)" or "approximate (non-Gaussian W)"
+    estimator: str = ""  # --probes auto: the chosen estimator (montecarlo/layer_probes.py)
+    pilot_seconds: float = 0.0  # and the pilot's cost
+    probe_se_ratio: float | None = None  # probe-noise SE / measured SE of the chosen estimator
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -285,7 +288,11 @@ def summarize(tap: str, values: list[SeedValues], n_checks: int, gaussian: bool)
 
 @dataclass(frozen=True)
 class LayersSpec:
-    """What ``driftlab theory layers`` runs: an arch config, data, seeds, batch, probes."""
+    """What ``driftlab theory layers`` runs: an arch config, data, seeds, batch, probes.
+
+    ``probes``: Hutchinson probes per seed, or ``"auto"`` (the pilot of
+    montecarlo/layer_probes.py picks exact, Hutchinson with its P, or row-exact per tap);
+    ``exact`` / ``row_exact`` select those modes for an integer ``probes``."""
 
     arch: str
     size: str = "tiny"
@@ -293,13 +300,33 @@ class LayersSpec:
     act: str | None = None
     seeds: int = 64
     batch_size: int = 32
-    probes: int = 4
+    probes: int | str = 4
     exact: bool = False
     row_exact: bool = False
     w_draws: int = 1  # downstream-W redraws per seed (same p): averages out W's noise
     overrides: tuple = ()
     planted_scale: float = 1.0
     planted_curvature_sign: float = 1.0
+
+    def __post_init__(self):
+        if self.probes != "auto" and not (isinstance(self.probes, int) and self.probes >= 1):
+            raise ValueError(f"probes={self.probes!r} invalid; allowed: 'auto' or a positive int")
+        if self.probes == "auto" and (self.exact or self.row_exact):
+            raise ValueError("probes='auto' chooses exact / row_exact itself; allowed with it: "
+                             "exact=False, row_exact=False")
+
+    @property
+    def auto(self) -> bool:
+        return self.probes == "auto"
+
+    def estimator(self):
+        """The fixed estimator of a non-auto spec (one call of all its probes: the keys and
+        draws of the runs before ``auto``)."""
+        from driftlab.montecarlo.layer_driver import Estimator
+
+        if self.exact:
+            return Estimator("exact", 1, 1)
+        return Estimator("row_exact" if self.row_exact else "hutchinson", self.probes, self.probes)
 
 
 def _config(spec: LayersSpec):
@@ -311,14 +338,46 @@ def _config(spec: LayersSpec):
     return arch, cfg
 
 
+def drive_tap(tap: str, spec: LayersSpec, kernels, hvps: dict, progress=None, on_choice=None):
+    """(seed values, Choice or None) of one tap: the fixed pass over all seeds, then the
+    pilot (``spec.auto``) and the probe calls. ``progress(tap, seed, values)`` per seed,
+    ``on_choice(choice)`` once the pilot has chosen."""
+    from driftlab.montecarlo import layer_probes
+    from driftlab.montecarlo.layer_driver import run_tap
+
+    fixed = [kernels.fixed(b) for b in range(len(kernels.blocks.blocks))]
+    choice = None
+    if spec.auto:
+        choice = layer_probes.choose(tap, kernels, fixed, hvps)
+        if on_choice:
+            on_choice(choice)
+        est, done = choice.estimator, choice.done
+    else:
+        est, done = spec.estimator(), None
+    on_seed = (lambda s, v: progress(tap, s, v)) if progress else None
+    return run_tap(kernels, est, fixed, done, on_seed), choice
+
+
+def with_choice(row, choice):
+    """``row`` with the estimator that produced it (and, for ``auto``, the pilot's cost)."""
+    from dataclasses import replace
+
+    if choice is None:
+        return row
+    return replace(row, estimator=choice.estimator.describe(), pilot_seconds=choice.pilot_seconds,
+                   probe_se_ratio=choice.probe_se_ratio())
+
+
 def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | None = None,
-               progress=None) -> list[TapRow]:
+               progress=None, on_choice=None) -> list[TapRow]:
     """Every tap of the architecture: clustered predicted vs measured over ``spec.seeds`` inits.
 
     Seed s draws the init from PRNGKey(s) and the batch ``ds.sample("train", s, B, s)``;
     within a seed, ``spec.w_draws`` fresh draws of the downstream W (from the config's
     scheme) share that p, and the cluster value is their mean (E[g | p] over W, twice).
-    ``n_checks`` (default: the number of taps) sets the Bonferroni z*.
+    ``n_checks`` (default: the number of taps) sets the Bonferroni z*. Seeds run in
+    vmapped blocks (montecarlo/layer_driver.py); ``progress`` / ``on_choice`` as in
+    :func:`drive_tap`.
     """
     if spec.seeds < 2:
         raise ValueError(f"seeds must be at least 2 (clustered SE), got {spec.seeds}")
@@ -328,7 +387,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     from driftlab.montecarlo.conv_readers import has_readers, run_reader_layers
 
     if has_readers(arch):  # conv / pooled-head / identity readers (ResNet): its own estimator
-        return run_reader_layers(spec, n_checks, taps, progress)
+        return run_reader_layers(spec, n_checks, taps, progress, on_choice)
     cfg, ds = arch.data(spec.data, cfg, 0)
     all_taps = list(reading_matrix(arch, cfg))
     taps = all_taps if taps is None else taps
@@ -343,8 +402,10 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
                              f"the estimator needs a dense (H, D) matrix with H >= D")
     scheme, gain = downstream_scheme(cfg)
     from driftlab.models.init import get_init
+    from driftlab.montecarlo.layer_driver import SeedBlocks, TapKernels, call_key
 
     w_init = get_init(scheme, gain)
+    blocks = SeedBlocks(arch, cfg, ds, spec.batch_size, spec.seeds)
     rows = []
     for tap in taps:
         w_path = reading_matrix(arch, cfg)[tap].split("/")
@@ -358,33 +419,32 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
             node[w_path[-1]] = W
             return params
 
-        def cluster(params, batch, key, tap=tap, with_w=with_w):
+        def seed_fn(params, batch, key, call, mode, block, tap=tap, with_w=with_w):
             """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
             W0 = flatten_dict(params)["/".join(w_path)]
+
             def one(k):
                 W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
-                return per_seed(arch, cfg, with_w(params, W), batch, tap, spec.probes,
-                                jax.random.fold_in(k, 2), spec.exact, row_exact=spec.row_exact,
-                                planted_scale=spec.planted_scale,
+                return per_seed(arch, cfg, with_w(params, W), batch, tap, block,
+                                call_key(jax.random.fold_in(k, 2), call), mode == "exact",
+                                row_exact=mode == "row_exact", planted_scale=spec.planted_scale,
                                 planted_curvature_sign=spec.planted_curvature_sign)
             outs = jax.lax.map(one, jax.random.split(key, spec.w_draws))
-            return {k: (v.max() if k == "reader_error" else v.mean()) for k, v in outs.items()}
+            return {k: (v.max(0) if k == "reader_error" else v.mean(0)) for k, v in outs.items()}
 
-        fn = jax.jit(cluster)
-        values = []
-        for s in range(spec.seeds):
-            params = arch.init(jax.random.PRNGKey(s), cfg)
-            batch = {k: jnp.asarray(v) for k, v in ds.sample("train", s, spec.batch_size, s).items()}
-            out = jax.device_get(fn(params, batch, jax.random.PRNGKey(10_000 + s)))
-            if float(out["reader_error"]) > 1e-3:
-                raise ValueError(f"tap {tap!r}: h does not feed {reading_matrix(arch, cfg)[tap]} alone "
-                                 f"and densely (relative mismatch {float(out['reader_error']):.2g}); "
-                                 f"the per-layer Stein estimator does not apply")
-            values.append(SeedValues(float(out["predicted"]), float(out["measured"]),
-                                     float(out["gauss_newton"]), int(out["n_pos"])))
-            if progress:
-                progress(tap, s)
-        rows.append(summarize(tap, values, n_checks or len(taps), scheme in GAUSSIAN_SCHEMES))
+        kernels = TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton"))
+        H, D = shapes["/".join(w_path)].shape
+        values, choice = drive_tap(tap, spec, kernels, {"hutchinson": 1, "row_exact": H, "exact": H * D},
+                                   progress, on_choice)
+        bad = max(v["reader_error"] for v in values)
+        if bad > 1e-3:
+            raise ValueError(f"tap {tap!r}: h does not feed {reading_matrix(arch, cfg)[tap]} alone "
+                             f"and densely (relative mismatch {bad:.2g}); "
+                             f"the per-layer Stein estimator does not apply")
+        seeds = [SeedValues(v["predicted"], v["measured"], v["gauss_newton"], int(v["n_pos"]))
+                 for v in values]
+        rows.append(with_choice(summarize(tap, seeds, n_checks or len(taps), scheme in GAUSSIAN_SCHEMES),
+                                choice))
     return rows
 
 
