@@ -338,6 +338,15 @@ def _config(spec: LayersSpec):
     return arch, cfg
 
 
+def tap_names(spec: LayersSpec) -> list[str]:
+    """The taps ``run_layers(spec)`` reports, in its order (no JAX work beyond the config)."""
+    from driftlab.montecarlo.conv_readers import has_readers, tap_readers
+
+    arch, cfg = _config(spec)
+    cfg, _ = arch.data(spec.data, cfg, 0)
+    return list(tap_readers(arch, cfg)) if has_readers(arch) else list(reading_matrix(arch, cfg))
+
+
 def drive_tap(tap: str, spec: LayersSpec, kernels, hvps: dict, progress=None, on_choice=None):
     """(seed values, Choice or None) of one tap: the fixed pass over all seeds, then the
     pilot (``spec.auto``) and the probe calls. ``progress(tap, seed, values)`` per seed,
@@ -429,7 +438,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
                                 call_key(jax.random.fold_in(k, 2), call), mode == "exact",
                                 row_exact=mode == "row_exact", planted_scale=spec.planted_scale,
                                 planted_curvature_sign=spec.planted_curvature_sign)
-            outs = jax.lax.map(one, jax.random.split(key, spec.w_draws))
+            outs = jax.vmap(one)(jax.random.split(key, spec.w_draws))
             return {k: (v.max(0) if k == "reader_error" else v.mean(0)) for k, v in outs.items()}
 
         kernels = TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton"))
@@ -454,5 +463,5 @@ def agreement_threshold(n_checks: int) -> float:
 
 
 __all__ = ["init_variance", "downstream_scheme", "per_seed", "SeedValues", "TapRow",
-           "summarize", "sign_verdict", "paired_z", "LayersSpec", "run_layers",
+           "summarize", "sign_verdict", "paired_z", "LayersSpec", "run_layers", "tap_names",
            "agreement_threshold", "GAUSSIAN_SCHEMES"]
