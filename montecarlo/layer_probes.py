@@ -17,7 +17,8 @@ the probe-noise SE √(σ²_m/(P·seeds)). The rule (issue 24):
 The pilot (:func:`choose`) measures on this machine: v_m from the fixed pass over *all*
 seeds (run anyway); σ²_hutch and the seconds per call from one Hutchinson call on the
 first seed block; row-exact (two calls) and the exact basis only when a cost bound says
-they could win (their HVP count at the Hutchinson seconds per HVP, with zero probe noise).
+they could win (their HVP count at the Hutchinson call's seconds per HVP beyond the fixed
+kernel's, with zero probe noise).
 Every pilot call is a call of the run, reused when its mode is chosen, so the pilot's own
 cost is mostly the compiles of the modes it tries.
 """
@@ -138,7 +139,9 @@ def choose(tap: str, kernels: TapKernels, fixed: list[dict], hvps: dict) -> Choi
     p_h = smallest_probes(var_h, v_m, HUTCH_BLOCK, HUTCH_MAX)
     t_h = t_fixed + (p_h or HUTCH_BLOCK) / HUTCH_BLOCK * t_call
     cands.append(Candidate("hutchinson", var_h, p_h, t_h, True, score(v_m, var_h, p_h, t_h)))
-    t_hvp = t_call / (HUTCH_BLOCK * hvps["hutchinson"])
+    # A call's own overhead (forward, backward, p) is about the fixed kernel's work, so
+    # (t_call − t_fixed) per HVP bounds the marginal HVP cost of the other modes from below.
+    t_hvp = max(t_call - t_fixed, 0.0) / (HUTCH_BLOCK * hvps["hutchinson"])
 
     def best():
         return max(c.score for c in cands)

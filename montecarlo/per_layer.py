@@ -377,6 +377,47 @@ def with_choice(row, choice):
                    probe_se_ratio=choice.probe_se_ratio())
 
 
+def dense_tap_kernels(spec: LayersSpec, arch, cfg, blocks, tap: str):
+    """(TapKernels, HVPs per probe call of each mode) of a dense-reader tap over ``blocks``.
+
+    A seed's key k_j = split(PRNGKey(10 000 + s), w_draws)[j] draws W from fold_in(k_j, 1)
+    and the probes of call c from call_key(fold_in(k_j, 2), c)."""
+    from driftlab.models.init import get_init
+    from driftlab.montecarlo.layer_driver import TapKernels, call_key
+
+    scheme, gain = downstream_scheme(cfg)
+    w_init = get_init(scheme, gain)
+    w_path = reading_matrix(arch, cfg)[tap].split("/")
+
+    def with_w(params, W):
+        params = dict(params)
+        node = params
+        for part in w_path[:-1]:
+            node[part] = dict(node[part])
+            node = node[part]
+        node[w_path[-1]] = W
+        return params
+
+    def seed_fn(params, batch, key, call, mode, block):
+        """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
+        W0 = flatten_dict(params)["/".join(w_path)]
+
+        def one(k):
+            W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
+            return per_seed(arch, cfg, with_w(params, W), batch, tap, block,
+                            call_key(jax.random.fold_in(k, 2), call), mode == "exact",
+                            row_exact=mode == "row_exact", planted_scale=spec.planted_scale,
+                            planted_curvature_sign=spec.planted_curvature_sign)
+        # vmap, not lax.map: under the seed vmap a lax.map here returned zero probe values
+        outs = jax.vmap(one)(jax.random.split(key, spec.w_draws))
+        return {k: (v.max(0) if k == "reader_error" else v.mean(0)) for k, v in outs.items()}
+
+    shape = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))["/".join(w_path)].shape
+    H, D = shape
+    return (TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton")),
+            {"hutchinson": 1, "row_exact": H, "exact": H * D})
+
+
 def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | None = None,
                progress=None, on_choice=None) -> list[TapRow]:
     """Every tap of the architecture: clustered predicted vs measured over ``spec.seeds`` inits.
@@ -410,41 +451,13 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
             raise ValueError(f"tap {t!r}: downstream {reading_matrix(arch, cfg)[t]} has shape {shape}; "
                              f"the estimator needs a dense (H, D) matrix with H >= D")
     scheme, gain = downstream_scheme(cfg)
-    from driftlab.models.init import get_init
-    from driftlab.montecarlo.layer_driver import SeedBlocks, TapKernels, call_key
+    from driftlab.montecarlo.layer_driver import SeedBlocks
 
-    w_init = get_init(scheme, gain)
     blocks = SeedBlocks(arch, cfg, ds, spec.batch_size, spec.seeds)
     rows = []
     for tap in taps:
-        w_path = reading_matrix(arch, cfg)[tap].split("/")
-
-        def with_w(params, W):
-            params = dict(params)
-            node = params
-            for part in w_path[:-1]:
-                node[part] = dict(node[part])
-                node = node[part]
-            node[w_path[-1]] = W
-            return params
-
-        def seed_fn(params, batch, key, call, mode, block, tap=tap, with_w=with_w):
-            """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
-            W0 = flatten_dict(params)["/".join(w_path)]
-
-            def one(k):
-                W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
-                return per_seed(arch, cfg, with_w(params, W), batch, tap, block,
-                                call_key(jax.random.fold_in(k, 2), call), mode == "exact",
-                                row_exact=mode == "row_exact", planted_scale=spec.planted_scale,
-                                planted_curvature_sign=spec.planted_curvature_sign)
-            outs = jax.vmap(one)(jax.random.split(key, spec.w_draws))
-            return {k: (v.max(0) if k == "reader_error" else v.mean(0)) for k, v in outs.items()}
-
-        kernels = TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton"))
-        H, D = shapes["/".join(w_path)].shape
-        values, choice = drive_tap(tap, spec, kernels, {"hutchinson": 1, "row_exact": H, "exact": H * D},
-                                   progress, on_choice)
+        kernels, hvps = dense_tap_kernels(spec, arch, cfg, blocks, tap)
+        values, choice = drive_tap(tap, spec, kernels, hvps, progress, on_choice)
         bad = max(v["reader_error"] for v in values)
         if bad > 1e-3:
             raise ValueError(f"tap {tap!r}: h does not feed {reading_matrix(arch, cfg)[tap]} alone "
