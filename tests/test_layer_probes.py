@@ -7,6 +7,7 @@ import io
 import json
 
 import numpy as np
+
 from driftlab.montecarlo import layer_probes as lp
 from driftlab.montecarlo.layer_driver import Estimator, run_tap
 from driftlab.progress import SeedTapProgress
