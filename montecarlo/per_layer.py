@@ -186,7 +186,7 @@ def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
                 return tot @ r, gn @ r
             tot, gn = _batched_map(column, jnp.arange(H_dim))
             return jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
-        q_tot, q_gn = jax.lax.map(one_probe, jax.random.split(key, probes))
+        q_tot, q_gn = _batched_map(one_probe, jax.random.split(key, probes))
     else:
         def one_probe(k):
             R = _rademacher(k, (H_dim, D))
@@ -218,9 +218,14 @@ HVP_BATCH = 16
 
 
 def _batched_map(f, xs):
-    """lax.map of ``f`` over the leading axis of ``xs``, ``HVP_BATCH`` at a time (vmapped)."""
+    """``f`` over the leading axis of ``xs``, ``HVP_BATCH`` at a time (vmapped): a plain vmap
+    up to HVP_BATCH, else lax.map in batches. Under the seed vmap, a lax.map whose scan
+    has a single step returned wrong values on this JAX/XLA (zeros; a Gauss–Newton part of
+    −4.6e19 under pytest), so no single-step scan is ever built."""
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    return jax.lax.map(f, xs, batch_size=min(n, HVP_BATCH))
+    if n <= HVP_BATCH:
+        return jax.vmap(f)(xs)
+    return jax.lax.map(f, xs, batch_size=HVP_BATCH)
 
 
 def _act(cfg):
