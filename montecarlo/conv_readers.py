@@ -42,7 +42,7 @@ import numpy as np
 from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.init import get_init
 from driftlab.models.stein_readers import READER_KINDS, TapReaders
-from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, LayersSpec, TapRow, _act,
+from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, _batched_map, LayersSpec, TapRow, _act,
                                            _config, init_variance, summarize)
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel
 from driftlab.montecarlo.stats import MCResult
@@ -179,7 +179,9 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     out0 = run(zero_p, zero_z)[0]
     loss_y = lambda y: arch.loss(y, batch, cfg)[0]
 
-    q_tot, q_gn, q_smooth = jnp.zeros_like(h), jnp.zeros_like(h), jnp.zeros_like(h)
+    groups = 1 if mode == "exact" else probes  # per-probe estimates (their mean: the prediction)
+    zeros = jnp.zeros((groups,) + h.shape, h.dtype)
+    q_tot, q_gn, q_smooth = zeros, zeros, zeros
     for i_r, r in enumerate(decl.readers):
         w = flat[r.weight]
         s2 = init_variance(r.scheme, r.gain, *r.fans(w.shape))
@@ -196,7 +198,7 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
             hjv = jax.jvp(jax.grad(loss_y), (out0,), (jv,))[1]
             return jax.vjp(y_of, zero_z[r.weight])[1](hjv)[0]
 
-        n, probe, weight = _probe_rows(mode, jax.random.fold_in(key, i_r), w.shape, probes)
+        n, probe, _ = _probe_rows(mode, jax.random.fold_in(key, i_r), w.shape, probes)
 
         def one(i, r=r, hvp=hvp, gn_hvp=gn_hvp, smooth_hvp=smooth_hvp, probe=probe):
             R = probe(i)
@@ -205,18 +207,21 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
             smooth = adjoint(smooth_hvp(v))[0] if kink_act is not None else tot
             return tot, adjoint(gn_hvp(v))[0], smooth
 
-        tot, gn, smooth = jax.lax.map(one, jnp.arange(n))
-        q_tot = q_tot + s2 * weight * tot.sum(0)
-        q_gn = q_gn + s2 * weight * gn.sum(0)
-        q_smooth = q_smooth + s2 * weight * smooth.sum(0)
+        per_probe = lambda x: x.reshape((groups, n // groups) + x.shape[1:]).sum(1)
+        tot, gn, smooth = map(per_probe, _batched_map(one, jnp.arange(n)))
+        q_tot = q_tot + s2 * tot
+        q_gn = q_gn + s2 * gn
+        q_smooth = q_smooth + s2 * smooth
 
     pos = (p > 0).astype(jnp.float32)
     n_pos = jnp.maximum(pos.sum(), 1.0)
     ratio = lambda x: B * jnp.sum(x * pos) / n_pos
-    stein, stein_gn = ratio(dsig * q_tot), ratio(dsig * q_gn)
-    kink = (planted_scale * planted_curvature_sign * (stein - ratio(dsig * q_smooth))
+    probe_ratio = jax.vmap(lambda x: ratio(dsig * x))
+    stein, stein_gn = probe_ratio(q_tot), probe_ratio(q_gn)
+    kink = (planted_scale * planted_curvature_sign * (stein - probe_ratio(q_smooth)).mean()
             if kink_act is not None else jnp.float32(0.0))
     stein = planted_scale * (stein_gn + planted_curvature_sign * (stein - stein_gn))
+    stein_probes, stein, stein_gn = stein, stein.mean(), stein_gn.mean()
     shortcut = ratio(dsig * gp[decl.identity_into]) if decl.identity_into else jnp.float32(0.0)
 
     # Completeness: ∂ℓ/∂h must be the declared readers' adjoints plus the shortcut.
@@ -229,7 +234,7 @@ def per_seed(arch, cfg, params, batch, tap: str, decl: TapReaders, probes: int =
     err = jnp.max(jnp.abs(gh - rebuilt)) / jnp.maximum(jnp.max(jnp.abs(gh)), 1e-30)
     return {"predicted": stein + shortcut, "measured": ratio(gp[tap]),
             "gauss_newton": planted_scale * stein_gn, "shortcut": shortcut, "kink": kink,
-            "n_pos": pos.sum(), "reader_error": err}
+            "n_pos": pos.sum(), "reader_error": err, "predicted_probes": stein_probes + shortcut}
 
 
 @dataclass(frozen=True)
@@ -262,14 +267,19 @@ class ReaderTapRow(TapRow):
 
 
 def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
-                      taps: list[str] | None = None, progress=None) -> list[ReaderTapRow]:
+                      taps: list[str] | None = None, progress=None,
+                      on_choice=None) -> list[ReaderTapRow]:
     """Every tap of an architecture that declares ``readers(cfg)``: predicted vs measured,
     clustered over ``spec.seeds`` inits (seed s: PRNGKey(s) init, ``ds.sample("train", s, B, s)``).
 
-    ``spec.probes`` Rademacher probes per reader; ``spec.row_exact`` exact over the rows of each
-    W (K²C HVPs per probe); ``spec.exact`` the full basis. The init's own W_r are used
-    (``w_draws`` > 1 is refused).
+    ``spec.probes`` Rademacher probes per reader (``"auto"``: chosen per tap by the pilot of
+    montecarlo/layer_probes.py); ``spec.row_exact`` exact over the rows of each W (K²C HVPs
+    per probe); ``spec.exact`` the full basis. The init's own W_r are used (``w_draws`` > 1
+    is refused). Seeds run in vmapped blocks (montecarlo/layer_driver.py).
     """
+    from driftlab.montecarlo.layer_driver import SeedBlocks, TapKernels, call_key
+    from driftlab.montecarlo.per_layer import drive_tap, with_choice
+
     if spec.seeds < 2:
         raise ValueError(f"seeds must be at least 2 (clustered SE), got {spec.seeds}")
     if spec.batch_size < 1:
@@ -289,32 +299,34 @@ def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
             raise ValueError(f"unknown tap {t!r}; valid: {', '.join(decls)}")
         _check_declared(t, decls[t])
     _hessian_act(cfg, KINK_WIDTH)  # refuses activations with an unestimated kink
-    mode = "exact" if spec.exact else ("row_exact" if spec.row_exact else "hutchinson")
+    w_shapes = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))
+    blocks = SeedBlocks(arch, cfg, ds, spec.batch_size, spec.seeds)
     rows = []
     for tap in taps:
         decl = decls[tap]
-        fn = jax.jit(lambda params, batch, key, decl=decl, tap=tap: per_seed(
-            arch, cfg, params, batch, tap, decl, spec.probes, key, mode,
-            spec.planted_scale, spec.planted_curvature_sign))
-        values = []
-        for s in range(spec.seeds):
-            params = arch.init(jax.random.PRNGKey(s), cfg)
-            batch = {k: jnp.asarray(v) for k, v in ds.sample("train", s, spec.batch_size, s).items()}
-            out = jax.device_get(fn(params, batch, jax.random.PRNGKey(10_000 + s)))
-            if float(out["reader_error"]) > READER_TOLERANCE:
-                raise ValueError(
-                    f"tap {tap!r}: h is read by more than the declared readers "
-                    f"({', '.join(r.weight for r in decl.readers)}"
-                    f"{', identity into ' + decl.identity_into if decl.identity_into else ''}; "
-                    f"relative mismatch {float(out['reader_error']):.2g}); "
-                    f"the per-layer Stein estimator does not apply")
-            values.append(ReaderSeedValues(float(out["predicted"]), float(out["measured"]),
-                                           float(out["gauss_newton"]), float(out["shortcut"]),
-                                           float(out["kink"]), int(out["n_pos"])))
-            if progress:
-                progress(tap, s)
+
+        def seed_fn(params, batch, key, call, mode, block, decl=decl, tap=tap):
+            return per_seed(arch, cfg, params, batch, tap, decl, block, call_key(key, call), mode,
+                            spec.planted_scale, spec.planted_curvature_sign)
+
+        kernels = TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton", "shortcut", "kink"))
+        dims = [(int(np.prod(w_shapes[r.weight].shape[:-1])), int(w_shapes[r.weight].shape[-1]))
+                for r in decl.readers]
+        hvps = {"hutchinson": len(dims), "row_exact": sum(r for r, _ in dims),
+                "exact": sum(r * c for r, c in dims)}
+        values, choice = drive_tap(tap, spec, kernels, hvps, progress, on_choice)
+        bad = max(v["reader_error"] for v in values)
+        if bad > READER_TOLERANCE:
+            raise ValueError(
+                f"tap {tap!r}: h is read by more than the declared readers "
+                f"({', '.join(r.weight for r in decl.readers)}"
+                f"{', identity into ' + decl.identity_into if decl.identity_into else ''}; "
+                f"relative mismatch {bad:.2g}); "
+                f"the per-layer Stein estimator does not apply")
+        values = [ReaderSeedValues(v["predicted"], v["measured"], v["gauss_newton"], v["shortcut"],
+                                   v["kink"], int(v["n_pos"])) for v in values]
         gaussian = all(r.scheme in GAUSSIAN_SCHEMES for r in decl.readers)
-        base = summarize(tap, values, n_checks or len(taps), gaussian)
+        base = with_choice(summarize(tap, values, n_checks or len(taps), gaussian), choice)
         sc = MCResult.from_clusters([v.shortcut for v in values])
         kk = MCResult.from_clusters([v.kink for v in values])
         names = ", ".join(r.weight.removesuffix("/w") for r in decl.readers)

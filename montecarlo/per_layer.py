@@ -152,49 +152,64 @@ def per_seed(arch, cfg, params, batch, tap: str, probes: int = 4, key=None,
         return jax.vjp(y_of, zero_e)[1](hjv)[0]
 
     H_dim, D = W.shape
+    hvps = lambda v: (hvp(v), gn_hvp(v))
     if exact:
         def column(i):  # Σ_k over basis R = e_i e_kᵀ: v = h[..., i] ⊗ e_k, read back u[..., k]
             def one(k):
-                v = h[..., i, None] * jax.nn.one_hot(k, D)
-                return hvp(v)[..., k], gn_hvp(v)[..., k]
-            tot, gn = jax.vmap(one)(jnp.arange(D))
+                tot, gn = hvps(h[..., i, None] * jax.nn.one_hot(k, D))
+                return tot[..., k], gn[..., k]
+            tot, gn = _batched_map(one, jnp.arange(D))
             return tot.sum(0), gn.sum(0)
         tot, gn = jax.lax.map(column, jnp.arange(H_dim))
-        q_tot, q_gn = jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
+        q_tot, q_gn = jnp.moveaxis(tot, 0, -1)[None], jnp.moveaxis(gn, 0, -1)[None]
     elif row_exact:
         def one_probe(k):  # exact over i, Rademacher over k: no cross-unit (i ≠ i') noise
             r = jax.random.rademacher(k, (D,), jnp.float32)
             def column(i):
-                v = h[..., i, None] * r
-                return hvp(v) @ r, gn_hvp(v) @ r
-            tot, gn = jax.lax.map(column, jnp.arange(H_dim))
+                tot, gn = hvps(h[..., i, None] * r)
+                return tot @ r, gn @ r
+            tot, gn = _batched_map(column, jnp.arange(H_dim))
             return jnp.moveaxis(tot, 0, -1), jnp.moveaxis(gn, 0, -1)
-        keys = jax.random.split(key, probes)
-        tot, gn = jax.lax.map(one_probe, keys)
-        q_tot, q_gn = tot.mean(0), gn.mean(0)
+        q_tot, q_gn = _batched_map(one_probe, jax.random.split(key, probes))
     else:
         def one_probe(k):
             R = _rademacher(k, (H_dim, D))
-            v = h @ R
-            return hvp(v) @ R.T, gn_hvp(v) @ R.T
-        keys = jax.random.split(key, probes)
-        tot, gn = jax.lax.map(one_probe, keys)
-        q_tot, q_gn = tot.mean(0), gn.mean(0)
+            tot, gn = hvps(h @ R)
+            return tot @ R.T, gn @ R.T
+        q_tot, q_gn = _batched_map(one_probe, jax.random.split(key, probes))
 
     pos = (p > 0).astype(jnp.float32)
     n_pos = jnp.maximum(pos.sum(), 1.0)
     ratio = lambda x: B * jnp.sum(x * pos) / n_pos
-    pred_gn = ratio(s_w2 * dsig * q_gn)
-    pred = ratio(s_w2 * dsig * q_tot)
+    # One value per probe (the prediction is their mean): their spread is the probe noise
+    # that the estimator choice (montecarlo/layer_probes.py) trades against cost.
+    pred_gn = jax.vmap(ratio)(s_w2 * dsig * q_gn)
+    pred = jax.vmap(ratio)(s_w2 * dsig * q_tot)
     pred = planted_scale * (pred_gn + planted_curvature_sign * (pred - pred_gn))
-    out = {"predicted": pred, "measured": ratio(g), "gauss_newton": pred_gn,
-           "n_pos": pos.sum()}
+    out = {"predicted": pred.mean(), "measured": ratio(g), "gauss_newton": pred_gn.mean(),
+           "n_pos": pos.sum(), "predicted_probes": pred}
     if check_reader:  # ∇_h ℓ must equal ∇_z ℓ Wᵀ when h feeds W only, densely
         gh = jax.grad(lambda hs: arch.loss(arch.apply(params, batch, cfg,
                                                       _StreamTap(tap, None, hs)), batch, cfg)[0])(
             jnp.zeros(p_shape, jnp.float32))
         out["reader_error"] = jnp.max(jnp.abs(gh - ge @ W.T)) / jnp.maximum(jnp.max(jnp.abs(gh)), 1e-30)
     return out
+
+
+# HVPs evaluated together (vmap) in one step of a batched map: large enough to fill the
+# vector units on the tiny sizes, small enough that the batch's activations stay in memory.
+HVP_BATCH = 16
+
+
+def _batched_map(f, xs):
+    """``f`` over the leading axis of ``xs``, ``HVP_BATCH`` at a time (vmapped): a plain vmap
+    up to HVP_BATCH, else lax.map in batches. Under the seed vmap, a lax.map whose scan
+    has a single step returned wrong values on this JAX/XLA (zeros; a Gauss–Newton part of
+    −4.6e19 under pytest), so no single-step scan is ever built."""
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if n <= HVP_BATCH:
+        return jax.vmap(f)(xs)
+    return jax.lax.map(f, xs, batch_size=HVP_BATCH)
 
 
 def _act(cfg):
@@ -221,6 +236,9 @@ class TapRow:
     detectable: float  # smallest |predicted − measured| bias caught with 99% power
     seeds: int
     stein: str  # "exact (Gaussian W)" or "approximate (non-Gaussian W)"
+    estimator: str = ""  # --probes auto: the chosen estimator (montecarlo/layer_probes.py)
+    pilot_seconds: float = 0.0  # and the pilot's cost
+    probe_se_ratio: float | None = None  # probe-noise SE / measured SE of the chosen estimator
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -259,7 +277,11 @@ def summarize(tap: str, values: list[SeedValues], n_checks: int, gaussian: bool)
 
 @dataclass(frozen=True)
 class LayersSpec:
-    """What ``driftlab theory layers`` runs: an arch config, data, seeds, batch, probes."""
+    """What ``driftlab theory layers`` runs: an arch config, data, seeds, batch, probes.
+
+    ``probes``: Hutchinson probes per seed, or ``"auto"`` (the pilot of
+    montecarlo/layer_probes.py picks exact, Hutchinson with its P, or row-exact per tap);
+    ``exact`` / ``row_exact`` select those modes for an integer ``probes``."""
 
     arch: str
     size: str = "tiny"
@@ -267,13 +289,33 @@ class LayersSpec:
     act: str | None = None
     seeds: int = 64
     batch_size: int = 32
-    probes: int = 4
+    probes: int | str = 4
     exact: bool = False
     row_exact: bool = False
     w_draws: int = 1  # downstream-W redraws per seed (same p): averages out W's noise
     overrides: tuple = ()
     planted_scale: float = 1.0
     planted_curvature_sign: float = 1.0
+
+    def __post_init__(self):
+        if self.probes != "auto" and not (isinstance(self.probes, int) and self.probes >= 1):
+            raise ValueError(f"probes={self.probes!r} invalid; allowed: 'auto' or a positive int")
+        if self.probes == "auto" and (self.exact or self.row_exact):
+            raise ValueError("probes='auto' chooses exact / row_exact itself; allowed with it: "
+                             "exact=False, row_exact=False")
+
+    @property
+    def auto(self) -> bool:
+        return self.probes == "auto"
+
+    def estimator(self):
+        """The fixed estimator of a non-auto spec (one call of all its probes: the keys and
+        draws of the runs before ``auto``)."""
+        from driftlab.montecarlo.layer_driver import Estimator
+
+        if self.exact:
+            return Estimator("exact", 1, 1)
+        return Estimator("row_exact" if self.row_exact else "hutchinson", self.probes, self.probes)
 
 
 def _config(spec: LayersSpec):
@@ -285,14 +327,96 @@ def _config(spec: LayersSpec):
     return arch, cfg
 
 
+def tap_names(spec: LayersSpec) -> list[str]:
+    """The taps ``run_layers(spec)`` reports, in its order (no JAX work beyond the config)."""
+    from driftlab.montecarlo.conv_readers import has_readers, tap_readers
+
+    arch, cfg = _config(spec)
+    cfg, _ = arch.data(spec.data, cfg, 0)
+    return list(tap_readers(arch, cfg)) if has_readers(arch) else list(reading_matrix(arch, cfg))
+
+
+def drive_tap(tap: str, spec: LayersSpec, kernels, hvps: dict, progress=None, on_choice=None):
+    """(seed values, Choice or None) of one tap: the fixed pass over all seeds, then the
+    pilot (``spec.auto``) and the probe calls. ``progress(tap, seed, values)`` per seed,
+    ``on_choice(choice)`` once the pilot has chosen."""
+    from driftlab.montecarlo import layer_probes
+    from driftlab.montecarlo.layer_driver import run_tap
+
+    fixed = [kernels.fixed(b) for b in range(len(kernels.blocks.blocks))]
+    choice = None
+    if spec.auto:
+        choice = layer_probes.choose(tap, kernels, fixed, hvps)
+        if on_choice:
+            on_choice(choice)
+        est, done = choice.estimator, choice.done
+    else:
+        est, done = spec.estimator(), None
+    on_seed = (lambda s, v: progress(tap, s, v)) if progress else None
+    return run_tap(kernels, est, fixed, done, on_seed), choice
+
+
+def with_choice(row, choice):
+    """``row`` with the estimator that produced it (and, for ``auto``, the pilot's cost)."""
+    from dataclasses import replace
+
+    if choice is None:
+        return row
+    return replace(row, estimator=choice.estimator.describe(), pilot_seconds=choice.pilot_seconds,
+                   probe_se_ratio=choice.probe_se_ratio())
+
+
+def dense_tap_kernels(spec: LayersSpec, arch, cfg, blocks, tap: str):
+    """(TapKernels, HVPs per probe call of each mode) of a dense-reader tap over ``blocks``.
+
+    A seed's key k_j = split(PRNGKey(10 000 + s), w_draws)[j] draws W from fold_in(k_j, 1)
+    and the probes of call c from call_key(fold_in(k_j, 2), c)."""
+    from driftlab.models.init import get_init
+    from driftlab.montecarlo.layer_driver import TapKernels, call_key
+
+    scheme, gain = downstream_scheme(cfg)
+    w_init = get_init(scheme, gain)
+    w_path = reading_matrix(arch, cfg)[tap].split("/")
+
+    def with_w(params, W):
+        params = dict(params)
+        node = params
+        for part in w_path[:-1]:
+            node[part] = dict(node[part])
+            node = node[part]
+        node[w_path[-1]] = W
+        return params
+
+    def seed_fn(params, batch, key, call, mode, block):
+        """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
+        W0 = flatten_dict(params)["/".join(w_path)]
+
+        def one(k):
+            W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
+            return per_seed(arch, cfg, with_w(params, W), batch, tap, block,
+                            call_key(jax.random.fold_in(k, 2), call), mode == "exact",
+                            row_exact=mode == "row_exact", planted_scale=spec.planted_scale,
+                            planted_curvature_sign=spec.planted_curvature_sign)
+        # vmap, not lax.map: under the seed vmap a lax.map here returned zero probe values
+        outs = jax.vmap(one)(jax.random.split(key, spec.w_draws))
+        return {k: (v.max(0) if k == "reader_error" else v.mean(0)) for k, v in outs.items()}
+
+    shape = flatten_dict(jax.eval_shape(lambda: arch.init(jax.random.PRNGKey(0), cfg)))["/".join(w_path)].shape
+    H, D = shape
+    return (TapKernels(seed_fn, blocks, ("predicted_probes", "gauss_newton")),
+            {"hutchinson": 1, "row_exact": H, "exact": H * D})
+
+
 def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | None = None,
-               progress=None) -> list[TapRow]:
+               progress=None, on_choice=None) -> list[TapRow]:
     """Every tap of the architecture: clustered predicted vs measured over ``spec.seeds`` inits.
 
     Seed s draws the init from PRNGKey(s) and the batch ``ds.sample("train", s, B, s)``;
     within a seed, ``spec.w_draws`` fresh draws of the downstream W (from the config's
     scheme) share that p, and the cluster value is their mean (E[g | p] over W, twice).
-    ``n_checks`` (default: the number of taps) sets the Bonferroni z*.
+    ``n_checks`` (default: the number of taps) sets the Bonferroni z*. Seeds run in
+    vmapped blocks (montecarlo/layer_driver.py); ``progress`` / ``on_choice`` as in
+    :func:`drive_tap`.
     """
     if spec.seeds < 2:
         raise ValueError(f"seeds must be at least 2 (clustered SE), got {spec.seeds}")
@@ -302,7 +426,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     from driftlab.montecarlo.conv_readers import has_readers, run_reader_layers
 
     if has_readers(arch):  # conv / pooled-head / identity readers (ResNet): its own estimator
-        return run_reader_layers(spec, n_checks, taps, progress)
+        return run_reader_layers(spec, n_checks, taps, progress, on_choice)
     cfg, ds = arch.data(spec.data, cfg, 0)
     all_taps = list(reading_matrix(arch, cfg))
     taps = all_taps if taps is None else taps
@@ -316,49 +440,22 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
             raise ValueError(f"tap {t!r}: downstream {reading_matrix(arch, cfg)[t]} has shape {shape}; "
                              f"the estimator needs a dense (H, D) matrix with H >= D")
     scheme, gain = downstream_scheme(cfg)
-    from driftlab.models.init import get_init
+    from driftlab.montecarlo.layer_driver import SeedBlocks
 
-    w_init = get_init(scheme, gain)
+    blocks = SeedBlocks(arch, cfg, ds, spec.batch_size, spec.seeds)
     rows = []
     for tap in taps:
-        w_path = reading_matrix(arch, cfg)[tap].split("/")
-
-        def with_w(params, W):
-            params = dict(params)
-            node = params
-            for part in w_path[:-1]:
-                node[part] = dict(node[part])
-                node = node[part]
-            node[w_path[-1]] = W
-            return params
-
-        def cluster(params, batch, key, tap=tap, with_w=with_w):
-            """Mean over ``w_draws`` fresh W (same upstream params, batch, hence p)."""
-            W0 = flatten_dict(params)["/".join(w_path)]
-            def one(k):
-                W = w_init(jax.random.fold_in(k, 1), W0.shape, W0.shape[0], W0.shape[1])
-                return per_seed(arch, cfg, with_w(params, W), batch, tap, spec.probes,
-                                jax.random.fold_in(k, 2), spec.exact, row_exact=spec.row_exact,
-                                planted_scale=spec.planted_scale,
-                                planted_curvature_sign=spec.planted_curvature_sign)
-            outs = jax.lax.map(one, jax.random.split(key, spec.w_draws))
-            return {k: (v.max() if k == "reader_error" else v.mean()) for k, v in outs.items()}
-
-        fn = jax.jit(cluster)
-        values = []
-        for s in range(spec.seeds):
-            params = arch.init(jax.random.PRNGKey(s), cfg)
-            batch = {k: jnp.asarray(v) for k, v in ds.sample("train", s, spec.batch_size, s).items()}
-            out = jax.device_get(fn(params, batch, jax.random.PRNGKey(10_000 + s)))
-            if float(out["reader_error"]) > 1e-3:
-                raise ValueError(f"tap {tap!r}: h does not feed {reading_matrix(arch, cfg)[tap]} alone "
-                                 f"and densely (relative mismatch {float(out['reader_error']):.2g}); "
-                                 f"the per-layer Stein estimator does not apply")
-            values.append(SeedValues(float(out["predicted"]), float(out["measured"]),
-                                     float(out["gauss_newton"]), int(out["n_pos"])))
-            if progress:
-                progress(tap, s)
-        rows.append(summarize(tap, values, n_checks or len(taps), scheme in GAUSSIAN_SCHEMES))
+        kernels, hvps = dense_tap_kernels(spec, arch, cfg, blocks, tap)
+        values, choice = drive_tap(tap, spec, kernels, hvps, progress, on_choice)
+        bad = max(v["reader_error"] for v in values)
+        if bad > 1e-3:
+            raise ValueError(f"tap {tap!r}: h does not feed {reading_matrix(arch, cfg)[tap]} alone "
+                             f"and densely (relative mismatch {bad:.2g}); "
+                             f"the per-layer Stein estimator does not apply")
+        seeds = [SeedValues(v["predicted"], v["measured"], v["gauss_newton"], int(v["n_pos"]))
+                 for v in values]
+        rows.append(with_choice(summarize(tap, seeds, n_checks or len(taps), scheme in GAUSSIAN_SCHEMES),
+                                choice))
     return rows
 
 
@@ -368,5 +465,5 @@ def agreement_threshold(n_checks: int) -> float:
 
 
 __all__ = ["init_variance", "downstream_scheme", "per_seed", "SeedValues", "TapRow",
-           "summarize", "sign_verdict", "paired_z", "LayersSpec", "run_layers",
+           "summarize", "sign_verdict", "paired_z", "LayersSpec", "run_layers", "tap_names",
            "agreement_threshold", "GAUSSIAN_SCHEMES"]

@@ -65,11 +65,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layers.add_argument("--seeds", type=int, default=64,
                         help="independent init seeds (clusters; default: 64)")
     layers.add_argument("--batch-size", type=int, default=32, help="batch per seed (default: 32)")
-    layers.add_argument("--probes", type=int, default=0,
-                        help="Hutchinson probes per seed; 0 (default) = exact sum over the basis")
+    layers.add_argument("--probes", default="auto",
+                        help="auto (default): a short pilot picks, per tap, the exact basis, "
+                             "Hutchinson with its probe count or row-exact, whichever gives the "
+                             "best precision per second with the probe-noise SE at most half "
+                             "the measured SE (montecarlo/layer_probes.py); P >= 1: P Hutchinson "
+                             "probes per seed; 0: the exact sum over the H·D basis")
     layers.add_argument("--row-exact", action="store_true",
                         help="probes exact over hidden units, Rademacher over outputs "
                              "(needs --probes >= 1; lower variance when many positions share W)")
+    layers.add_argument("--no-progress", action="store_true",
+                        help="no progress output (default: one overall bar of seeds × taps on a "
+                             "terminal, else one line per seed, on stderr)")
     layers.add_argument("--w-draws", type=int, default=1,
                         help="downstream-W redraws per seed sharing p (averaged; default: 1)")
     layers.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -232,29 +239,57 @@ def _plots(args) -> int:
 def _layers(args) -> int:
     from driftlab.models.base import ARCH_MODULES
     from driftlab.models.train_cli import parse_override
-    from driftlab.montecarlo.per_layer import LayersSpec, run_layers
+    from driftlab.montecarlo.per_layer import LayersSpec
 
     if args.arch not in ARCH_MODULES:
         raise ValueError(f"--arch {args.arch!r} invalid; allowed: {', '.join(ARCH_MODULES)}")
-    if args.probes < 0:
-        raise ValueError(f"--probes {args.probes} invalid; allowed: 0 (exact) or a positive int")
-    if args.row_exact and args.probes == 0:
-        raise ValueError("--row-exact needs --probes >= 1 (--probes 0 is already exact)")
+    probes = _parse_probes(args.probes)
+    if args.row_exact and probes in (0, "auto"):
+        raise ValueError(f"--row-exact needs --probes >= 1 (got --probes {args.probes}: "
+                         f"{'already exact' if probes == 0 else 'auto chooses row-exact itself'})")
     if args.w_draws < 1:
         raise ValueError(f"--w-draws {args.w_draws} invalid; allowed: a positive int")
     overrides = tuple(parse_override(t) for t in args.set)
     spec = LayersSpec(arch=args.arch, size=args.size, data=args.data, act=args.act,
-                      seeds=args.seeds, batch_size=args.batch_size, probes=max(args.probes, 1),
-                      exact=args.probes == 0, w_draws=args.w_draws,
+                      seeds=args.seeds, batch_size=args.batch_size,
+                      probes="auto" if probes == "auto" else max(probes, 1),
+                      exact=probes == 0, w_draws=args.w_draws,
                       row_exact=args.row_exact,
                       overrides=overrides)
-    rows = [r.as_dict() for r in run_layers(spec)]
+    rows = [r.as_dict() for r in run_with_layer_progress(spec, show=not args.no_progress)]
     if args.json:
         for r in rows:
             print(json.dumps(r))
     else:
         print(format_layers(rows))
     return 0
+
+
+def _parse_probes(text: str):
+    """--probes: "auto" or an int >= 0 (0: the exact basis)."""
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"--probes {text} invalid; allowed: auto, 0 (exact) or a positive int")
+    return value
+
+
+def run_with_layer_progress(spec, show: bool = True, stream=None) -> list:
+    """``run_layers(spec)`` with one progress display over seeds × taps (driftlab/progress.py)
+    and, for ``--probes auto``, each tap's chosen estimator and pilot cost as a note."""
+    from driftlab.montecarlo.per_layer import run_layers, tap_names
+    from driftlab.progress import SeedTapProgress
+
+    total = spec.seeds * len(tap_names(spec))
+    with SeedTapProgress(total, "theory layers", stream, show) as bar:
+        def tick(tap, seed, v):
+            bar.tick(tap, seed, f"predicted {v['predicted']:.3e}, measured {v['measured']:.3e}")
+
+        return run_layers(spec, progress=tick, on_choice=lambda c: bar.note(f"estimator {c.describe()}"))
 
 
 def format_layers(rows: list[dict]) -> str:
@@ -266,6 +301,9 @@ def format_layers(rows: list[dict]) -> str:
                      f"{r['measured']:11.3e} ± {r['measured_se']:8.2e} {r['z']:6.2f} "
                      f"{r['gauss_newton']:12.3e} {r['curvature']:12.3e}  {r['sign_verdict']}")
     lines.append(f"seeds = {rows[0]['seeds']}; Stein step {rows[0]['stein']}")
+    if rows[0].get("estimator"):  # --probes auto: what the pilot chose, per tap
+        lines += [f"  {r['tap']:16} estimator {r['estimator']} (probe SE / measured SE "
+                  f"{r['probe_se_ratio']:.2f}; pilot {r['pilot_seconds']:.1f} s)" for r in rows]
     if "kink" in rows[0]:  # conv readers (montecarlo/conv_readers.py): two more parts
         lines.append("parts of predicted: shortcut = exact identity-shortcut term; kink = ReLU δ(p) "
                      "part of curvature")
