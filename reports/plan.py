@@ -15,8 +15,11 @@ claim, reports/power.py):
   6;
 * claim 1 (ρ ≥ 0 at init, δ = 0.01): the 8-seed pilot (init v2) left GPT-nano on text
   (SD ≈ 0.016 per tap → n = 34–49) and ViT (SD 0.016 and 0.027 → n = 49 and 132)
-  inconclusive; they run 48 and 64 seeds (ViT's block 1 stays short of its 132: stated in
-  the report). The other init cells run 8, all the init preset runs at most 64;
+  inconclusive; they run 48 and 64 seeds. A second stage, n again from the SD of the
+  stage before (every seed of both stages enters the test): ViT's block 1 at 64 seeds
+  (SD 0.037 → n = 241) runs 256; ResNet's BatchNorm taps stage2.block0.act2 and
+  stage3.block0.act1 at 8 (SD 0.0075 and 0.0095 → n = 15 and 21) run 24, as do the
+  norm=none cells of the same (architecture, data). The other init cells run 8;
 * claim 2 (drift, δ = 0.01 init-std): MP-SENet's pilot SD 0.0022 → n = 5 (runs 6). GPT's
   pilot SD (0.07 with AdamW, 0.025 with momentum) would need n ≈ 700 and 100: no cpu design
   decides claim 2 for GPT-nano; the report says so, and the gpu scale is the design that
@@ -30,7 +33,8 @@ COSTLY_ARCHS = ("gpt", "mpsenet")
 COSTLY_SEEDS = 3
 # (preset, arch[, data]) -> seeds per cell at the cpu scale, from the pilots above.
 PLANNED = {("drift", "gpt"): 6, ("drift", "mpsenet"): 6, ("spikes", "gpt"): 6,
-           ("init", "gpt", "embedded"): 48, ("init", "vit", "embedded"): 64}
+           ("init", "gpt", "embedded"): 48, ("init", "vit", "embedded"): 256,
+           ("init", "resnet", "embedded"): 24}
 # The init cells without a planned n run CPU_SEEDS (the preset's seed count is the largest n).
 PLANNED_DEFAULT = {"init": CPU_SEEDS}
 

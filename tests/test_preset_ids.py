@@ -30,10 +30,10 @@ GRID_DIGESTS = {
         (14, "d15c36391e9bbfce53a9b7a06f034123725afdb28a3b4f110a4c82abd69f32b5"),
     ("init", "tiny", 2):
         (14, "d15c36391e9bbfce53a9b7a06f034123725afdb28a3b4f110a4c82abd69f32b5"),
-    # Changed deliberately by the analysis plan (reports/plan.py: ViT 64 and GPT-embedded 48
-    # seeds, the rest 8) with the init preset's version 2.
+    # Changed deliberately by the analysis plan (reports/plan.py: ViT 256, GPT on text 48,
+    # ResNet 24 seeds, the rest 8) with the init preset's version 2.
     ("init", "cpu", None):
-        (152, "3fa59bd150fd7834ea1061d9ff18e5afb350a7faebb770771e0636271824f588"),
+        (376, "5f2063a118978493d0b7e01f7d31d5e48e2856a2d9d46fee6888291734ff2f65"),
     ("init", "cpu", 2):
         (14, "c10b5d391f83970690fb9b16383ca4782ca2d93d4c1b3d6dcd1adf1875ad48db"),
     ("drift", "tiny", None):
