@@ -14,8 +14,8 @@ Per engine run (a summary.json + metrics.jsonl, see models/train.py):
 
 A cell is (arch, act, data, optimizer), the optimizer suffixed by a variant tag (``lr``,
 ``norm``) where the preset sets one; its seeds are its independent replicates. The
-per-cell test is the pre-registered one-sided t-test of mean ``w_rel`` < 0 over seeds
-(reports/verdicts.py); the claims table pools cells per architecture.
+per-cell test is the one-sided t-test of mean ``w_rel`` < 0 over seeds; the claims table
+(reports/claims.py) tests every cell on its own, never pooled.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def run_drift(run) -> RunDrift:
     tags = run.tags
     return RunDrift(
         cell=(tags["arch"], tags["act"], tags.get("data", run.spec["config"].get("data")),
-              _optimizer_cell(tags, run.spec["config"])),
+              optimizer_cell(tags, run.spec["config"])),
         seed=int(tags.get("seed", 0)),
         w_rel=_nanmean(_rel(e) for e in layers.values()),
         w_rel_early=_nanmean(early_rel(e) for e in layers.values()),
@@ -101,7 +101,7 @@ def run_drift(run) -> RunDrift:
 VARIANT_TAGS = ("lr", "norm")
 
 
-def _optimizer_cell(tags: dict, config: dict) -> str:
+def optimizer_cell(tags: dict, config: dict) -> str:
     """The optimizer, suffixed with any :data:`VARIANT_TAGS` (e.g. ``adamw lr=0.03``)."""
     opt = str(tags.get("optimizer", config.get("optimizer")))
     extra = [f"{k}={tags[k]}" for k in VARIANT_TAGS if k in tags]
@@ -216,7 +216,7 @@ def curves_by_arch(runs) -> dict:
                 w.append(_nanmean(ws))
                 g.append(_nanmean(gs))
         t = r.tags
-        key = curve_key(t.get("act", ""), t.get("data", ""), _optimizer_cell(t, r.spec["config"]))
+        key = curve_key(t.get("act", ""), t.get("data", ""), optimizer_cell(t, r.spec["config"]))
         groups.setdefault(t["arch"], {}).setdefault(key, []).append(
             (np.array(steps), np.array(w), np.array(g)))
     out: dict = {}

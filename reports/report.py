@@ -339,12 +339,16 @@ def section_per_layer(out: Path, per_layer_dir: Path = PER_LAYER_DIR) -> tuple[s
 
 
 def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None = None,
-                 command: str | None = None, source: str | None = None) -> Path:
+                 command: str | None = None, source: str | None = None,
+                 dirs_relative_to: str | Path | None = None) -> Path:
     """Write ``out/report.md`` (and PNGs) from the finished runs under ``run_dirs``.
 
     ``theory``: see :func:`theory_results` ("auto", "run", "cache", "off"). ``command``: the command
     line that regenerates the report, quoted in it. ``source``: what the header names as the
     runs' origin (default: ``run_dirs``; ``report --from`` names its records directory).
+    ``dirs_relative_to``: the directory summary.csv's ``dir`` column is relative to (default:
+    the working directory; ``report --from`` gives the records' temporary root, so the column
+    reads ``<preset>/<run_id>`` and the same records give the same bytes).
     The report holds no wall time, so the same runs give the same bytes.
     """
     out = Path(out)
@@ -391,7 +395,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
                              s_opt, s_claims, ""])
     path = write_text(out / "report.md", body)
     write_json(out / "claims.json", claims.words(verdicts))
-    write_runs_csv(runs, out / "summary.csv")
+    write_runs_csv(runs, out / "summary.csv", dirs_relative_to)
     return path
 
 
@@ -441,15 +445,16 @@ def section_train_runs(runs: list[Run]) -> str:
                        "E[g|p>0] last", "sparsity", "val loss"], rows) + "\n"
 
 
-def write_runs_csv(runs: list[Run], path: Path) -> Path:
-    """One row per run of every preset (reports/sweep.summary_row; union of columns)."""
+def write_runs_csv(runs: list[Run], path: Path, dirs_relative_to=None) -> Path:
+    """One row per run of every preset (reports/sweep.summary_row; union of columns), its
+    ``dir`` relative to ``dirs_relative_to`` (default: the working directory)."""
     from driftlab.reports.sweep import csv_text, summary_row
 
     rows = []
     for r in sorted(runs, key=lambda r: (r.spec["preset"], r.spec["run_id"])):
         row = summary_row(r.spec, r.summary, r.path)
         try:
-            row["dir"] = os.path.relpath(r.path)
+            row["dir"] = os.path.relpath(r.path, dirs_relative_to)
         except ValueError:  # another drive (Windows)
             pass
         rows.append(row)

@@ -123,7 +123,8 @@ def _from_records(args) -> int:
     with tempfile.TemporaryDirectory(prefix="driftlab-records-") as tmp:
         records.materialize(recs, tmp)
         path = write_report([tmp], out, theory=mode, command=command,
-                            source=f"the records in {src / records.RECORDS_DIR}")
+                            source=f"the records in {src / records.RECORDS_DIR}",
+                            dirs_relative_to=tmp)
     print(path)
     return 0
 

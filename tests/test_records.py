@@ -45,3 +45,7 @@ def test_report_from_records_reproduces_the_checked_in_report(tmp_path):
     # The per-layer figure is linked relative to --out, which differs here by construction.
     drop = lambda text: [l for l in text.splitlines() if "per_layer.png" not in l]  # noqa: E731
     assert drop(rebuilt) == drop((REDUCED / "report.md").read_text())
+    # summary.csv names each run's directory relative to the records' root, never the
+    # temporary one it was materialized in, so it rebuilds byte for byte too.
+    for name in ("summary.csv", "claims.json"):
+        assert (out / name).read_bytes() == (REDUCED / name).read_bytes(), name
