@@ -208,8 +208,9 @@ def section(claims: list[Claim], title: str) -> tuple[str, list]:
     s += markdown(verdicts)
     untested = [f"{c.key}. {c.statement}" for c in claims if not c.cells]
     if untested:
-        s += ("\nNot tested at this scale (no runs of their cells; the `gpu` scale of their "
-              "presets has them): " + "; ".join(untested) + ".\n")
+        s += ("\nNot tested at this scale (no runs of their cells; reports/plan.py gives the "
+              "n that would decide them and why it does not fit; the `gpu` scale of their "
+              "presets has the cells): " + "; ".join(untested) + ".\n")
     notes = [f"{c.key}: {c.note}" for c in tested if c.note]
     if notes:
         s += "\nNotes: " + "; ".join(notes) + ".\n"

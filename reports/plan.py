@@ -23,7 +23,13 @@ claim, reports/power.py):
 * claim 2 (drift, δ = 0.01 init-std): MP-SENet's pilot SD 0.0022 → n = 5 (runs 6). GPT's
   pilot SD (0.07 with AdamW, 0.025 with momentum) would need n ≈ 700 and 100: no cpu design
   decides claim 2 for GPT-nano; the report says so, and the gpu scale is the design that
-  would.
+  would;
+* claims 6b/6c (val-loss differences between GPT-nano activations, δ = 0.01 nats): the
+  paired difference relu² − relu over the 6 seeds of 6a has SD 0.021, so 6b (one cell, Holm
+  over its 3 tests) needs n = 41 paired seeds and 6c (four pairwise cells) n = 56, that is
+  160–220 GPT-nano runs of about 5 minutes: no cpu design decides them, and the cpu scale
+  runs none of their cells. The gpu scale's spikes preset has the cells at 1 seed, a
+  smoke run; a decisive gpu design needs the same n.
 """
 
 from __future__ import annotations
