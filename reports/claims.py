@@ -200,8 +200,8 @@ def section(claims: list[Claim], title: str) -> tuple[str, list]:
           f"*driftlab* rows are driftlab's own (exploratory) questions; *control* rows are "
           f"expected *absent*.\n\n")
     s += ("**Analysis plan.** Seeds per cell come from reports/plan.py (cheap architectures "
-          f"{CPU_SEEDS}; GPT-nano and MP-SENet {COSTLY_SEEDS}, or the n a pilot (3 or 8 seeds; for claim 1 a second stage, sized from the first) said "
-          "80% power needs: " + ", ".join(f"{' '.join(key)} {n}" for key, n in PLANNED.items())
+          f"{CPU_SEEDS}; GPT-nano and MP-SENet {COSTLY_SEEDS}, or the n a pilot (3 or 8 seeds; "
+          "for claim 1 a second stage, sized from the first) said 80% power needs: " + ", ".join(f"{' '.join(key)} {n}" for key, n in PLANNED.items())
           + "). The last column is the n per cell that 80% power at the stated effect "
           "needs, given each cell's measured SD.\n\n")
     s += plan_markdown(verdicts) + "\n"
