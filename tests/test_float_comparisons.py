@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Not yet converted (owned by concurrent work when the helper landed, issue 23): each file
 # is named so that the next person can convert it and delete its line.
 NOT_YET_CONVERTED = {
-    "tests/test_mlp.py",
     "tests/test_mpsenet.py",
     "tests/test_pins.py",
     "tests/test_report.py",
@@ -27,10 +26,6 @@ NOT_YET_CONVERTED = {
 }
 # Not yet converted: the issue-23 helper task ran out of time before these (no owner).
 UNFINISHED = {
-    "tests/test_linear.py",
-    "tests/test_mc_performance.py",
-    "tests/test_montecarlo.py",
-    "tests/test_muon.py",
     "tests/test_speech_data.py",
     "tests/test_spike_and_grad_stats.py",
     "tests/test_sweep_ensemble.py",
