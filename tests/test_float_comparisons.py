@@ -17,11 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Not yet converted (owned by concurrent work when the helper landed, issue 23): each file
 # is named so that the next person can convert it and delete its line.
 NOT_YET_CONVERTED = {
-    "tests/test_mpsenet.py",
-    "tests/test_pins.py",
-    "tests/test_report.py",
-    "tests/test_resnet.py",
-    "tests/test_resnet_per_layer.py",
     "theory/tests/test_per_layer.py",
 }
 # Not yet converted: the issue-23 helper task ran out of time before these (no owner).
@@ -29,10 +24,8 @@ UNFINISHED = {
     "tests/test_speech_data.py",
     "tests/test_spike_and_grad_stats.py",
     "tests/test_sweep_ensemble.py",
-    "tests/test_train_knobs.py",
     "tests/test_trajectory_engine.py",
     "tests/test_verdicts.py",
-    "tests/test_vit.py",
 }
 NOT_YET_CONVERTED |= UNFINISHED
 
