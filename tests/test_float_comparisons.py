@@ -14,21 +14,6 @@ from driftlab.testing import TEST_MC_CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Not yet converted (owned by concurrent work when the helper landed, issue 23): each file
-# is named so that the next person can convert it and delete its line.
-NOT_YET_CONVERTED = {
-    "theory/tests/test_per_layer.py",
-}
-# Not yet converted: the issue-23 helper task ran out of time before these (no owner).
-UNFINISHED = {
-    "tests/test_speech_data.py",
-    "tests/test_spike_and_grad_stats.py",
-    "tests/test_sweep_ensemble.py",
-    "tests/test_trajectory_engine.py",
-    "tests/test_verdicts.py",
-}
-NOT_YET_CONVERTED |= UNFINISHED
-
 # What counts as a float comparison; each pattern is matched on one source line.
 PATTERNS = {
     "pytest.approx": re.compile(r"\bapprox\("),
@@ -65,18 +50,10 @@ def unexplained(lines: list[str]) -> list[tuple[int, str, str]]:
 def test_no_float_comparison_without_a_reason():
     here = Path(__file__).name
     bad = [f"{rel}:{n}: {name}: {text}" for rel, lines in _test_sources()
-           if rel not in NOT_YET_CONVERTED and not rel.endswith(here)
+           if not rel.endswith(here)
            for n, name, text in unexplained(lines)]
     assert not bad, ("float comparisons outside driftlab/testing.py without a '# tol:' reason:\n"
                      + "\n".join(bad))
-
-
-def test_the_allowlist_names_existing_files_that_still_need_it():
-    """A file of UNFINISHED that was converted leaves the allowlist, so it cannot regress
-    (the concurrently owned files are listed whole, comparisons or not)."""
-    sources = dict(_test_sources())
-    clean = sorted(rel for rel in UNFINISHED if not unexplained(sources[rel]))
-    assert not clean, f"converted, so drop them from NOT_YET_CONVERTED: {clean}"
 
 
 def test_the_checker_catches_each_kind():
