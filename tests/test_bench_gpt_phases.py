@@ -2,11 +2,11 @@
 split and the engine-extras row are well formed (tiny size, short blocks)."""
 
 import json
-import math
 
 import pytest
 
 from driftlab.bench import train as bt
+from driftlab.testing import assert_close
 
 
 def test_gpt_vs_torch_rows_tiny():
@@ -21,7 +21,7 @@ def test_gpt_vs_torch_rows_tiny():
     assert names[-1] == "JAX engine step vs minimal step [gpt tiny]"
     for r in rows:
         assert r["value"] > 0 and r["baseline_value"] > 0
-        assert math.isclose(r["ratio"], r["value"] / r["baseline_value"], rel_tol=1e-9)
+        assert_close(r["ratio"], r["value"] / r["baseline_value"])
     assert all(json.loads(json.dumps(r)) == r for r in rows)
     step = rows[len(gpt_phases.PHASES)]
     assert "derived" in step["note"] and "torch backward" in step["note"]

@@ -8,6 +8,7 @@ import pytest
 from driftlab.bench.stable import MIN_DRAWS, stable_median
 from driftlab.bench import timing
 from driftlab.bench.cli import format_rows
+from driftlab.testing import assert_close
 
 
 def _draws(values):
@@ -17,7 +18,8 @@ def _draws(values):
 
 def test_stable_draws_stop_early():
     res = stable_median(_draws([1.0, 1.1, 9.0]), repeats=1)
-    assert res.value == pytest.approx(1.05) and len(res.draws) == MIN_DRAWS
+    assert_close(res.value, 1.05)
+    assert len(res.draws) == MIN_DRAWS
 
 
 def test_negative_or_zero_differences_are_too_noisy():

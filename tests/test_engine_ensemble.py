@@ -62,15 +62,16 @@ def test_members_equal_single_seed_runs_to_float32_rounding(runs):
         got, want = _params(root / "ens" / "checkpoint.npz", i), _params(root / f"s{s}" / "checkpoint.npz")
         assert set(got) == set(want)
         for k in want:
-            np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)
+            np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)  # tol: ATOL/RTOL above
         m, one = ens["members"][i], singles[s]
         assert m["seed"] == s and m["steps"] == one["steps"] == 10
+        # tol: RTOL above: the vmapped member's float32 loss, a reduction in another order
         assert m["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)
         rec, rec1 = _records(member / "metrics.jsonl"), _records(root / f"s{s}" / "metrics.jsonl")
         assert [r["step"] for r in rec] == [r["step"] for r in rec1] == [0, 5, 9]
         assert rec[0]["loss"] == rec1[0]["loss"]  # same init and first batch: bit-equal
         for a, b in zip(rec, rec1):
-            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)  # tol: RTOL, as for val_loss
 
 
 def test_gpt_member_equals_its_single_seed_run_to_float32_rounding(tmp_path):
@@ -85,8 +86,9 @@ def test_gpt_member_equals_its_single_seed_run_to_float32_rounding(tmp_path):
     got, want = _params(tmp_path / "ens" / "checkpoint.npz", 1), _params(tmp_path / "s3" / "checkpoint.npz")
     assert set(got) == set(want) and any(k.startswith("params/block") for k in want)
     for k in want:
-        np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)
+        np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)  # tol: ATOL/RTOL above
     other = _params(tmp_path / "ens" / "checkpoint.npz", 0)  # planted: the seed-1 member
+    # tol: the planted wrong member must fail the same ATOL/RTOL
     assert not all(np.allclose(other[k], want[k], rtol=RTOL, atol=ATOL) for k in want)
 
 
@@ -95,7 +97,7 @@ def test_tolerance_has_power_against_a_wrong_seed(runs):
     root = runs[0]
     got, other = _params(root / "ens" / "checkpoint.npz", 1), _params(root / "s5" / "checkpoint.npz")
     k = next(k for k in other if k.startswith("params/"))
-    assert not np.allclose(got[k], other[k], rtol=RTOL, atol=ATOL)
+    assert not np.allclose(got[k], other[k], rtol=RTOL, atol=ATOL)  # tol: the same ATOL/RTOL
 
 
 def test_ensemble_resumes_bit_exactly(runs, tmp_path):
@@ -142,7 +144,7 @@ def test_a_diverging_member_stops_alone(tmp_path, monkeypatch):
     assert before["steps"] == 3
     want = _params(tmp_path / "s1" / "checkpoint.npz")
     for k in want:
-        np.testing.assert_allclose(good[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)
+        np.testing.assert_allclose(good[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)  # tol: ATOL/RTOL above
 
 
 SHARDED = """
@@ -170,8 +172,9 @@ def test_replica_axis_sharded_over_four_devices(runs):
     four = json.loads(line[len("RESULT "):])
     assert four["n"] == 4
     one = runs[1]["members"]
+    # tol: RTOL above: sharded members' float32 losses, reductions in another order
     np.testing.assert_allclose(four["final"][:3], [m["final_loss"] for m in one], rtol=1e-5)
-    np.testing.assert_allclose(four["val"][:3], [m["val_loss"] for m in one], rtol=1e-5)
+    np.testing.assert_allclose(four["val"][:3], [m["val_loss"] for m in one], rtol=1e-5)  # tol: the same
 
 
 def test_cli_seeds_writes_member_dirs_and_resumes(tmp_path, capsys):

@@ -19,18 +19,23 @@ def _operands(dtype):
     return x, w, dy
 
 
+# tol (below): the same dots contracted in another layout: float32 ≈ 84 ε, bfloat16 ≈ 2.6 ε (its
+# rounded inputs and output); the helper's "ops" atol of 64 ε·max|b| would be looser on small entries
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_value_and_gradients_match_plain_matmul(dtype, tol):
     x, w, dy = _operands(dtype)
     y, vjp = jax.vjp(linear, x, w)
     y_ref, vjp_ref = jax.vjp(lambda a, b: a @ b, x, w)
+    # tol: the parametrized tol (another contraction layout, above)
     np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(y_ref, np.float32), rtol=tol)
     for got, ref in zip(vjp(dy), vjp_ref(dy)):
         assert got.dtype == ref.dtype and got.shape == ref.shape
+        # tol: the parametrized tol (another contraction layout, above)
         np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(ref, np.float32),
                                    rtol=tol, atol=tol)
     # and the check can fail: a wrong weight gradient is caught
     with pytest.raises(AssertionError):
+        # tol: the same tol must catch a gradient off by a factor 2
         np.testing.assert_allclose(np.asarray(vjp(dy)[1], np.float32),
                                    np.asarray(vjp_ref(2 * dy)[1], np.float32), rtol=tol, atol=tol)
 
@@ -65,5 +70,7 @@ def test_forward_mode_and_hessian_vector_products_match_plain_matmul():
         loss = lambda b: jnp.sum(jnp.tanh(fn(x, b)) ** 2)
         return jax.jvp(jax.grad(loss), (w,), (v,))[1]
 
+    # tol: float32 forward-over-reverse through tanh² with dots in another layout (~84 ε)
     np.testing.assert_allclose(hvp(linear), hvp(lambda a, b: a @ b), rtol=1e-5, atol=1e-6)
+    # tol: float32: the JVP's two dots summed in another order than x @ v + x @ w (~84 ε)
     np.testing.assert_allclose(jax.jvp(linear, (x, w), (x, v))[1], x @ v + x @ w, rtol=1e-5)

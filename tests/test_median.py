@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from driftlab.models import instrument
+from driftlab.testing import assert_close
 
 
 def strided_median_abs(h, samples: int = 4096):
@@ -60,6 +61,7 @@ def test_exact_lower_median_bit_for_bit(name, h):
         # the lower median is within half their gap of it.
         srt = np.sort(nz)
         gap = float(srt[nz.size // 2] - srt[(nz.size - 1) // 2])
+        # tol: half the middle gap (lower vs averaged median) plus float32 rounding of got
         assert abs(got - float(np.median(nz))) <= gap / 2 + 1e-6 * got
 
 
@@ -79,7 +81,7 @@ def test_spike_ratio_uses_the_exact_median():
     s = instrument.activation_stats(jnp.asarray(h), jnp.asarray(h), eps=1e-3)
     exact = lower_median_nonzero(h)
     assert float(s["median_abs"]) == exact
-    assert float(s["spike_ratio"]) == pytest.approx(h.max() / exact, rel=1e-6)
+    assert_close(float(s["spike_ratio"]), h.max() / exact, dtype="float32")
 
 
 def test_median_of_bfloat16_and_tiny_values():

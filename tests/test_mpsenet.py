@@ -52,6 +52,7 @@ def test_stft_matches_scipy():
                                       boundary="even", padded=False)
         ref = ref.T * w.sum()
         assert ours.shape == ref.shape == (num_frames(1000, n_fft, hop), n_fft // 2 + 1)
+        # tol: float32 FFT vs scipy's float64 STFT: rounding ~n_fft·ε relative to the spectrum's peak
         np.testing.assert_allclose(ours, ref, atol=2e-4 * np.abs(ref).max())
 
 
@@ -61,11 +62,13 @@ def test_istft_round_trip(n_fft, hop, win):
     # center=True: the reflect padding lets the whole signal come back
     # (jitted: one compilation is faster than dispatching every op eagerly)
     y = jax.jit(lambda v: istft(stft(v, n_fft, hop, win), n_fft, hop, win, length=1601))(x)
+    # tol: a float32 STFT → iSTFT round trip (FFT and overlap-add) of an O(1) signal
     np.testing.assert_allclose(np.asarray(y), x, atol=2e-5)
     # center=False: perfect reconstruction away from the edges, not at them
     L = 1601 - (1601 - n_fft) % hop  # frames then cover the signal exactly
     y = np.asarray(jax.jit(lambda v: istft(stft(v, n_fft, hop, win, center=False), n_fft, hop,
                                            win, length=L, center=False))(x[:, :L]))
+    # tol: the same float32 round trip
     np.testing.assert_allclose(y[:, n_fft:-n_fft], x[:, n_fft:L - n_fft], atol=2e-5)
     assert np.abs(y[:, :2] - x[:, :2]).max() > 1e-3  # the Hann window is ~0 at sample 0
 
@@ -75,11 +78,14 @@ def test_compressed_mag_phase_round_trip():
     mag, pha, com = jax.jit(lambda v: mag_pha_stft(v, 64, 16, 64, compress=0.3))(x)
     assert mag.shape == pha.shape == (2, 51, 33) and com.shape == (2, 51, 33, 2)
     spec = np.asarray(stft(jnp.asarray(x), 64, 16, 64))
+    # tol: float32 magnitude compressed by **0.3 vs NumPy's float64 recomputation from the spectrum
     np.testing.assert_allclose(np.asarray(mag), np.sqrt(np.abs(spec) ** 2 + 1e-9) ** 0.3,
                                rtol=1e-4)
+    # tol: float32 cos of the phase inside the program vs recomputed outside it
     np.testing.assert_allclose(np.asarray(com[..., 0]), np.asarray(mag * jnp.cos(pha)),
                                rtol=1e-5, atol=1e-6)
     y = jax.jit(lambda m, p: mag_pha_istft(m, p, 64, 16, 64, length=800, compress=0.3))(mag, pha)
+    # tol: round trip through the compressed magnitude (**0.3, then back) and the 1e-9 floor in float32
     np.testing.assert_allclose(np.asarray(y), x, atol=1e-3)
 
 
@@ -135,6 +141,7 @@ def test_subpixel_interleaves_like_the_reference():
     assert y.shape == (1, 2, 6, 2)
     for f in range(3):
         for r in range(2):
+                    # tol: NumPy's default rtol 1e-7: the sub-pixel layer reorders the conv's float32 outputs
             np.testing.assert_allclose(y[:, :, 2 * f + r, :], conv[:, :, f, 2 * r:2 * r + 2])
 
 
@@ -159,11 +166,13 @@ def test_loss_terms_vanish_on_the_clean_target_and_phase_is_wrap_invariant():
     assert float(m0["si_snr"]) > 60 and float(m0["si_snr_i"]) > 50
     # anti-wrapping maps to [0, π]; SI-SNR is scale invariant and known for orthogonal noise
     d = jnp.asarray([0.1, 2 * math.pi + 0.1, -2 * math.pi - 0.1, 3.0])
+    # tol: float32 inputs near ±2π: their rounding and that of removing 2π (~1e-6)
     np.testing.assert_allclose(np.asarray(mpsenet.anti_wrap(d)), [0.1, 0.1, 0.1, 3.0],
                                atol=1e-5)
     ref = jnp.asarray([1.0, -1.0, 1.0, -1.0])
     noise = jnp.asarray([1.0, 1.0, -1.0, -1.0]) * 0.1  # orthogonal, zero mean
     expect = 10 * math.log10(4.0 / 0.04)
+    # tol: SI-SNR in dB from float32 energies (log10 of a ratio of float32 sums)
     assert abs(float(mpsenet.si_snr(3.0 * (ref + noise), ref)) - expect) < 1e-3
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from driftlab.reports import optimizer_compare as oc
+from driftlab.testing import assert_close
 
 
 def test_grid_configs():
@@ -95,5 +96,5 @@ def test_load_run_reads_summary(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"train": {"optimizer": "sgd",
                                                                 "seed": 3}}))
     r = oc.load_run(tmp_path)
-    assert r["blocks"]["block0.mlp"]["drift_z"] == pytest.approx(-2.0)
+    assert_close(r["blocks"]["block0.mlp"]["drift_z"], -2.0)
     assert (r["optimizer"], r["seed"], r["curve"]) == ("sgd", 3, [])

@@ -64,12 +64,16 @@ def test_reader_pin_removes_exactly_the_change_along_the_mean_input():
                                 {"t": u_bar}, reader_map)
     w_new = new["r"]["w"]
     u_hat = u_bar / jnp.linalg.norm(u_bar)
+    # tol: float32 projection onto ū: products of O(1) entries cancelling to 0
     np.testing.assert_allclose(u_bar @ (w_new - w0), 0.0, atol=1e-5)  # ū(R − R₀) = 0
     other = jnp.linalg.svd(jnp.eye(6) - jnp.outer(u_hat, u_hat))[0][:, :5]  # ⟂ û
+    # tol: float32: the orthogonal complement via an SVD, products of O(1) entries
     np.testing.assert_allclose(other.T @ w_new, other.T @ w, atol=1e-5)  # rest kept
     removed = np.asarray(w - w_new)
     got = logs["reader-stream-mean"]["r/w"]
+    # tol: the logged float32 Frobenius norm vs NumPy's recomputation from the weights
     np.testing.assert_allclose(got["removed_fro"], np.linalg.norm(removed), rtol=1e-5)
+    # tol: the logged float32 mean vs NumPy's recomputation from the weights
     np.testing.assert_allclose(got["removed_p_mean"], np.mean(np.asarray(u_bar) @ removed),
                                rtol=1e-5)
 
@@ -87,6 +91,7 @@ def test_sham_pin_runs_the_reader_path_and_removes_nothing():
     np.testing.assert_array_equal(np.asarray(sham["r"]["w"]), np.asarray(w))
     real, real_logs = pins.apply_pins({"r": {"w": w}}, ("reader-stream-mean",), ref, u, *args)
     assert float(jnp.max(jnp.abs(real["r"]["w"] - w))) > 1e-3
+    # tol: NumPy's default rtol 1e-7: the sham logs the norm the real pin would remove
     np.testing.assert_allclose(logs["sham"]["r/w"]["removed_fro"],
                                real_logs["reader-stream-mean"]["r/w"]["removed_fro"])
 
@@ -140,7 +145,9 @@ def test_shift_decomposition_adds_up(tmp_path):
     assert "pins" not in recs[0]
     for rec in recs:
         for tap, s in rec["shift"].items():
+            # tol: float32 decomposition terms summed in another order (absolute: terms O(1))
             assert s["p_mean"] == pytest.approx(s["drift"] + s["align"] + s["bias"], abs=1e-5)
+            # tol: the same float32 sum of decomposition terms
             assert s["p_mean"] == pytest.approx(
                 s["p_mean_init_reader"] + s["drift_change"] + s["align_change"], abs=1e-5)
     first = recs[0]["shift"]
@@ -149,8 +156,10 @@ def test_shift_decomposition_adds_up(tmp_path):
     # MLP hidden layer 1 is read by layer1/w = the downstream matrix of layer0: its drift
     # term is μ(layer1/w)·Σ h̄₀, built from the logged weight mean.
     last = recs[-1]
+    # tol: float32: the drift uses the device-side weight mean, the record's mean is another reduction
     assert last["shift"]["layer1"]["drift"] == pytest.approx(
         last["weights"]["layer1/w"]["mean"] * last["shift"]["layer1"]["u_sum"], rel=1e-4)
+    # tol: the change is a difference of two float32 means (cancellation), so 10× the drift's tolerance
     assert last["shift"]["layer1"]["drift_change"] == pytest.approx(
         last["weights"]["layer1/w"]["mean_change"] * last["shift"]["layer1"]["u_sum"],
         rel=1e-3)

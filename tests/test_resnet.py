@@ -139,6 +139,7 @@ def test_params_hold_no_running_state_and_init_is_seeded(tiny_params):
     again = _init(jax.random.PRNGKey(0), TINY)
     np.testing.assert_array_equal(tiny_params["stem"]["conv"]["w"], again["stem"]["conv"]["w"])
     other = _init(jax.random.PRNGKey(1), TINY)
+    # tol: NumPy's default tolerances: two keys' weights must not agree even loosely
     assert not np.allclose(tiny_params["stem"]["conv"]["w"], other["stem"]["conv"]["w"])
 
 
@@ -146,6 +147,7 @@ def test_init_scheme_and_gain_are_used(tiny_params):
     # TINY uses fan_in_normal with gain √2 (He normal); stage3 convs have fan-in 3·3·32.
     w = tiny_params["stage3"]["block0"]["conv2"]["w"]
     expected = math.sqrt(2.0) / math.sqrt(3 * 3 * 32)
+    # tol: 4%: the sample std of 3·3·32·32 seeded draws has relative SE 1/√(2n) ≈ 0.74%
     assert abs(float(jnp.std(w)) - expected) < 0.04 * expected
     cfg = resnet.config("tiny", "relu", init="torch_default", gain=1.0, widths=(4,), blocks=(1,))
     w = resnet.init(jax.random.PRNGKey(0), cfg)["stage1"]["block0"]["conv1"]["w"]

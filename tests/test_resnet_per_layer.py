@@ -64,6 +64,7 @@ def test_kink_kernel_relu_keeps_value_and_slope_and_puts_unit_mass_in_sigma_seco
     assert jnp.array_equal(r(x), jax.nn.relu(x))
     assert jnp.array_equal(jax.vmap(jax.grad(r))(x), (x > 0).astype(x.dtype))
     second = jax.vmap(jax.grad(jax.grad(r)))(x)
+    # tol: a float32 Riemann sum over 6001 points (dx = 1e-3) of the kernel: grid and summation error
     assert float(jnp.sum(second) * (x[1] - x[0])) == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ValueError, match="width"):
         relu_with_kink_kernel(0.0)
@@ -133,6 +134,7 @@ def test_stem_and_head_taps_agree_across_seeds_with_the_shortcut_term():
     assert all(abs(r.z) <= z_star for r in rows), [(r.tap, r.z) for r in rows]
     stem, head = rows
     assert stem.shortcut != 0.0 and "identity" in stem.readers
+    # tol: a term that vanishes for this tap (its kink is exactly 0): 1e-9 leaves room for rounding only
     assert head.shortcut == 0.0 and head.kink == 0.0 and head.curvature == pytest.approx(0, abs=1e-9)
     assert head.sign_verdict == "positive"  # GN only: pooled head read by CE
 

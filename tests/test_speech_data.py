@@ -33,6 +33,7 @@ def test_synthetic_batches_are_deterministic_normalized_and_at_snr():
     assert set(b) == {"noisy", "clean"}
     assert b["noisy"].shape == b["clean"].shape == (16, 4000)
     assert b["noisy"].dtype == b["clean"].dtype == np.float32
+    # tol: float32 signals scaled to unit RMS, recomputed here over 4000 samples
     np.testing.assert_allclose(np.sqrt(np.mean(b["noisy"] ** 2, 1)), 1.0, rtol=1e-4)
     again = ds.sample("train", 3, 16, 0)
     assert all(np.array_equal(b[k], again[k]) for k in b)
@@ -50,6 +51,7 @@ def test_synthetic_batches_are_deterministic_normalized_and_at_snr():
 
 def test_synthetic_speech_is_speech_like():
     x = speech.synth_speech(np.random.default_rng(0), 16000)
+    # tol: the synthesiser scales to unit RMS; 1e-3 allows the float32 rounding of 16000 samples
     assert x.shape == (16000,) and abs(np.sqrt(np.mean(x ** 2)) - 1) < 1e-3
     spec = np.abs(np.fft.rfft(x)) ** 2
     f = np.fft.rfftfreq(16000, 1 / SR)
@@ -65,9 +67,11 @@ def test_mix_at_snr_and_pink_noise():
     rng = np.random.default_rng(0)
     clean, noise = _tone(440, 8000), rng.standard_normal(8000).astype(np.float32)
     mixed = speech.mix_at_snr(clean, noise, 5.0)
+    # tol: the SNR in dB of float32 signals: rounding of their float32 energies
     assert abs(_snr_db({"clean": clean[None], "noisy": mixed[None]})[0] - 5.0) < 1e-3
     mixed = speech.mix_at_snr(clean, noise, 5.0, speech_power=1.0)
     resid = mixed - clean
+    # tol: the same SNR in dB of float32 signals
     assert abs(10 * np.log10(1.0 / np.mean(resid.astype(np.float64) ** 2)) - 5.0) < 1e-3
     pink = speech.pink_noise(rng, 1 << 14)
     spec = np.abs(np.fft.rfft(pink)) ** 2
@@ -98,7 +102,9 @@ def test_embedded_falls_back_then_uses_real_wavs(tmp_path, monkeypatch):
     train_f = {round(dominant(c)) for c in ds.sample("train", 0, 8, 0)["clean"]}
     val_f = {round(dominant(c)) for c in ds.sample("val", 0, 4, 0)["clean"]}
     tol = SR / 2048  # one FFT bin
+    # tol: one FFT bin (SR / 2048): the resolution of the frequency grid
     assert all(min(abs(f - 300), abs(f - 700)) <= tol for f in train_f), train_f
+    # tol: the same one FFT bin
     assert all(abs(f - 1500) <= tol for f in val_f), val_f
 
 
@@ -122,6 +128,7 @@ def test_wav_round_trip(tmp_path):
     write_wav(tmp_path / "a.wav", x, SR)
     y = read_wav(tmp_path / "a.wav", SR)
     assert y.dtype == np.float32 and y.shape == (500,)
+    # tol: one 16-bit PCM step (1/32768) of the WAV file, plus float32 rounding
     assert np.abs(y - x).max() <= 1 / 32768 + 1e-7
 
 
@@ -130,8 +137,10 @@ def test_folder_pairs_are_aligned_and_normalized_per_utterance(tmp_path):
     ds = load_speech(str(root), 0, 3000)
     assert ds.meta["name"] == "vb:wavs_clean" and (ds.meta["n_train"], ds.meta["n_val"]) == (4, 1)
     b = ds.sample("train", 0, 6, 0)
+    # tol: both files are 16-bit PCM: 2·clean is quantised separately from clean (steps ~1/32768, rescaled)
     np.testing.assert_allclose(b["noisy"], 2 * b["clean"], atol=1e-3)
     # the whole utterance is the segment here: noisy has unit RMS
+    # tol: unit RMS after 16-bit quantisation of both files
     np.testing.assert_allclose(np.sqrt(np.mean(b["noisy"] ** 2, 1)), 1.0, rtol=1e-3)
     # shorter files are zero-padded; longer ones cropped at the same place in both
     ds = load_speech(str(root), 0, 4000)
@@ -139,6 +148,7 @@ def test_folder_pairs_are_aligned_and_normalized_per_utterance(tmp_path):
     assert b["clean"].shape == (2, 4000) and np.all(b["clean"][:, 3000:] == 0)
     ds = load_speech(str(root), 0, 1000)
     b = ds.sample("train", 2, 8, 3)
+    # tol: the same 16-bit quantisation of the two files
     np.testing.assert_allclose(b["noisy"], 2 * b["clean"], atol=1e-3)
     assert all(np.array_equal(b[k], ds.sample("train", 2, 8, 3)[k]) for k in b)
 

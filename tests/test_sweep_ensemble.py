@@ -45,6 +45,7 @@ def test_ensemble_sweep_equals_one_run_at_a_time(tmp_path):
     a, b = _csv(tmp_path / "ens" / "summary.csv"), _csv(tmp_path / "one" / "summary.csv")
     for run_id in a:
         assert a[run_id]["status"] == "ok"
+        # tol: a vmapped member's float32 loss vs the single run's: reductions in another order (as test_engine_ensemble's RTOL)
         assert float(a[run_id]["final_loss"]) == pytest.approx(float(b[run_id]["final_loss"]),
                                                                 rel=1e-5)
         assert (tmp_path / "ens" / run_id / "summary.json").exists()
@@ -73,5 +74,7 @@ def test_sparsity_law_uses_a_hook_and_reads_no_checkpoint(tmp_path):
     want = sweep.law_point(cfg, params, 2)
     got = next(p for p in points if p["step"] == 2)
     for layer, v in want["layers"].items():
+        # tol: the law point recomputed from the saved params: only rounding of another evaluation (absolute: ≈ 0 entries)
         assert got["layers"][layer]["measured"] == pytest.approx(v["measured"], abs=1e-9)
+        # tol: the same recomputation, relative
         assert got["layers"][layer]["predicted"] == pytest.approx(v["predicted"], rel=1e-9)

@@ -29,9 +29,12 @@ def test_member_equals_engine_run(optimizer):
                                 out=None, progress=False, eval_batches=1))
     for path, stats in mine.items():
         eng = summary["weights"][path]
+        # tol: float32: the trajectory engine and train() run the same steps as different programs (mean ≈ 0: absolute)
         np.testing.assert_allclose(stats["mean"], eng["mean"], rtol=0, atol=1e-7)
+        # tol: the same float32 steps in two programs, relative
         np.testing.assert_allclose(stats["std"], eng["std"], rtol=1e-6)
         assert stats["frac_neg"] == eng["frac_neg"]
+    # tol: the same float32 steps in two programs, relative
     np.testing.assert_allclose(out["loss"][0, -1], summary["final_loss"], rtol=1e-6)
     # and the two members differ (the seed reaches init, data and batches)
     second = jax.tree_util.tree_map(lambda x: x[1], out["final_params"])

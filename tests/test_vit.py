@@ -123,9 +123,11 @@ def test_init_is_seeded_and_uses_the_scheme(tiny_params):
     np.testing.assert_array_equal(tiny_params["block0"]["mlp"]["fc2"]["w"],
                                   again["block0"]["mlp"]["fc2"]["w"])
     other = _init(jax.random.PRNGKey(1), TINY)
+    # tol: NumPy's default tolerances: two keys' weights must not agree even loosely
     assert not np.allclose(tiny_params["block0"]["mlp"]["fc2"]["w"], other["block0"]["mlp"]["fc2"]["w"])
     # fan_in_normal, gain 1: fc2 reads 128 units.
     w = np.concatenate([np.ravel(tiny_params[f"block{i}"]["mlp"]["fc2"]["w"]) for i in range(2)])
+    # tol: 4%: the sample std of 2·128·32 seeded draws has relative SE 1/√(2n) ≈ 0.78%
     assert abs(w.std() - 1 / math.sqrt(128)) < 0.04 / math.sqrt(128)
     assert float(jnp.abs(tiny_params["block0"]["mlp"]["fc1"]["b"]).max()) == 0.0
 

@@ -24,6 +24,7 @@ def test_symbolic_steps_and_their_power():
 def test_reduces_to_canonical_mse(act):
     for reduction in ("sum", "mean"):
         s = BlockSetting(act=act, d_in=16, width=32, d_out=10, reduction=reduction)
+        # tol: the same float64 expectation through two code paths (per-layer formula vs canonical), 1e-12 relative
         assert T.canonical_prediction_mse(s) == pytest.approx(
             expected_grad_positive_mse(s).value, rel=1e-12)
 
@@ -35,6 +36,7 @@ def test_ce_trace_matches_softmax_trace_factor():
     s /= s.sum(1, keepdims=True)
     vals = 1 - (s**2).sum(1)
     se = vals.std() / np.sqrt(vals.size)
+    # tol: 4 SE of the mean over the sampled logits (tighter than the suite's z* ≈ 4.56)
     assert abs(vals.mean() - softmax_trace_factor(1.3, 10)) < 4 * se
 
 
@@ -62,9 +64,11 @@ def test_estimator_reduces_to_canonical_T(task):
         Tb = 1 - jnp.sum(jax.nn.softmax(f) ** 2, axis=-1)
     pos = p > 0
     expect = (1 / cfg.width) * jnp.sum(jnp.where(pos, h * Tb[:, None], 0)) / pos.sum()
+    # tol: float32: per_seed's prediction vs the same sum recomputed here in another order
     assert float(out["predicted"]) == pytest.approx(float(expect), rel=1e-4)
     assert float(out["reader_error"]) < 1e-4
     if task == "regress":  # no curvature after the head: prediction = Gauss–Newton part
+        # tol: float32: the Gauss–Newton part and the full prediction come from separate reductions
         assert float(out["gauss_newton"]) == pytest.approx(float(out["predicted"]), rel=1e-5)
 
 
@@ -74,6 +78,7 @@ def test_hutchinson_is_unbiased_for_the_exact_basis():
     fn = jax.jit(lambda key: per_seed(arch, cfg, params, batch, "layer0", 8, key)["predicted"])
     vals = [float(fn(jax.random.PRNGKey(k))) for k in range(6)]
     se = np.std(vals, ddof=1) / np.sqrt(len(vals))
+    # tol: 5 SE over 6 probe keys (an SE from 6 values is itself noisy), + 1e-9 should that SE be 0
     assert abs(np.mean(vals) - float(exact["predicted"])) < 5 * se + 1e-9
 
 
