@@ -55,6 +55,12 @@ PINNED = {
     ('mlp', 'tiny', (('bias', False), ('init', 'torch_default'), ('depth', 3))): ('f75a5e912214a1ce', 'ee6dcef3db56c52f', 4416),
     ('vit', 'tiny', ()): ('bfae3ed5d3b0a607', 'c43673baa3f36cb3', 26538),
     ('resnet', 'tiny', ()): ('523ff7c8d9ea09c3', '79f49561aa3b1ad2', 19810),
+    # taken on the hand-written resnet.init before its table (norm none/group, another head
+    # init, a repeated stage width with a strided projection, the small preset)
+    ('resnet', 'tiny', (('norm', 'none'),)): ('b82629e380f0c6f2', '79f49561aa3b1ad2', 19642),
+    ('resnet', 'tiny', (('norm', 'group'), ('groups', 2), ('head_init', 'xavier_normal'), ('head_gain', 0.5), ('init', 'torch_default'))): ('ee39e8f893723b2e', '79f49561aa3b1ad2', 19810),
+    ('resnet', 'tiny', (('blocks', (2, 1)), ('widths', (8, 8)), ('norm', 'none'))): ('96d394e89437c30b', '4a8a666f5654bf1e', 3746),
+    ('resnet', 'small', ()): ('3b339024ce96be63', '4e7ba78ed6f73e3b', 174970),
     ('mpsenet', 'tiny', ()): ('b8dd743de4f9c826', 'fb470900b1596add', 14884),
 }
 
