@@ -41,6 +41,8 @@ GROUPS = ("muon", "adamw")
 # (models/init.py); "normal" is N(0, std²) with the entry's own ``std`` (ViT's position
 # embeddings); "ones"/"zeros" are constant (norm scales, biases).
 INITS = ("scheme", "normal", "ones", "zeros")
+# The kinds of weight that can be a tap's downstream reader (a dense matrix or a convolution).
+READER_KINDS = ("matrix", "conv")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,11 @@ class Param:
     """One parameter. ``key`` says how its PRNG key comes from the model key: each entry
     is an int i (``fold_in(k, i)``) or a pair (n, j) (``split(k, n)[j]``), applied in
     order; constants have ``key=()``. ``fan_in``/``fan_out`` are what the init scheme is
-    given (for an embedding read as the tied head's (D → V) matrix, fan_in = D)."""
+    given (for an embedding read as the tied head's (D → V) matrix, fan_in = D; for an
+    HWIO conv kernel (kh, kw, C_in, C_out), :func:`conv_fans`).
+
+    ``scheme``/``gain`` (``init="scheme"`` only) draw this entry from another scheme or gain
+    than the table's (ResNet's head: ``head_init``/``head_gain``); None: the table's."""
 
     path: str
     shape: tuple[int, ...]
@@ -62,6 +68,8 @@ class Param:
     makes: str | None = None
     head: bool = False  # an output head (the zero-drift control under cross-entropy)
     std: float | None = None  # init="normal" only
+    scheme: str | None = None  # init="scheme" only; None: ParamTable.scheme
+    gain: float | None = None  # init="scheme" only; None: ParamTable.gain
 
     def __post_init__(self):
         for field, allowed in (("kind", KINDS), ("group", GROUPS), ("init", INITS)):
@@ -74,6 +82,15 @@ class Param:
         if (self.init == "normal") != (self.std is not None) or \
                 (self.init == "normal" and not self.key):
             raise ValueError(f"Param({self.path!r}): std (and a key) go with init='normal' only")
+        if (self.scheme is not None or self.gain is not None) and self.init != "scheme":
+            raise ValueError(f"Param({self.path!r}): scheme/gain go with init='scheme' only")
+        if self.scheme is not None and self.scheme not in init_schemes.SCHEMES:
+            raise ValueError(f"Param({self.path!r}).scheme={self.scheme!r} invalid; allowed: "
+                             f"{', '.join(init_schemes.SCHEMES)}")
+        if self.gain is not None and (isinstance(self.gain, bool) or
+                                      not isinstance(self.gain, (int, float)) or not self.gain > 0):
+            raise ValueError(f"Param({self.path!r}).gain={self.gain!r} invalid; allowed: a "
+                             f"positive number")
 
     @property
     def size(self) -> int:
@@ -84,7 +101,8 @@ class Param:
 class ParamTable:
     """The parameters of one configured model, and the draw they are initialized from.
 
-    ``scheme``/``gain`` are the init scheme and gain of every ``init="scheme"`` entry.
+    ``scheme``/``gain`` are the init scheme and gain of every ``init="scheme"`` entry that
+    declares none of its own (:attr:`Param.scheme`, :attr:`Param.gain`).
     ``empty`` lists dict nodes that exist without parameters (a norm without an affine
     scale), so the parameter tree keeps the structure the model's code indexes.
     """
@@ -110,6 +128,19 @@ class ParamTable:
         raise KeyError(f"no parameter {path!r}; declared: {', '.join(x.path for x in self.params)}")
 
 
+def conv_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of an HWIO conv kernel (kh, kw, C_in, C_out): kh·kw·C_in and
+    kh·kw·C_out, the convention of PyTorch, He et al. and models/layers.conv2d_init."""
+    kh, kw, cin, cout = shape
+    return kh * kw * cin, kh * kw * cout
+
+
+def scheme_of(table: "ParamTable", p: Param) -> tuple[str, float]:
+    """(scheme, gain) that ``init="scheme"`` entry ``p`` is drawn from: its own, else the table's."""
+    return (table.scheme if p.scheme is None else p.scheme,
+            table.gain if p.gain is None else p.gain)
+
+
 def _key(key, steps: Iterable):
     for s in steps:
         key = jax.random.fold_in(key, s) if isinstance(s, int) else jax.random.split(key, s[0])[s[1]]
@@ -127,9 +158,8 @@ def _set(tree: dict, path: str, value) -> None:
 
 def init(key, table: ParamTable) -> dict:
     """The parameters of ``table`` as nested dicts: scheme entries drawn with their own key
-    (ParamTable.scheme, .gain), normal entries N(0, std²), norm scales 1, biases 0, all
-    float32."""
-    draw = init_schemes.get_init(table.scheme, table.gain)
+    (:func:`scheme_of`: the entry's scheme and gain, else ParamTable.scheme, .gain), normal
+    entries N(0, std²), norm scales 1, biases 0, all float32."""
     tree: dict = {}
     for path in table.empty:
         node = tree
@@ -137,6 +167,7 @@ def init(key, table: ParamTable) -> dict:
             node = node.setdefault(name, {})
     for p in table:
         if p.init == "scheme":
+            draw = init_schemes.get_init(*scheme_of(table, p))
             value = draw(_key(key, p.key), p.shape, p.fan_in, p.fan_out)
         elif p.init == "normal":
             value = p.std * jax.random.normal(_key(key, p.key), p.shape)
@@ -161,9 +192,14 @@ def shapes(table: ParamTable) -> dict[str, tuple[int, ...]]:
 
 
 def downstream(table: ParamTable) -> dict[str, str]:
-    """{tap: the hidden matrix reading its output} (heads excluded; models/base.Arch)."""
-    return {p.reads: p.path for p in table
-            if p.reads is not None and p.kind == "matrix" and not p.head}
+    """{tap: the hidden matrix (or conv kernel) reading its output} (heads excluded;
+    models/base.Arch). When several weights read one tap (a ResNet block's conv1 and its
+    projection shortcut), the first declared is its downstream matrix."""
+    out: dict[str, str] = {}
+    for p in table:
+        if p.reads is not None and p.kind in READER_KINDS and not p.head:
+            out.setdefault(p.reads, p.path)
+    return out
 
 
 def output_heads(table: ParamTable) -> dict[str, str | None]:
@@ -181,7 +217,16 @@ class Reader(NamedTuple):
 
 def readers(table: ParamTable) -> dict[str, Reader]:
     """{tap: Reader(weight, bias, feeds)}: the weight computing the tap's pre-activation,
-    its bias (None without), and the tap its input is the output of (None: no tap)."""
+    its bias (None without), and the tap its input is the output of (None: no tap).
+    ValueError when several weights make one tap (a ResNet block's conv2 and projection
+    shortcut with ``norm="none"``): a Reader names one."""
+    made: dict[str, list[str]] = {}
+    for p in table:
+        if p.makes is not None and p.kind != "bias":
+            made.setdefault(p.makes, []).append(p.path)
+    several = {t: ws for t, ws in made.items() if len(ws) > 1}
+    if several:
+        raise ValueError(f"readers: taps made by several weights, no single Reader: {several}")
     bias = {p.makes: p.path for p in table if p.makes is not None and p.kind == "bias"}
     return {p.makes: Reader(p.path, bias.get(p.makes), p.reads)
             for p in table if p.makes is not None and p.kind != "bias"}
@@ -194,4 +239,4 @@ def init_variance(table: ParamTable, path: str) -> float:
         return p.std**2
     if p.init != "scheme":
         raise ValueError(f"parameter {path!r} is a constant ({p.init}) at init; no variance")
-    return init_schemes.variance(table.scheme, table.gain, p.fan_in, p.fan_out)
+    return init_schemes.variance(*scheme_of(table, p), p.fan_in, p.fan_out)

@@ -25,11 +25,13 @@ Note for the drift question: a per-channel norm after a conv removes a shift of
 that conv's output mean, so it can mask how drift of the downstream conv turns
 into sparsity; ``norm="none"`` or ``"group"`` are the controls.
 
-Parameters (conv weights HWIO)::
+Parameters (declared once, in :func:`param_table`; conv weights HWIO)::
 
     stem/{conv/w, norm/{scale, bias}},
     stage{s}/block{b}/{conv1, norm1, conv2, norm2[, short_conv, short_norm]},
     head/{w, b}
+
+(with ``norm="none"`` every conv has a bias ``b`` and the norm nodes are empty dicts).
 
 Sizes: ``tiny`` widths 8/16/32, one block per stage, 8×8×1 images (trains in
 seconds on the 8×8 digits); ``small`` widths 16/32/64, two blocks per stage
@@ -48,8 +50,10 @@ import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
 from driftlab.models import layers as L
+from driftlab.models import params as params_lib
 from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import SCHEMES, get_init
+from driftlab.models.init import SCHEMES
+from driftlab.models.params import Param, ParamTable, conv_fans
 from driftlab.models.stein_readers import LinearReader, TapReaders, no_reader_hook
 
 NORMS = ("batch", "group", "none")
@@ -166,30 +170,70 @@ def _needs_projection(cin: int, cout: int, stride: int) -> bool:
 # --------------------------------------------------------------------------- init
 
 
-def init(key, cfg: ResNetConfig) -> dict:
-    """Random parameters: convs from ``cfg.init``/``gain``, head from ``head_init``/``head_gain``,
-    norm scales 1 and biases 0 (conv biases, present only with ``norm="none"``, 0)."""
-    w_init = get_init(cfg.init, cfg.gain)
+def param_table(cfg: ResNetConfig) -> ParamTable:
+    """Every parameter of the ResNet, once (models/params.py).
+
+    Init: conv kernels from ``cfg.init``/``gain`` with fan_in = kh·kw·C_in, fan_out =
+    kh·kw·C_out (:func:`models.params.conv_fans`), the head from ``head_init``/``head_gain``,
+    norm scales 1 and biases 0 (conv biases, present only with ``norm="none"``, 0). Keys:
+    the stem conv ``fold_in(key, 0)``; block i (in :func:`_block_names` order) splits
+    ``fold_in(key, 1 + i)`` in 3 for conv1, conv2 and short_conv; the head ``fold_in(key,
+    10_000)``. Every parameter goes to AdamW (the kernels are 4-D; no Muon matrices).
+
+    Roles: conv1 and a projection's short_conv read the tap before the block (``stem.act``
+    or the previous ``act2``; conv1, declared first, is its downstream matrix), conv2 reads
+    ``act1``, the head reads the last ``act2`` through the pool. ``makes`` only with
+    ``norm="none"``: then conv1 (+ b) makes ``act1``, conv2 and short_conv (+ b) make
+    ``act2``, the stem conv ``stem.act``; with a norm between, no weight makes p.
+    The per-layer estimator's readers (:func:`readers`: conv strides, padding, identity
+    shortcuts, the pooled head) stay hand-written, since a Param does not carry a conv's
+    stride/padding; tests/test_param_tables.py checks they name the table's readers.
+    """
     use_bias = cfg.norm == "none"
+    ps: list[Param] = []
+    empty: list[str] = []
 
-    def conv_norm(k, kernel, cin, cout):
-        c = L.conv2d_init(k, kernel, cin, cout, w_init, bias=use_bias)
-        return c, (L.norm_init(cout) if cfg.norm != "none" else {})
+    def conv_norm(path, norm_path, kernel, cin, cout, key, reads, makes):
+        shape = (kernel, kernel, cin, cout)
+        fan_in, fan_out = conv_fans(shape)
+        made = makes if use_bias else None
+        ps.append(Param(f"{path}/w", shape, "conv", "adamw", key=key, fan_in=fan_in,
+                        fan_out=fan_out, reads=reads, makes=made))
+        if use_bias:
+            ps.append(Param(f"{path}/b", (cout,), "bias", "adamw", init="zeros", makes=made))
+            empty.append(norm_path)
+        else:
+            ps.append(Param(f"{norm_path}/scale", (cout,), "norm", "adamw", init="ones"))
+            ps.append(Param(f"{norm_path}/bias", (cout,), "norm", "adamw", init="zeros"))
 
-    params = {}
-    conv, nrm = conv_norm(jax.random.fold_in(key, 0), 3, cfg.image_shape[2], cfg.widths[0])
-    params["stem"] = {"conv": conv, "norm": nrm}
+    conv_norm("stem/conv", "stem/norm", 3, cfg.image_shape[2], cfg.widths[0], (0,), None,
+              "stem.act")
+    prev = "stem.act"
     for i, (stage, block, cin, cout, stride) in enumerate(_block_names(cfg)):
-        k = jax.random.split(jax.random.fold_in(key, 1 + i), 3)
-        p = {}
-        p["conv1"], p["norm1"] = conv_norm(k[0], 3, cin, cout)
-        p["conv2"], p["norm2"] = conv_norm(k[1], 3, cout, cout)
+        path, name = f"{stage}/{block}", f"{stage}.{block}"
+        conv_norm(f"{path}/conv1", f"{path}/norm1", 3, cin, cout, (1 + i, (3, 0)), prev,
+                  f"{name}.act1")
+        conv_norm(f"{path}/conv2", f"{path}/norm2", 3, cout, cout, (1 + i, (3, 1)),
+                  f"{name}.act1", f"{name}.act2")
         if _needs_projection(cin, cout, stride):
-            p["short_conv"], p["short_norm"] = conv_norm(k[2], 1, cin, cout)
-        params.setdefault(stage, {})[block] = p
-    params["head"] = L.dense_init(jax.random.fold_in(key, 10_000), cfg.widths[-1],
-                                  cfg.num_classes, get_init(cfg.head_init, cfg.head_gain))
-    return params
+            conv_norm(f"{path}/short_conv", f"{path}/short_norm", 1, cin, cout,
+                      (1 + i, (3, 2)), prev, f"{name}.act2")
+        prev = f"{name}.act2"
+    ps.append(Param("head/w", (cfg.widths[-1], cfg.num_classes), "matrix", "adamw",
+                    key=(10_000,), fan_in=cfg.widths[-1], fan_out=cfg.num_classes,
+                    scheme=cfg.head_init, gain=cfg.head_gain, reads=prev, head=True))
+    ps.append(Param("head/b", (cfg.num_classes,), "bias", "adamw", init="zeros"))
+    return ParamTable(tuple(ps), cfg.init, cfg.gain, empty=tuple(empty))
+
+
+def init(key, cfg: ResNetConfig) -> dict:
+    """Random parameters of :func:`param_table`."""
+    return params_lib.init(key, param_table(cfg))
+
+
+def param_count(cfg: ResNetConfig) -> int:
+    """Number of parameters (models/params.count)."""
+    return params_lib.count(param_table(cfg))
 
 
 # --------------------------------------------------------------------------- forward
@@ -238,26 +282,19 @@ def loss(outputs, batch, cfg: ResNetConfig):
 
 
 def downstream(cfg: ResNetConfig) -> dict[str, str]:
-    """For each tap, the weight that reads its output.
+    """For each tap, the weight that reads its output (from :func:`param_table`).
 
     ``act1`` → ``conv2`` of the same block; ``stem.act`` and each ``act2`` → ``conv1``
     of the next block (which is also read by that block's shortcut; conv1 is the one
     feeding another activation; a projection block's ``short_conv`` reads it too). The
     last ``act2`` is read by the head through the pool (:func:`output_heads`).
     """
-    blocks = _block_names(cfg)
-    out, prev = {}, "stem.act"
-    for stage, block, *_ in blocks:
-        out[prev] = f"{stage}/{block}/conv1/w"
-        out[f"{stage}.{block}.act1"] = f"{stage}/{block}/conv2/w"
-        prev = f"{stage}.{block}.act2"
-    return out
+    return params_lib.downstream(param_table(cfg))
 
 
 def output_heads(cfg: ResNetConfig) -> dict[str, str | None]:
     """{"head/w": the last block's ``act2``} (read through the global average pool)."""
-    stage, block, *_ = _block_names(cfg)[-1]
-    return {"head/w": f"{stage}.{block}.act2"}
+    return params_lib.output_heads(param_table(cfg))
 
 
 def readers(cfg: ResNetConfig) -> dict[str, TapReaders]:
@@ -267,6 +304,9 @@ def readers(cfg: ResNetConfig) -> dict[str, TapReaders]:
     the next block and that block's shortcut: its 1×1 ``short_conv`` (stride as conv1,
     no padding) in a projection block, else the identity into the next block's ``act2``.
     The last ``act2`` → global average pool → ``head/w``.
+
+    Hand-written beside :func:`param_table` (a Param carries no stride, padding or identity
+    shortcut); tests/test_param_tables.py checks these name exactly the table's readers.
     """
     conv = lambda path, **kw: LinearReader(f"{path}/w", "conv", cfg.init, float(cfg.gain), **kw)
     out, prev = {}, "stem.act"
@@ -287,4 +327,5 @@ def readers(cfg: ResNetConfig) -> dict[str, TapReaders]:
 
 
 ARCH = Arch(name="resnet", config=config, data=data, init=init, apply=apply, loss=loss,
-            downstream=downstream, output_heads=output_heads, readers=readers)
+            downstream=downstream, output_heads=output_heads, params=param_table,
+            readers=readers)
