@@ -44,9 +44,9 @@ class Route(NamedTuple):
     label: str
 
 
-# The routing of architectures without a parameter table (ResNet, MP-SENet) and of callers
+# The routing of architectures without a parameter table (MP-SENet) and of callers
 # that name no architecture (first match wins); tests/test_param_tables.py keeps it equal
-# to the tables' groups for GPT, MLP and ViT. Muon gets the 2-D
+# to the tables' groups for GPT, MLP, ViT and ResNet (all AdamW). Muon gets the 2-D
 # matrices inside transformer blocks (GPT: attn/w_q..w_o, mlp/w_in, w_out; ViT: the same
 # blocks) and the MLP's hidden-to-hidden matrices (layer1/w, …: the MLP's analogue of
 # block matrices); embeddings, the (tied) head, the MLP's input layer, norms, biases and

@@ -11,18 +11,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models import gpt, mlp, params as P, pins
-from driftlab.models.base import get_arch
+from driftlab.models import gpt, mlp, params as P, pins, resnet
+from driftlab.models.base import ARCH_MODULES, get_arch
 from driftlab.models.checkpoint import flatten_dict
 from driftlab.models.init import get_init
 from driftlab.models.optim import MUON_ROUTES, arch_routes, route_labels
 from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
 
-TABLE_ARCHS = ("gpt", "mlp", "vit")
+TABLE_ARCHS = ("gpt", "mlp", "resnet", "vit")
 CONFIGS = [("vit", {}), ("vit", dict(pool="mean", bias=False, depth=3)), ("gpt", {}), ("gpt", dict(tied_head=False, pos="learned", norm_affine=False)),
            ("gpt", dict(n_layer=3, final_norm=False)), ("mlp", {}),
-           ("mlp", dict(depth=4, bias=False)), ("mlp", dict(depth=1))]
-IDS = [f"{a}-{'-'.join(f'{k}{v}' for k, v in o.items()) or 'default'}" for a, o in CONFIGS]
+           ("mlp", dict(depth=4, bias=False)), ("mlp", dict(depth=1)),
+           ("resnet", {}), ("resnet", dict(norm="none", blocks=(2, 1), widths=(8, 8))),
+           ("resnet", dict(norm="group", groups=2, head_init="xavier_normal", head_gain=0.5,
+                           init="torch_default"))]
+IDS = [f"{a}-{'-'.join(f'{k}{v}' for k, v in o.items()) or 'default'}".replace(" ", "")
+       for a, o in CONFIGS]
+
+
+def test_the_table_archs_are_the_archs_with_a_table():
+    assert {n for n in ARCH_MODULES if get_arch(n).params is not None} == set(TABLE_ARCHS)
+    assert {a for a, _ in CONFIGS} == set(TABLE_ARCHS)
 
 
 def _cfg(arch, overrides):
@@ -55,9 +64,32 @@ def test_per_layer_s_w2_is_the_tables(arch, overrides):
     a, cfg = get_arch(arch), _cfg(arch, overrides)
     table = a.params(cfg)
     scheme, gain = downstream_scheme(cfg)
-    for path in a.downstream(cfg).values():
-        shape = table[path].shape
-        assert P.init_variance(table, path) == init_variance(scheme, gain, *shape)
+    if a.readers is None:
+        for path in a.downstream(cfg).values():
+            shape = table[path].shape
+            assert P.init_variance(table, path) == init_variance(scheme, gain, *shape)
+        return
+    # conv readers (ResNet): every linear reader's own scheme, gain and fans (the head too)
+    linear = [r for tr in a.readers(cfg).values() for r in tr.readers]
+    assert set(a.downstream(cfg).values()) <= {r.weight for r in linear}
+    for r in linear:
+        shape = table[r.weight].shape
+        assert P.init_variance(table, r.weight) == init_variance(r.scheme, r.gain, *r.fans(shape))
+        if r.weight in a.downstream(cfg).values():
+            assert (r.scheme, r.gain) == (scheme, gain)
+
+
+@pytest.mark.parametrize("overrides", [o for a, o in CONFIGS if a == "resnet"])
+def test_resnet_conv_readers_name_the_tables_readers(overrides):
+    """resnet.readers (hand-written: strides, padding, identity shortcuts) reads each tap
+    with exactly the weights the table declares as reading it."""
+    cfg = _cfg("resnet", overrides)
+    table = resnet.param_table(cfg)
+    declared = {}
+    for p in table:
+        if p.reads is not None:
+            declared.setdefault(p.reads, set()).add(p.path)
+    assert {t: {r.weight for r in tr.readers} for t, tr in resnet.readers(cfg).items()} == declared
 
 
 def test_gpt_count_matches_the_closed_form():
@@ -100,6 +132,57 @@ def test_adding_a_gpt_parameter_is_one_line(monkeypatch):
     np.testing.assert_array_equal(before["block0"]["mlp"]["w_in"], params["block0"]["mlp"]["w_in"])
 
 
+def test_adding_a_resnet_parameter_is_one_line(monkeypatch):
+    """One more conv kernel in ResNet's table: init draws it (conv fans, its own key), the
+    count and the routing follow, the parameters declared before keep their values."""
+    original = resnet.param_table
+
+    def with_extra(cfg):
+        t = original(cfg)
+        shape = (3, 3, cfg.widths[0], cfg.widths[0])
+        extra = P.Param("stem/conv2/w", shape, "conv", "muon", key=(20_000,),
+                        fan_in=P.conv_fans(shape)[0], fan_out=P.conv_fans(shape)[1])  # the line
+        return dataclasses.replace(t, params=t.params + (extra,))
+
+    monkeypatch.setattr(resnet, "param_table", with_extra)
+    monkeypatch.setattr(resnet, "ARCH", dataclasses.replace(resnet.ARCH, params=with_extra))
+    cfg = resnet.config("tiny", "relu")
+    C = cfg.widths[0]
+    key = jax.random.PRNGKey(5)
+    params = resnet.init(key, cfg)
+    want = get_init(cfg.init, cfg.gain)(jax.random.fold_in(key, 20_000), (3, 3, C, C),
+                                        9 * C, 9 * C)
+    np.testing.assert_array_equal(params["stem"]["conv2"]["w"], want)
+    assert resnet.param_count(cfg) == P.count(original(cfg)) + 9 * C * C
+    labels = flatten_dict(route_labels(params, arch_routes(get_arch("resnet"), cfg)))
+    assert labels["stem/conv2/w"] == "muon" and labels["stem/conv/w"] == "adamw"
+    before = P.init(key, original(cfg))
+    np.testing.assert_array_equal(before["head"]["w"], params["head"]["w"])
+
+
+def test_a_parameters_own_scheme_and_gain():
+    """An entry's scheme/gain (ResNet's head_init/head_gain) override the table's, in init
+    and in s_W²."""
+    cfg = resnet.config("tiny", "relu", head_init="xavier_normal", head_gain=0.5)
+    table = resnet.param_table(cfg)
+    D, K = cfg.widths[-1], cfg.num_classes
+    key = jax.random.PRNGKey(3)
+    want = get_init("xavier_normal", 0.5)(jax.random.fold_in(key, 10_000), (D, K), D, K)
+    np.testing.assert_array_equal(P.init(key, table)["head"]["w"], want)
+    assert P.init_variance(table, "head/w") == 2 * 0.5**2 / (D + K)
+    assert P.init_variance(table, "stem/conv/w") == cfg.gain**2 / (9 * cfg.image_shape[2])
+
+
+def test_downstream_is_the_first_declared_reader():
+    """A tap read by conv1 and a projection shortcut: conv1, declared first, is downstream."""
+    cfg = resnet.config("tiny", "relu")
+    table = resnet.param_table(cfg)
+    assert table["stage2/block0/short_conv/w"].reads == "stage1.block0.act2"
+    assert resnet.downstream(cfg)["stage1.block0.act2"] == "stage2/block0/conv1/w"
+    with pytest.raises(ValueError, match="made by several weights"):
+        P.readers(resnet.param_table(resnet.config("tiny", "relu", norm="none")))
+
+
 def test_pins_readers_come_from_the_tables():
     cfg = mlp.config("tiny", "relu", depth=3)
     assert pins.readers("mlp", cfg) == {
@@ -110,6 +193,7 @@ def test_pins_readers_come_from_the_tables():
     assert pins.readers("gpt", g) == {f"block{i}.mlp": pins.Reader(f"block{i}/mlp/w_in", None, None)
                                       for i in range(2)}
     assert pins.readers("vit", get_arch("vit").config("tiny")) == {}  # not a reader arch
+    assert pins.readers("resnet", resnet.config("tiny")) == {}
 
 
 def test_a_bad_declaration_names_the_field():
@@ -117,6 +201,12 @@ def test_a_bad_declaration_names_the_field():
         P.Param("w", (2, 2), "matrix", "sgd", key=(0,), fan_in=2, fan_out=2)
     with pytest.raises(ValueError, match="needs fan_in"):
         P.Param("w", (2, 2), "matrix", "muon")
+    with pytest.raises(ValueError, match=r"Param\('w'\)\.scheme='he' invalid; allowed: fan_in_normal"):
+        P.Param("w", (2, 2), "matrix", "adamw", key=(0,), fan_in=2, fan_out=2, scheme="he")
+    with pytest.raises(ValueError, match=r"Param\('w'\)\.gain=0 invalid"):
+        P.Param("w", (2, 2), "matrix", "adamw", key=(0,), fan_in=2, fan_out=2, gain=0)
+    with pytest.raises(ValueError, match="scheme/gain go with init='scheme' only"):
+        P.Param("w", (2,), "norm", "adamw", init="ones", gain=2.0)
     p = P.Param("w", (2,), "norm", "adamw", init="ones")
     with pytest.raises(ValueError, match="declared twice"):
         P.ParamTable((p, p), "fan_in_normal", 1.0)
