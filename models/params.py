@@ -42,7 +42,7 @@ GROUPS = ("muon", "adamw")
 # embeddings); "ones"/"zeros" are constant (norm scales, biases).
 INITS = ("scheme", "normal", "ones", "zeros")
 # The kinds of weight that can be a tap's downstream reader (a dense matrix or a convolution).
-READER_KINDS = ("matrix", "conv")
+DOWNSTREAM_KINDS = ("matrix", "conv")
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def downstream(table: ParamTable) -> dict[str, str]:
     projection shortcut), the first declared is its downstream matrix."""
     out: dict[str, str] = {}
     for p in table:
-        if p.reads is not None and p.kind in READER_KINDS and not p.head:
+        if p.reads is not None and p.kind in DOWNSTREAM_KINDS and not p.head:
             out.setdefault(p.reads, p.path)
     return out
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
