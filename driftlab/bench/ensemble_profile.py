@@ -131,7 +131,7 @@ def profile(arch: str, scale: str = "cpu", sizes=(1, 8), block_s: float = 1.0,
             repeats: int = 5, loops=steps_module.MEMBER_LOOPS) -> dict:
     """The breakdown of the module docstring: one entry "1" (the single run) and one
     "S <loop>" per ensemble size S and member loop (models/steps.py MEMBER_LOOP)."""
-    from driftlab.bench.train import matmul_flops_per_s
+    from driftlab.bench.timing import matmul_flops_per_s
 
     if not sizes or sizes[0] != 1:
         raise ValueError(f"sizes={sizes!r} invalid; allowed: 1 first (the single run every "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import optax
 import torch
 

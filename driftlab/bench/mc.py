@@ -23,13 +23,13 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import replace
 from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from driftlab.bench.timing import matmul_flops_per_s
 from driftlab.montecarlo import autotune
 from driftlab.montecarlo.estimators import Budget, chunk_for, estimate_grad_positive
 from driftlab.montecarlo.stats import MCResult
@@ -129,13 +129,6 @@ def numpy_estimator(setting: BlockSetting, budget: Budget) -> MCResult:
     return MCResult.from_clusters(np.concatenate(vals), b)
 
 
-def matmul_flops_per_s(repeats: int, size: int = 2048) -> float:
-    a = jax.random.normal(jax.random.key(0), (size, size))
-    f = jax.jit(lambda x: x @ x)
-    t, _ = _timed(lambda: f(a).block_until_ready(), repeats)
-    return 2 * size**3 / t
-
-
 def _precision_per_s(res: MCResult, analytic: float, seconds: float) -> float:
     return 1.0 / ((res.stderr / analytic) ** 2 * seconds)
 
@@ -171,7 +164,7 @@ def _plain_jax_best(setting: BlockSetting, analytic: float, seconds_per_try: flo
 
 
 def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
-    peak = matmul_flops_per_s(repeats)
+    peak = matmul_flops_per_s(repeats, 2048)
     rows = [{"name": "matmul 2048² float32 (practical limit)", "value": peak / 1e9, "unit": "GFLOP/s",
              "baseline": "self", "baseline_value": peak / 1e9, "ratio": 1.0, "target": None}]
     for label in (QUICK if quick else SIZES):

@@ -1,5 +1,6 @@
 """Shared timing helpers of the benchmarks: block calibration, interleaved timing, the
-core count this process may use, and the row every benchmark reports.
+core count this process may use, the device's matmul rate, and the row every benchmark
+reports.
 
 Timing model: a competitor ``run(n)`` executes n steps and blocks until they are done.
 A block length is calibrated so one block lasts about ``block_seconds``; the competitors'
@@ -43,6 +44,26 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def matmul_flops_per_s(repeats: int, size: int = 1024, dtype=None) -> float:
+    """FLOP/s of a jitted size×size matmul in ``dtype`` (default float32; median of
+    ``repeats`` blocks): the practical peak of the default device."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype or jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    n = max(1, int(0.1 * 1e12 / (2 * size**3)))  # ≈ 0.1 TFLOP per block: long on CPU, ms on GPU
+    n = min(n, 64)
+    times = []
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        outs = [f(a) for _ in range(n)]
+        jax.block_until_ready(outs)
+        times.append((time.perf_counter() - t0) / n)
+    return 2 * size**3 / statistics.median(times)
 
 
 def row(name, value, unit, baseline, baseline_value, target=None, note="") -> dict:

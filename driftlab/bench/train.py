@@ -55,9 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 
 import jax
@@ -66,7 +64,7 @@ import numpy as np
 
 from driftlab.bench import engine_loop
 from driftlab.bench import timing
-from driftlab.bench.timing import calibrate, cores, time_alternating
+from driftlab.bench.timing import calibrate, cores, matmul_flops_per_s, time_alternating
 from driftlab.models import gpt, sharding
 from driftlab.models.base import get_arch
 from driftlab.models.train import TrainConfig, model_config, step_functions
@@ -181,23 +179,6 @@ def gpt_mfu(cfg: gpt.GPTConfig, tokens_per_s: float, peak_flops: float,
     if not (peak_flops > 0 and np.isfinite(peak_flops)):
         raise ValueError(f"peak_flops={peak_flops!r} invalid; allowed: a positive number")
     return tokens_per_s * gpt.flops_per_token(cfg, seq_len) / peak_flops
-
-
-def matmul_flops_per_s(repeats: int, size: int = 1024, dtype=jnp.float32) -> float:
-    """FLOP/s of a jitted size×size matmul in ``dtype`` (median of ``repeats``): the
-    practical peak of the default device."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    n = max(1, int(0.1 * 1e12 / (2 * size**3)))  # ≈ 0.1 TFLOP per block: long on CPU, ms on GPU
-    n = min(n, 64)
-    times = []
-    for _ in range(max(repeats, 1)):
-        t0 = time.perf_counter()
-        outs = [f(a) for _ in range(n)]
-        jax.block_until_ready(outs)
-        times.append((time.perf_counter() - t0) / n)
-    return 2 * size**3 / statistics.median(times)
 
 
 def nominal_peak_flops(device_kind: str) -> float | None:
