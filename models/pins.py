@@ -50,7 +50,9 @@ from driftlab.models.params import readers as table_readers
 DOWNSTREAM_MEAN = "downstream-mean"
 READER_STREAM_MEAN = "reader-stream-mean"
 SHAM = "sham"
-PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN, SHAM)
+SHAM_DIRECTION = "sham-direction"
+PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN, SHAM, SHAM_DIRECTION)
+SHAM_DIRECTION_SEED = 20261207  # the key of D̂: fixed, so every seed's sham removes the same direction
 # Pins that run the reader-projection code path, with the factor applied to the removal.
 _READER_PATH = {READER_STREAM_MEAN: 1.0, SHAM: 0.0}
 READER_ARCHS = ("gpt", "mlp")
@@ -71,6 +73,9 @@ def validate_pins(pins, arch: str) -> None:
         if name in pins and arch not in READER_ARCHS:
             raise ValueError(f"TrainConfig.pins: {name!r} is not implemented for "
                              f"arch={arch!r}; allowed archs: {', '.join(READER_ARCHS)}")
+    if DOWNSTREAM_MEAN in pins and SHAM_DIRECTION in pins:
+        raise ValueError(f"TrainConfig.pins={pins!r} invalid; allowed: {DOWNSTREAM_MEAN!r} "
+                         f"or its sham {SHAM_DIRECTION!r}, not both")
     if READER_STREAM_MEAN in pins and SHAM in pins:
         raise ValueError(f"TrainConfig.pins={pins!r} invalid; allowed: {READER_STREAM_MEAN!r} "
                          f"or its sham {SHAM!r}, not both")
@@ -126,6 +131,10 @@ def reference(init_params, pins: tuple, arch: str, mcfg, downstream: dict) -> di
     ref = {"down_mean0": {}, "reader_w0": {}, "row_mean0": {}, "mean0": {}}
     if DOWNSTREAM_MEAN in pins:
         ref["down_mean0"] = {path: jnp.mean(f32(flat[path])) for path in downstream.values()}
+    if SHAM_DIRECTION in pins:
+        ref["sham_w0"] = {path: f32(flat[path]) for path in downstream.values()}
+        ref["sham_dir"] = {path: sham_direction(path, flat[path].shape)
+                           for path in downstream.values()}
     for tap, r in readers(arch, mcfg).items():
         w0 = f32(flat[r.weight])
         ref["row_mean0"][tap] = jnp.mean(w0, axis=1)
@@ -133,6 +142,18 @@ def reference(init_params, pins: tuple, arch: str, mcfg, downstream: dict) -> di
         if any(name in pins for name in _READER_PATH):
             ref["reader_w0"][r.weight] = w0
     return ref
+
+
+def sham_direction(path: str, shape) -> jax.Array:
+    """D̂ of matrix ``path``: N(0, 1) entries from a key that depends only on
+    :data:`SHAM_DIRECTION_SEED` and the path's bytes, minus their mean, scaled to unit
+    Frobenius norm (so ⟨D̂, 1⟩ = 0 and ‖D̂‖ = 1)."""
+    key = jax.random.PRNGKey(SHAM_DIRECTION_SEED)
+    for byte in path.encode():
+        key = jax.random.fold_in(key, byte)
+    d = jax.random.normal(key, shape, jnp.float32)
+    d = d - jnp.mean(d)
+    return d / jnp.sqrt(jnp.sum(d * d))
 
 
 def _replace_leaf(tree: dict, path: str, value) -> dict:
@@ -176,6 +197,13 @@ def apply_pins(params, pins: tuple, ref: dict, input_means: dict, reader_map: di
             shift = jnp.mean(w.astype(jnp.float32)) - m0
             params = _replace_leaf(params, path, (w - shift).astype(w.dtype))
             logs[DOWNSTREAM_MEAN][path] = shift
+    if SHAM_DIRECTION in pins:
+        logs[SHAM_DIRECTION] = {}
+        for path, d in ref["sham_dir"].items():
+            w = flat[path]
+            coef = jnp.sum((w.astype(jnp.float32) - ref["sham_w0"][path]) * d)
+            params = _replace_leaf(params, path, (w - coef * d).astype(w.dtype))
+            logs[SHAM_DIRECTION][path] = coef / jnp.sqrt(jnp.float32(d.size))
     return params, logs
 
 

@@ -4,8 +4,9 @@ Summary keys: status ("ok", "stopped" by ``stop_at``, "interrupted" by a signal,
 "diverged" for an ensemble member whose loss went non-finite), arch, act, steps (steps
 done), final_loss (loss of the last step), val_loss, val_<metric> (mean over
 ``eval_batches`` validation batches at the final parameters), layers ({tap: downstream
-path, w_mean_init, w_mean_final, w_mean_change, w_mean_se = init std/√numel, sparsity,
-sparsity_eps, spike_ratio, max_abs (validation, final params), grad_pos_mean,
+path, w_mean_init, w_mean_final, w_mean_change, w_mean_se = init std/√numel, sparsity
+(fraction of exact zeros, mean over the validation batches), sparsity_last (the same on
+the last validation batch alone, the paper's measure), sparsity_eps, spike_ratio, max_abs (validation, final params), grad_pos_mean,
 grad_pos_frac, frac_pos (last logged training step)}, one per entry of
 ``arch.downstream``: hidden matrices only), heads ({head path: the same drift fields,
 ``reads`` (the tap it reads or None) and that tap's statistics}, from
@@ -31,7 +32,7 @@ from driftlab.models.writers import MemoryWriter, json_default
 SUMMARY_FILE = "summary.json"
 # Tap statistics copied into the summary: forward ones from validation at the final
 # parameters, gradient ones from the last logged training step.
-VAL_TAP_STATS = ("sparsity", "sparsity_eps", "spike_ratio", "max_abs", "median_abs",
+VAL_TAP_STATS = ("sparsity", "sparsity_last", "sparsity_eps", "spike_ratio", "max_abs", "median_abs",
                  "spike_ratio_p", "max_abs_p", "median_abs_p", "massive_count", "massive_frac")
 TRAIN_TAP_STATS = ("grad_pos_mean", "grad_pos_abs_mean", "grad_pos_frac", "grad_positions_frac", "frac_pos")
 
@@ -48,6 +49,9 @@ def validate(s, params, val_batch, reader) -> list[tuple[dict, dict]]:
         avg = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != "taps"}
         taps = {name: {st: float(np.mean([h["taps"][name][st] for h in host]))
                        for st in host[0]["taps"][name]} for name in host[0]["taps"]}
+        for name, last in host[-1]["taps"].items():  # the paper's figure: the last batch alone
+            if "sparsity" in last:
+                taps[name]["sparsity_last"] = float(last["sparsity"])
         out.append((avg, taps))
     return out
 

@@ -2,6 +2,9 @@
 
 ``PRESET`` is a preset name (reports/presets.py) or ``all``: a single preset writes its
 runs and ``summary.csv`` to ``--out``; ``all`` writes each preset to ``--out/<preset>/``.
+A path to a plan file (``reports/plans/confirm-v2.json``, reports/confirm_plan.py) runs
+the plan's runs, on its reserved seeds and tagged with its digest, each preset's into
+``--out/<preset>/``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from driftlab.reports.presets import PRESETS, SCALES
 
-    parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}, or all (listed below)")
+    parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}, or all (listed below), "
+                        "or a plan file (reports/plans/*.json)")
     parser.add_argument("--size", default="tiny", help=f"scale, one of {', '.join(SCALES)}: tiny "
                         "(CPU smoke), cpu (the decisive reduced scale), small, gpu (one "
                         "H100), paper; each preset defines some of them (listed below)")
@@ -49,12 +53,24 @@ def presets_text() -> str:
         for name, p in PRESETS.items())
 
 
+def _is_plan(name: str) -> bool:
+    return name.endswith(".json")
+
+
 def _validate(args) -> list[str]:
     """Check every value before JAX starts; ValueError names the field and allowed values."""
     from driftlab.reports.presets import get_preset
     from driftlab.reports.sweep import EXECUTORS, parse_shard, preset_names
 
-    names = preset_names(args.preset)
+    if _is_plan(args.preset):
+        from driftlab.reports.confirm_plan import SCALE, load_plan
+
+        if args.seeds is not None or args.size not in ("tiny", SCALE):
+            raise ValueError("a plan fixes its seeds and scale: leave out --seeds and --size")
+        args.size = SCALE
+        names = list(dict.fromkeys(run["preset"] for run in load_plan(args.preset).data["runs"]))
+    else:
+        names = preset_names(args.preset)
     if args.preset == "all":  # every preset defined at that scale
         names = [n for n in names if args.size in get_preset(n).scales]
     for name in names:
@@ -89,10 +105,16 @@ def run(args) -> int:
                "gpus_per_node": args.gpus_per_node, "cluster": args.cluster}
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     results = []
+    specs = {}
+    if _is_plan(args.preset):
+        from driftlab.reports.confirm_plan import load_plan, plan_specs
+
+        specs = plan_specs(load_plan(args.preset))
     for name in names:
-        out = Path(args.out) / name if args.preset == "all" else Path(args.out)
+        out = Path(args.out) / name if args.preset == "all" or specs else Path(args.out)
         res = run_sweep(name, size=args.size, seeds=args.seeds, shard=args.shard, out=out,
                         executor=args.executor, executor_options=options, log=log,
+                        specs=specs.get(name),
                         **({} if args.max_ensemble is None
                            else {"max_ensemble": args.max_ensemble}))
         results.append(res.as_dict())
