@@ -25,6 +25,7 @@ from pathlib import Path
 DIGEST_CHARS = 16
 PLAN_TAG = "plan"
 SCALE = "cpu"
+PLANS_DIR = Path(__file__).parent / "plans"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,15 @@ def load_plan(path: str | Path) -> Plan:
             raise ValueError(f"plan {path}: runs[{i}].n={run.get('n')!r} invalid; allowed: an "
                              f"integer 1 … {last - first + 1}")
     return plan
+
+
+def find_plan(digest: str, plans_dir: Path = PLANS_DIR) -> Plan:
+    """The plan file in ``plans_dir`` whose digest is ``digest``; ValueError if none is."""
+    for path in sorted(Path(plans_dir).glob("*.json")):
+        if digest_of(path.read_bytes()) == digest:
+            return load_plan(path)
+    raise ValueError(f"no plan in {plans_dir} has digest {digest!r} (a plan file edited after "
+                     f"its runs no longer matches them)")
 
 
 def _cell(preset, label: str):

@@ -25,7 +25,7 @@ import numpy as np
 from driftlab.atomic_io import write_json, write_text
 from driftlab.reports import figures
 from driftlab.reports.markdown import ci as _ci, figure as _figure, fmt as _f, table as _table
-from driftlab.reports import causal, claims, cliff, drift, init_grad, spikes
+from driftlab.reports import causal, claims, cliff, confirm, drift, init_grad, spikes
 from driftlab.reports.presets import PRESETS, spike_activations
 
 THEORY_MODES = ("auto", "run", "cache", "off")
@@ -370,9 +370,13 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_spk, _, comp = spikes.section(spike_runs, out, SECTIONS[7], provenance(spike_runs),
                                     order, main_clip, gelu2_clip)
     s_opt = section_optimizers(ok.get("optimizers", []), out)
-    s_claims, verdicts = claims.section(claims.build(
-        cells, pin_rows, trade, comp, layer_rows, init_grad.collect(ok.get("init", [])),
-        gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9])
+    plan = plan_of(runs)
+    if plan is not None:  # runs made under a frozen plan: its table and words, nothing else
+        s_claims, confirm_words = confirm.section(plan, runs, ok, SECTIONS[9])
+    else:
+        s_claims, verdicts = claims.section(claims.build(
+            cells, pin_rows, trade, comp, layer_rows, init_grad.collect(ok.get("init", [])),
+            gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9])
     sizes = sorted({str(r.tags.get("size", "?")) for r in runs})
     n_ok = sum(r.summary.get("status") == "ok" for r in runs)
     head = ["# driftlab report: weight drift, sparsity and spikes",
@@ -394,9 +398,27 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     body = "\n".join(head + [section_train_runs(groups.get("train", []))] + [s_th, s_layers, s_drift, s_pins, s_first, s_law, s_trade, s_spk,
                              s_opt, s_claims, ""])
     path = write_text(out / "report.md", body)
-    write_json(out / "claims.json", claims.words(verdicts))
+    if plan is not None:
+        write_json(out / "confirm.json", confirm_words)
+    else:
+        write_json(out / "claims.json", claims.words(verdicts))
     write_runs_csv(runs, out / "summary.csv", dirs_relative_to)
     return path
+
+
+def plan_of(runs: list[Run]):
+    """The frozen plan (reports/confirm_plan.py) whose digest the runs' ``plan`` tag names,
+    or None when no run carries one; ValueError when the runs name several plans or one
+    that no file in the plans folder has."""
+    from driftlab.reports.confirm_plan import PLAN_TAG, find_plan
+
+    digests = sorted({str(r.tags[PLAN_TAG]) for r in runs if PLAN_TAG in r.tags})
+    if not digests:
+        return None
+    if len(digests) > 1:
+        raise ValueError(f"runs of {len(digests)} plans ({', '.join(digests)}) in one report: "
+                         f"report each plan's runs on their own")
+    return find_plan(digests[0])
 
 
 def gpt_sparsity_cells(cells: dict, optimizer_runs: list) -> dict:

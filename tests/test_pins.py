@@ -96,6 +96,39 @@ def test_sham_pin_runs_the_reader_path_and_removes_nothing():
                                real_logs["reader-stream-mean"]["r/w"]["removed_fro"])
 
 
+def test_sham_direction_pin_projects_out_a_zero_mean_direction_and_keeps_the_mean():
+    """W ← W − ⟨W − W₀, D̂⟩D̂: afterwards ⟨W − W₀, D̂⟩ = 0, mean(W) is unchanged (D̂ ⊥ 1) and
+    W does change (so the control can come out non-zero), unlike the mean pin, which moves
+    exactly the mean."""
+    key = jax.random.PRNGKey(5)
+    w0 = jax.random.normal(key, (8, 6))
+    w = w0 + 0.1 * jax.random.normal(jax.random.fold_in(key, 1), (8, 6)) + 0.05
+    down = {"layer0": "l/w"}
+    ref = pins.reference({"l": {"w": w0}}, ("sham-direction",), "vit", None, down)
+    d = ref["sham_dir"]["l/w"]
+    assert abs(float(jnp.sum(d))) < 1e-5 and abs(float(jnp.sum(d * d)) - 1) < 1e-5  # tol: float32 sums of 48 terms
+    out, logs = pins.apply_pins({"l": {"w": w}}, ("sham-direction",), ref, {}, {})
+    new = out["l"]["w"]
+    assert abs(float(jnp.sum((new - w0) * d))) < 1e-5  # tol: float32 sum of 48 terms
+    assert abs(float(jnp.mean(new) - jnp.mean(w))) < 1e-6  # tol: float32 mean of 48 terms
+    assert float(jnp.max(jnp.abs(new - w))) > 1e-3
+    assert float(logs["sham-direction"]["l/w"]) != 0.0
+    mean_pinned, _ = pins.apply_pins({"l": {"w": w}}, ("downstream-mean",),
+                                     pins.reference({"l": {"w": w0}}, ("downstream-mean",),
+                                                    "vit", None, down), {}, {})
+    assert abs(float(jnp.mean(mean_pinned["l"]["w"]) - jnp.mean(w0))) < 1e-6  # tol: float32 mean
+    with pytest.raises(ValueError, match="not both"):
+        pins.validate_pins(("downstream-mean", "sham-direction"), "mlp")
+
+
+def test_sham_direction_pin_trains_and_the_summary_has_the_last_batch_sparsity(tmp_path):
+    out = _run(tmp_path / "sd", "adamw", ("sham-direction",))
+    summary = json.loads((out / "summary.json").read_text())
+    assert _records(out)[-1]["pins"]["sham-direction"].keys() == {"layer1/w"}
+    for tap in summary["taps"].values():
+        assert 0.0 <= tap["sparsity_last"] <= 1.0
+
+
 def test_sham_pin_refused_with_the_reader_pin_and_outside_reader_archs():
     with pytest.raises(ValueError, match="not both"):
         pins.validate_pins(("reader-stream-mean", "sham"), "mlp")
