@@ -25,7 +25,8 @@ import numpy as np
 from driftlab.atomic_io import write_json, write_text
 from driftlab.reports import figures
 from driftlab.reports.markdown import ci as _ci, figure as _figure, fmt as _f, table as _table
-from driftlab.reports import causal, claims, cliff, confirm, drift, init_grad, spikes
+from driftlab.reports import (causal, claims, cliff, confirm, drift, init_grad,
+                              registered_v1, spikes)
 from driftlab.reports.presets import PRESETS, spike_activations
 
 THEORY_MODES = ("auto", "run", "cache", "off")
@@ -35,6 +36,13 @@ SECTIONS = ("Theorem checks", "Where the theorem holds at initialization",
             "First-step drift vs theory", "Drift → sparsity law", "Sparsity–accuracy trade-off",
             "Activation spikes", "Optimizers", "Paper's claims vs driftlab")
 POSITIVE_ACTS = ("relu", "gelu", "silu")
+# Runs without a plan tag are judged by today's claim families, whose margins, tests and
+# stages were fixed after the v1 data: the table says so, and the registered tests stand beside it.
+EXPLORATORY = ("**Exploratory.** This table's margins, equivalence tests, multiplicity "
+               "family and second stages were chosen after the data it judges (issue 29), so "
+               "its words are exploratory. Confirmatory verdicts come only from a frozen plan "
+               "run on fresh seeds (reports/plans/, reports/confirm-v2/); the tests registered "
+               "before these data follow the table.")
 
 
 # --------------------------------------------------------------------------- loading
@@ -377,6 +385,11 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
         s_claims, verdicts = claims.section(claims.build(
             cells, pin_rows, trade, comp, layer_rows, init_grad.collect(ok.get("init", [])),
             gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9])
+        head, _, body = s_claims.partition("\n\n")
+        s_registered, registered = registered_v1.section(
+            registered_v1.build(cells, pin_rows, trade, comp, layer_rows),
+            "The tests registered before these data")
+        s_claims = f"{head}\n\n{EXPLORATORY}\n\n{body}\n{s_registered}"
     sizes = sorted({str(r.tags.get("size", "?")) for r in runs})
     n_ok = sum(r.summary.get("status") == "ok" for r in runs)
     head = ["# driftlab report: weight drift, sparsity and spikes",
@@ -402,6 +415,7 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
         write_json(out / "confirm.json", confirm_words)
     else:
         write_json(out / "claims.json", claims.words(verdicts))
+        write_json(out / "registered_v1.json", registered_v1.words(registered))
     write_runs_csv(runs, out / "summary.csv", dirs_relative_to)
     return path
 
