@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.bench.ensemble import ENSEMBLE_STEPS, scale_fields
+from driftlab.bench.ensemble import scale_fields
 from driftlab.models import ensemble, nonfinite, sharding
 from driftlab.models import steps as steps_module
 from driftlab.models.base import get_arch
@@ -52,8 +52,7 @@ class Bare:
     """The guarded plain step of ``arch`` at ``scale`` for S members (None: single run)."""
 
     def __init__(self, arch_name: str, scale: str, members: int | None, loop: str | None = None):
-        cfg = TrainConfig(arch=arch_name, steps=ENSEMBLE_STEPS[arch_name], progress=False,
-                          **scale_fields(arch_name, scale)).validate()
+        cfg = TrainConfig(progress=False, **scale_fields(arch_name, scale)).validate()
         arch = get_arch(arch_name)
         mcfg, ds = arch.data(cfg.data, model_config(arch, cfg), cfg.seed)
         mesh = sharding.make_mesh()
