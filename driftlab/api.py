@@ -104,14 +104,14 @@ def predict_layers(arch: str, size: str = "tiny", data: str = "synthetic", act: 
 
 
 def _train_config(fields: dict):
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.engine.train import TrainConfig
 
     fields = dict(fields)
     fields.setdefault("progress", False)
     if isinstance(fields.get("model_overrides"), dict):
         fields["model_overrides"] = tuple(fields["model_overrides"].items())
     if fields.get("recipe"):
-        from driftlab.models.recipes import recipe_config
+        from driftlab.models.engine.recipes import recipe_config
 
         return recipe_config(fields.pop("recipe"), **fields)
     return TrainConfig(**fields).validate()
@@ -121,11 +121,11 @@ def train(**fields) -> dict:
     """Train one instrumented model and return its summary (what ``OUT/summary.json`` holds:
     status, final and validation loss, per-layer drift, per-tap statistics).
 
-    ``fields`` are TrainConfig fields (models/train.py; ``driftlab train --help`` lists them
+    ``fields`` are TrainConfig fields (models/engine/train.py; ``driftlab train --help`` lists them
     with their defaults), e.g. ``train(arch="mlp", act="relu", steps=200, out="runs/mlp")``;
     ``recipe="paper-gpt"`` applies a recipe first; ``model_overrides`` may be a dict.
     Progress output is off unless ``progress=True``."""
-    from driftlab.models.train import train as run
+    from driftlab.models.engine.train import train as run
 
     return run(_train_config(fields))
 
@@ -141,7 +141,7 @@ def resume(out: str | os.PathLike, steps: int | None = None, **fields) -> dict:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"out={str(out)!r}: {path} unreadable ({type(err).__name__}); "
                          f"`driftlab train --out {out} --resume` says how to recover") from None
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.engine.train import TrainConfig
 
     known = {f for f in TrainConfig.__dataclass_fields__}
     values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
@@ -151,7 +151,7 @@ def resume(out: str | os.PathLike, steps: int | None = None, **fields) -> dict:
     values.pop("recipe", None)  # already applied: its values are the stored fields
     if steps is not None:
         values["steps"] = steps
-    from driftlab.models.train import train as run
+    from driftlab.models.engine.train import train as run
 
     return run(_train_config(values))
 

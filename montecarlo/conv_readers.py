@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.init import get_init
-from driftlab.models.stein_readers import READER_KINDS, TapReaders
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.arch.init import get_init
+from driftlab.models.arch.stein_readers import READER_KINDS, TapReaders
 from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, _batched_map, LayersSpec, TapRow, _act,
                                            _config, init_variance, summarize)
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel
@@ -51,7 +51,7 @@ READER_TOLERANCE = 1e-3  # relative max |∂ℓ/∂h − Σ_r adjoint + shortcut
 
 
 def has_readers(arch) -> bool:
-    """Whether the architecture declares ``Arch.readers`` (models/base.py, stein_readers)."""
+    """Whether the architecture declares ``Arch.readers`` (models/arch/base.py, stein_readers)."""
     return arch.readers is not None
 
 

@@ -9,7 +9,7 @@ and the examples of the batch); ℓ depends on (W, h) only through z. Stein's le
 
 Per init seed (one cluster) this module computes, over one batch and the same W draw,
 
-* ``measured``  = B · Σ_{p>0} g / #(p>0), g = ∂ℓ/∂p by autodiff (models/instrument.py's
+* ``measured``  = B · Σ_{p>0} g / #(p>0), g = ∂ℓ/∂p by autodiff (models/arch/instrument.py's
   ``grad_pos_mean``, the training metric's units);
 * ``predicted`` = B · Σ_{p>0} q / #(p>0), q_{t,i} = s_W² σ'(p_{t,i}) (Rᵀ-contraction of
   ∇²_z ℓ · (h R))_{t,i} with R a Rademacher (H × D) probe matrix, E_R[R_{ik} R_{i'k'}] =
@@ -35,12 +35,12 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.init import GAUSSIAN_SCHEMES, variance
-from driftlab.models.instrument import probe_shapes
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.arch.init import GAUSSIAN_SCHEMES, variance
+from driftlab.models.arch.instrument import probe_shapes
 from driftlab.montecarlo.stats import MCResult, detectable_shift, suite_threshold, z_score
 
-# The schemes' variances and Gaussianity are declared beside the schemes (models/init.py).
+# The schemes' variances and Gaussianity are declared beside the schemes (models/arch/init.py).
 init_variance = variance
 
 
@@ -319,7 +319,7 @@ class LayersSpec:
 
 
 def _config(spec: LayersSpec):
-    from driftlab.models.base import get_arch
+    from driftlab.models.arch.base import get_arch
 
     arch = get_arch(spec.arch)
     kwargs = dict(spec.overrides)
@@ -371,7 +371,7 @@ def dense_tap_kernels(spec: LayersSpec, arch, cfg, blocks, tap: str):
 
     A seed's key k_j = split(PRNGKey(10 000 + s), w_draws)[j] draws W from fold_in(k_j, 1)
     and the probes of call c from call_key(fold_in(k_j, 2), c)."""
-    from driftlab.models.init import get_init
+    from driftlab.models.arch.init import get_init
     from driftlab.montecarlo.layer_driver import TapKernels, call_key
 
     scheme, gain = downstream_scheme(cfg)

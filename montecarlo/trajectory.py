@@ -4,7 +4,7 @@ Quantities Q (theory/trajectory.py's notation), for an architecture of models/:
 
 * ``mean:{path}`` — (mean W_t − mean W₀)/s_W for every downstream matrix W = ``arch.downstream``
   (s_W the init std of the config's scheme, montecarlo/per_layer.py's ``init_variance``);
-* ``g+:{tap}`` — E[g | p > 0] of every tap, in models/instrument.py's grad_pos_mean units
+* ``g+:{tap}`` — E[g | p > 0] of every tap, in models/arch/instrument.py's grad_pos_mean units
   (B·Σ_{p>0} ∂ℓ/∂p / #(p>0)), read at step t on the step's own batch before its update (as the
   engine logs it).
 
@@ -26,7 +26,7 @@ values and first derivatives (hence g₁, g₂ and the measured side) are exact.
 activations (clipped variants) are expanded with autodiff's derivatives.
 
 Measured side: :func:`train_ensemble` runs every seed at once (``jax.vmap`` over seeds inside
-one ``lax.scan`` over steps) with the engine's own optimizer (models/optim.py's
+one ``lax.scan`` over steps) with the engine's own optimizer (models/engine/optim.py's
 ``make_optimizer``), loss and batch stream (``ds.sample("train", t, B, s)``), so one member
 equals ``train(TrainConfig(seed=s, …))`` (tests/test_trajectory_engine.py).
 """
@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.instrument import probe_shapes
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.arch.instrument import probe_shapes
 from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel, smoothed_step
 from driftlab.montecarlo.stats import suite_threshold
@@ -101,7 +101,7 @@ class TrajectorySpec:
 
 def model(spec: TrajectorySpec):
     """(arch, cfg) of the cell; ``block`` is the MLP with :data:`BLOCK_OVERRIDES`."""
-    from driftlab.models.base import get_arch
+    from driftlab.models.arch.base import get_arch
 
     name = "mlp" if spec.arch == "block" else spec.arch
     arch = get_arch(name)
@@ -231,7 +231,7 @@ def coefficients(spec: TrajectorySpec, progress=None) -> tuple[Problem, dict]:
 
 
 def _init(arch, cfg, seed: int):
-    """The engine's init for ``seed`` (models/train.py: fold_in(PRNGKey(seed), 0), float32)."""
+    """The engine's init for ``seed`` (models/engine/train.py: fold_in(PRNGKey(seed), 0), float32)."""
     p = arch.init(jax.random.fold_in(jax.random.PRNGKey(seed), 0), cfg)
     return jax.tree_util.tree_map(
         lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, p)
@@ -254,7 +254,7 @@ def train_ensemble(spec: TrajectorySpec, seeds: list[int] | None = None, record_
     t = 0 … steps − 1 then NaN), recorded every ``record_every`` steps (others NaN), and "loss"."""
     import optax
 
-    from driftlab.models.optim import make_optimizer
+    from driftlab.models.engine.optim import make_optimizer
 
     arch, cfg0 = model(spec)
     seeds = list(range(spec.seeds)) if seeds is None else list(seeds)

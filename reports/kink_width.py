@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models.base import get_arch
+from driftlab.models.arch.base import get_arch
 from driftlab.montecarlo.conv_readers import fixed_p_draws
 from driftlab.montecarlo.per_layer import agreement_threshold
 from driftlab.montecarlo.stats import detectable_shift

@@ -87,7 +87,7 @@ def optimizer_configs(steps: int, seeds, out_root, optimizers=OPTIMIZERS, act: s
     """The grid: one validated TrainConfig per (optimizer, seed), output in
     ``out_root/{optimizer}-s{seed}``; the recipe scales its phases to ``steps``. Run
     each with ``driftlab.models.train.train``."""
-    from driftlab.models.recipes import recipe_config
+    from driftlab.models.engine.recipes import recipe_config
 
     if not isinstance(steps, int) or steps < 4:
         raise ValueError(f"steps={steps!r} invalid; allowed: an integer >= 4")
@@ -293,8 +293,8 @@ def run_grid(steps: int = GRID_STEPS, seeds=GRID_SEEDS, out_root="runs/optimizer
     """Train every config of :func:`optimizer_configs` (skipping finished runs); run dirs."""
     import dataclasses
 
-    from driftlab.models import checkpoint
-    from driftlab.models.train import train
+    from driftlab.models.engine import checkpoint
+    from driftlab.models.engine.train import train
 
     dirs = []
     for cfg in optimizer_configs(steps, seeds, out_root):

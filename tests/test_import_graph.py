@@ -147,7 +147,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_graph_is_read():
     g = import_graph()
     # a few edges that exist: the reader of this test can trust the parser sees imports
-    assert "driftlab.models.base" in g["driftlab.models.gpt"]
+    assert "driftlab.models.arch.base" in g["driftlab.models.arch.gpt"]
     assert "driftlab.bench.timing" in g["driftlab.bench.gpt_phases"]
     assert "driftlab.montecarlo.per_layer" in g["driftlab.montecarlo.conv_readers"]
 

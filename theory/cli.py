@@ -222,7 +222,7 @@ def _predict(args) -> int:
 
 
 def _plots(args) -> int:
-    from driftlab.models.run_dir import check_output_dir
+    from driftlab.models.engine.run_dir import check_output_dir
     from driftlab.reports.theory_plots import make_all
 
     check_output_dir(args.out)  # before minutes of Monte Carlo
@@ -237,8 +237,8 @@ def _plots(args) -> int:
 
 
 def _layers(args) -> int:
-    from driftlab.models.base import ARCH_MODULES
-    from driftlab.models.train_cli import parse_override
+    from driftlab.models.arch.base import ARCH_MODULES
+    from driftlab.models.engine.train_cli import parse_override
     from driftlab.montecarlo.per_layer import LayersSpec
 
     if args.arch not in ARCH_MODULES:
@@ -314,7 +314,7 @@ def format_layers(rows: list[dict]) -> str:
 
 
 def _trajectory(args) -> int:
-    from driftlab.models.train_cli import parse_override
+    from driftlab.models.engine.train_cli import parse_override
     from driftlab.montecarlo import trajectory as mt
 
     spec = mt.TrajectorySpec(arch=args.arch, size=args.size, data=args.data, act=args.act,

@@ -7,7 +7,7 @@ at the same scale, for :data:`QUICK_STEPS` steps (seconds; for tests). For each 
 alternating so that machine load hits both alike:
 
 * **ensemble**: one ``train_ensemble(cfg, seeds=0…S-1)`` call (one compiled program, a
-  leading replica axis; models/ensemble.py), with its run directories written;
+  leading replica axis; models/engine/ensemble.py), with its run directories written;
 * **sequential**: S ``train(cfg, seed=s)`` calls of the same cells one after the other
   (each with its own data set, init, dispatch per step, validation and files), as a sweep
   ran them before, but in one process, so they already share one compile.
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import jax
 
-from driftlab.models import steps as steps_module
-from driftlab.models.train import TrainConfig, train, train_ensemble
+from driftlab.models.engine import steps as steps_module
+from driftlab.models.engine.train import TrainConfig, train, train_ensemble
 
 ENSEMBLE_STEPS = {"mlp": 200, "gpt": 40}  # steps per seed (1 eval batch)
 QUICK_STEPS = {"mlp": 4, "gpt": 2}  # --quick: a smoke run of the same configurations

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models.base import get_arch
+from driftlab.models.arch.base import get_arch
 from driftlab.montecarlo.per_layer import (LayersSpec, per_seed, run_layers,
                                            agreement_threshold)
 from driftlab.theory import per_layer as T

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from driftlab import atomic_io
+from driftlab.models.arch.params import flatten_dict, unflatten_dict
 
 FILENAME = "checkpoint.npz"
 PREVIOUS = "checkpoint.prev.npz"
@@ -45,31 +46,6 @@ def previous_path(path: str | os.PathLike) -> Path:
 def exists(path: str | os.PathLike) -> bool:
     """Whether the current or the previous generation of ``path`` is on disk."""
     return Path(path).exists() or previous_path(path).exists()
-
-
-def flatten_dict(tree, prefix: str = "") -> dict[str, object]:
-    """Nested dicts -> {"a/b/c": leaf}; keys in sorted order (as jax flattens dicts)."""
-    out = {}
-    for key in sorted(tree):
-        path = f"{prefix}{key}"
-        value = tree[key]
-        if isinstance(value, dict):
-            out.update(flatten_dict(value, path + "/"))
-        else:
-            out[path] = value
-    return out
-
-
-def unflatten_dict(flat: dict[str, object]) -> dict:
-    """Inverse of :func:`flatten_dict`."""
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
 
 
 def save(path: str | os.PathLike, params, opt_state, step: int, rng, meta: dict,

@@ -5,13 +5,13 @@
 ``wcd`` is warmup–constant–warmdown (the paper's code, modded-nanogpt's ``get_lr``): the
 multiplier is (t+1)/W for t < W, 1 until E − D, then (E − t)/D, reaching 0 at t = E and
 staying 0 until the run's end S (E = S unless ``warmdown_end`` is given: the paper's code as
-it runs has E = 5800 of S = 7168 steps, models/recipes.py).
+it runs has E = 5800 of S = 7168 steps, models/engine/recipes.py).
 ``make_optimizer`` chains optional global-norm clipping with ``sgd``, ``momentum``
 (SGD with heavy-ball momentum 0.9), ``adamw``, or ``muon``: per-parameter routing by the
-architecture's parameter table (each entry's ``group``, models/params.py; :func:`arch_routes`)
+architecture's parameter table (each entry's ``group``, models/arch/params.py; :func:`arch_routes`)
 or, for an architecture without one, the rule table :data:`MUON_ROUTES` (first match of
 path regex and rank wins) between Muon
-(models/muon.py, at ``muon_lr_ratio`` × the schedule; its scale rule, momentum form and
+(models/engine/muon.py, at ``muon_lr_ratio`` × the schedule; its scale rule, momentum form and
 Newton–Schulz precision by name) and AdamW (β = 0.9/``adam_beta2``).
 
 The schedule is a function of the optimizer's own step counter, which lives in the
@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from driftlab.models.muon import muon
+from driftlab.models.engine.muon import muon
 
 OPTIMIZERS = ("sgd", "momentum", "adamw", "muon")
 SCHEDULES = ("constant", "cosine", "linear", "wcd")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models import sharding
+from driftlab.models.engine import sharding
 
 
 def _dtype_name(leaf) -> str:
@@ -42,7 +42,7 @@ class HostReader:
     leaves must then be scalars.
 
     ``mesh``: the outputs are replicated over it, so every process (multi-host) reads its
-    own copy through :func:`driftlab.models.sharding.to_host`. One instance serves trees
+    own copy through :func:`driftlab.models.engine.sharding.to_host`. One instance serves trees
     of any structure: jit compiles the pack once per structure and shapes.
     """
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from driftlab.models import layers as L
+from driftlab.models.arch import layers as L
 
 READER_KINDS = ("conv", "pool_dense")
 

@@ -48,7 +48,7 @@ Why not ``optax.contrib.muon`` (optax 0.2.8): its momentum is bias-corrected (U 
 combination of M_t/(1 − β^{t+1}) and G_t/(1 − β^t)), so the *direction* of U, and hence the
 step, differs from either code for the first ~100 steps; and it routes parameters by rank
 alone (the (V, D) embedding would get Muon), while the recipe routes by path and rank
-(models/optim.py). ε = 1e-7 as in both codes.
+(models/engine/optim.py). ε = 1e-7 as in both codes.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def scale_by_muon(beta: float = 0.95, ns_steps: int = 5, nesterov: bool = True,
                   ns_dtype: str = "float32") -> optax.GradientTransformation:
     """G ↦ s·NS₅(U) per the module doc (no learning rate: chain a schedule after it).
 
-    Every leaf it sees must be 2-D; routing (models/optim.py) sends only 2-D matrices here.
+    Every leaf it sees must be 2-D; routing (models/engine/optim.py) sends only 2-D matrices here.
     The state is the momentum M in float32 whatever the form, so a checkpoint's layout
     does not depend on it.
     """

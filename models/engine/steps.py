@@ -2,9 +2,9 @@
 
 One step computes the loss, the gradients, the optimizer update and (``instrument=True``,
 on logged steps) per-tap statistics from a zero probe added to each pre-activation
-(models/instrument.py), all in one forward/backward pass; steps that are not logged run
+(models/arch/instrument.py), all in one forward/backward pass; steps that are not logged run
 the same update without them. Every step runs under the on-device non-finite guard
-(models/nonfinite.py): no host sync per step.
+(models/engine/nonfinite.py): no host sync per step.
 
 Mixed precision (``dtype="bfloat16"``): master weights and optimizer state stay float32;
 the forward/backward pass runs on bfloat16 copies of the weights and float inputs;
@@ -33,9 +33,11 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from driftlab.models import host_read, instrument, nonfinite, pins, sharding
-from driftlab.models.optim import arch_routes, make_optimizer, make_schedule
-from driftlab.models.train_config import TrainConfig
+from driftlab.models.engine import host_read, nonfinite, pins, sharding
+
+from driftlab.models.arch import instrument
+from driftlab.models.engine.optim import arch_routes, make_optimizer, make_schedule
+from driftlab.models.engine.train_config import TrainConfig
 
 
 def _cast_floats(tree, dtype):
@@ -82,7 +84,7 @@ class Functions(NamedTuple):
     guarded_plain_step: Callable
     # What the loop runs on logged steps: the guarded instrumented step that also takes the
     # weight statistics of the parameters it is given and returns, instead of the logs, the
-    # record's statistics packed for one host read (models/host_read.py):
+    # record's statistics packed for one host read (models/engine/host_read.py):
     # (params, opt_state, batch, step, guard, pin_ref) -> (params, opt_state, packed, guard)
     logged_step: Callable
     # the unpacked record of logged_step (for its structure, via jax.eval_shape)
@@ -176,7 +178,7 @@ def _gradients(forward, objective, cfg, shapes, reader_map, params, batch, pin_r
 
     def loss_fn(params_, probes, batch_):
         rec = instrument.TapRecorder(probes)
-        tap = pins.ReaderInputs(rec)  # ū of each reading matrix's input (models/pins.py)
+        tap = pins.ReaderInputs(rec)  # ū of each reading matrix's input (models/engine/pins.py)
         value_, metrics_ = forward(tap, params_, batch_)
         acts_ = instrument.tap_stats(rec.records, None, cfg.eps, cfg.batch_size)
         ps_ = {k: jax.lax.stop_gradient(p) for k, (p, _) in rec.records.items()}

@@ -14,7 +14,7 @@ models/muon_optim.py, runner.py, configs/config.yaml) in three recipes (docs/rec
   - Muon for every 2-D matrix inside the transformer blocks with the paper's update
     scale √max(rows, cols) (w_q, w_k, w_v are separate D × D matrices: the paper's qkv
     split, √D each), its momentum form buf = 0.95·buf + g, U = g + 0.95·buf (Nesterov),
-    Newton–Schulz in bfloat16 (models/muon.py); AdamW (β 0.9/0.95, no weight decay) for
+    Newton–Schulz in bfloat16 (models/engine/muon.py); AdamW (β 0.9/0.95, no weight decay) for
     the embedding / tied head and every 1-D parameter (models/optim.MUON_ROUTES); AdamW lr
     0.005, Muon lr 0.1 × that, no weight decay.
   - The schedule that runs: runner.py calls ``set_optimizers`` without its schedule
@@ -49,7 +49,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from driftlab.models.base import current_field_names
+from driftlab.models.arch.base import current_field_names
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def recipe_config(name: str, **overrides):
     overrides (the explicit value wins). A ``steps`` other than the recipe's scales its
     phases (:func:`scaled_phases`). Returns a validated TrainConfig.
     """
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.engine.train import TrainConfig
 
     recipe = get_recipe(name)
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -9,15 +9,15 @@ used to restate the layout is derived here from that one list:
 * :func:`init` — the parameters (nested dicts of float32 arrays);
 * :func:`count` — the number of parameters;
 * :func:`downstream`, :func:`output_heads` — the maps of the ``Arch`` contract;
-* :func:`readers` — the pins' reading matrices (models/pins.py);
+* :func:`readers` — the pins' reading matrices (models/engine/pins.py);
 * the Muon/AdamW routing (``group``; models/optim.table_routes);
 * :func:`init_variance` — s_W², the init variance of a matrix (the per-layer theorem);
 * :func:`shapes` — {path: shape}, e.g. for the PyTorch mirror (driftlab/bench/torch_gpt.py).
 
-The traced-program checks (models/readers.py, tests/test_downstream_map.py) verify the
+The traced-program checks (models/arch/readers.py, tests/test_downstream_map.py) verify the
 roles against the computation, so a table whose roles drift from ``apply`` fails a test.
 
-Roles, in the notation of models/pins.py (p = u W [+ b], h = σ(p) the tap's output):
+Roles, in the notation of models/engine/pins.py (p = u W [+ b], h = σ(p) the tap's output):
 ``reads`` is the tap whose output h this matrix reads directly (a hidden layer's
 downstream matrix, or a head's input; None when it reads an untapped value); ``makes`` is
 the tap whose pre-activation p this weight (or bias) computes; ``head`` marks an output
@@ -33,12 +33,12 @@ from typing import Iterable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from driftlab.models import init as init_schemes
+from driftlab.models.arch import init as init_schemes
 
 KINDS = ("matrix", "conv", "embedding", "position", "norm", "bias")
 GROUPS = ("muon", "adamw")
 # How a parameter is initialized: "scheme" draws from the config's init scheme and gain
-# (models/init.py); "normal" is N(0, std²) with the entry's own ``std`` (ViT's position
+# (models/arch/init.py); "normal" is N(0, std²) with the entry's own ``std`` (ViT's position
 # embeddings); "ones"/"zeros" are constant (norm scales, biases).
 INITS = ("scheme", "normal", "ones", "zeros")
 # The kinds of weight that can be a tap's downstream reader (a dense matrix or a convolution).
@@ -208,7 +208,7 @@ def output_heads(table: ParamTable) -> dict[str, str | None]:
 
 
 class Reader(NamedTuple):
-    """The matrix producing a tap's pre-activation, p = u @ weight (+ bias) (models/pins.py)."""
+    """The matrix producing a tap's pre-activation, p = u @ weight (+ bias) (models/engine/pins.py)."""
 
     weight: str  # "/"-joined parameter path, shape (fan_in, units)
     bias: str | None
@@ -240,3 +240,28 @@ def init_variance(table: ParamTable, path: str) -> float:
     if p.init != "scheme":
         raise ValueError(f"parameter {path!r} is a constant ({p.init}) at init; no variance")
     return init_schemes.variance(*scheme_of(table, p), p.fan_in, p.fan_out)
+
+
+def flatten_dict(tree, prefix: str = "") -> dict[str, object]:
+    """Nested dicts -> {"a/b/c": leaf}; keys in sorted order (as jax flattens dicts)."""
+    out = {}
+    for key in sorted(tree):
+        path = f"{prefix}{key}"
+        value = tree[key]
+        if isinstance(value, dict):
+            out.update(flatten_dict(value, path + "/"))
+        else:
+            out[path] = value
+    return out
+
+
+def unflatten_dict(flat: dict[str, object]) -> dict:
+    """Inverse of :func:`flatten_dict`."""
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree

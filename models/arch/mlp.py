@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
-from driftlab.models import params as params_lib
-from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import SCHEMES
-from driftlab.models.params import Param, ParamTable
-from driftlab.models.pins import record_reader_input
+from driftlab.models.arch import params as params_lib
+from driftlab.models.arch.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.arch.init import SCHEMES
+from driftlab.models.arch.params import Param, ParamTable
+from driftlab.models.arch.instrument import record_reader_input
 
 TASKS = ("classify", "regress")
 
@@ -107,7 +107,7 @@ def layer_dims(cfg: MLPConfig) -> list[tuple[str, int, int]]:
 
 
 def param_table(cfg: MLPConfig) -> ParamTable:
-    """Every parameter of the MLP, once (models/params.py): weights (fan_in, fan_out) from
+    """Every parameter of the MLP, once (models/arch/params.py): weights (fan_in, fan_out) from
     the ``cfg.init`` scheme and ``cfg.gain`` (zero-mean, as the theory assumes), biases 0.
 
     ``layer{i}/w`` makes tap ``layer{i}`` and reads tap ``layer{i-1}`` (the input image for
@@ -148,7 +148,7 @@ def apply(params: dict, batch, cfg: MLPConfig, tap=plain_tap):
         x = x.astype(jnp.float32)
     act = parse_activation(cfg.act)
     for i in range(cfg.depth):
-        record_reader_input(tap, f"layer{i}", x)  # for the reader pin (models/pins.py)
+        record_reader_input(tap, f"layer{i}", x)  # for the reader pin (models/engine/pins.py)
         x = tap(f"layer{i}", _dense(x, params[f"layer{i}"]), act)
     return _dense(x, params["head"]).astype(jnp.float32)
 

@@ -5,7 +5,7 @@ The training loop needs batch ``s`` (host sampling, then the transfer to the dev
 before dispatching step ``s``. Done inline, that host work sits between two dispatches, and
 one transfer per step costs more host time than a small step itself. :class:`Prefetcher`
 runs ``produce(first, count)`` — the batches of steps first … first+count-1, e.g. sampled one
-by one and moved to the devices in one transfer (models/sharding.py ``shard_batches``) — for
+by one and moved to the devices in one transfer (models/engine/sharding.py ``shard_batches``) — for
 chunks of ``chunk`` steps on one daemon thread, at most ``depth`` chunks ahead, so the loop
 only takes a finished batch. Batches are produced in step order by the same pure function
 of the step (Dataset.sample depends only on (split, step, batch_size, seed)), so the loop

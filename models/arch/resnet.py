@@ -48,12 +48,12 @@ from dataclasses import dataclass, replace
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
-from driftlab.models import layers as L
-from driftlab.models import params as params_lib
-from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import SCHEMES
-from driftlab.models.params import Param, ParamTable, conv_fans
-from driftlab.models.stein_readers import LinearReader, TapReaders, no_reader_hook
+from driftlab.models.arch import layers as L
+from driftlab.models.arch import params as params_lib
+from driftlab.models.arch.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.arch.init import SCHEMES
+from driftlab.models.arch.params import Param, ParamTable, conv_fans
+from driftlab.models.arch.stein_readers import LinearReader, TapReaders, no_reader_hook
 
 NORMS = ("batch", "group", "none")
 
@@ -79,7 +79,7 @@ class ResNetConfig:
     norm: str = "batch"
     groups: int = 4  # GroupNorm groups (norm="group" only)
     norm_eps: float = 1e-5
-    init: str = "fan_in_normal"  # scheme for conv weights (models/init.py)
+    init: str = "fan_in_normal"  # scheme for conv weights (models/arch/init.py)
     gain: float = math.sqrt(2.0)  # √2 with fan_in_normal is He/Kaiming normal
     head_init: str = "fan_in_normal"
     head_gain: float = 1.0
@@ -170,7 +170,7 @@ def _needs_projection(cin: int, cout: int, stride: int) -> bool:
 
 
 def param_table(cfg: ResNetConfig) -> ParamTable:
-    """Every parameter of the ResNet, once (models/params.py).
+    """Every parameter of the ResNet, once (models/arch/params.py).
 
     Init: conv kernels from ``cfg.init``/``gain`` with fan_in = kh·kw·C_in, fan_out =
     kh·kw·C_out (:func:`models.params.conv_fans`), the head from ``head_init``/``head_gain``,

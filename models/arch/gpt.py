@@ -12,7 +12,7 @@ N(0, gain²/fan_in); ``torch_default`` U(±gain/√fan_in), PyTorch's nn.Linear 
 (not Gaussian: the per-layer Stein prediction is then approximate).
 
 Parameters: declared once, in :func:`param_table` (path, shape, fan-in, init, role and
-optimizer group of each; models/params.py derives init, count, maps and routing). The
+optimizer group of each; models/arch/params.py derives init, count, maps and routing). The
 matrix whose drift the paper predicts is ``block{i}/mlp/w_out``: it reads the MLP
 activation.
 
@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
-from driftlab.models import params as params_lib
-from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.linear import linear
-from driftlab.models.params import Param, ParamTable
-from driftlab.models.pins import record_reader_input
+from driftlab.models.arch import params as params_lib
+from driftlab.models.arch.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.arch.linear import linear
+from driftlab.models.arch.params import Param, ParamTable
+from driftlab.models.arch.instrument import record_reader_input
 
 NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned")
@@ -145,7 +145,7 @@ def data(source: str, cfg: GPTConfig, seed: int) -> tuple[GPTConfig, Dataset]:
 
 
 def param_table(cfg: GPTConfig) -> ParamTable:
-    """Every parameter of GPT-nano, once (models/params.py); weights are (fan_in, fan_out).
+    """Every parameter of GPT-nano, once (models/arch/params.py); weights are (fan_in, fan_out).
 
     Embeddings use fan_in = n_embd because the tied head reads them as a (D → V) matrix;
     with ``fan_in_normal`` this gives unit-variance logits at init. Block matrices go to

@@ -4,7 +4,7 @@
 axis: it stacks per-member host trees, splits device reads back into per-member trees and
 names each member's run directory (``OUT/seed-<s>``, a normal run directory). Member i
 uses seed ``seeds[i]`` for its init key, its data set and its data order, exactly as a
-single ``--seed`` run does; only the compiled program is shared (models/steps.py).
+single ``--seed`` run does; only the compiled program is shared (models/engine/steps.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Replicas:
 
     @property
     def members(self) -> int | None:
-        """The replica-axis length for models/steps.py (None: a single run)."""
+        """The replica-axis length for models/engine/steps.py (None: a single run)."""
         return self.n if self.stacked else None
 
     def member_configs(self, cfg, outs=None) -> list:

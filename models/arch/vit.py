@@ -40,11 +40,11 @@ from dataclasses import dataclass, replace
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
-from driftlab.models import layers as L
-from driftlab.models import params as params_lib
-from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import SCHEMES
-from driftlab.models.params import Param, ParamTable
+from driftlab.models.arch import layers as L
+from driftlab.models.arch import params as params_lib
+from driftlab.models.arch.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.arch.init import SCHEMES
+from driftlab.models.arch.params import Param, ParamTable
 
 POOLS = ("cls", "mean")
 POS_STD = 0.02  # position/CLS embedding scale of the reference ViT
@@ -151,7 +151,7 @@ def data(source: str, cfg: ViTConfig, seed: int) -> tuple[ViTConfig, Dataset]:
 
 
 def param_table(cfg: ViTConfig) -> ParamTable:
-    """Every parameter of the ViT, once (models/params.py; see the module docstring for
+    """Every parameter of the ViT, once (models/arch/params.py; see the module docstring for
     the init of each). Block matrices go to Muon; the patch conv, position and CLS
     embeddings, norms, biases and the head to AdamW. ``block{i}/mlp/fc1`` makes tap
     ``block{i}.mlp`` and ``block{i}/mlp/fc2/w`` reads it; the head reads the final norm."""

@@ -1,7 +1,7 @@
 """Hooks: callbacks ``train(cfg, hooks=[...])`` calls with the state at the steps they ask for.
 
 ``Hook(steps=(100, 200), fn=f)`` calls ``f(step, state)`` once ``step`` steps are done,
-with ``state`` a :class:`~driftlab.models.train_state.TrainState` of host (numpy) arrays
+with ``state`` a :class:`~driftlab.models.engine.train_state.TrainState` of host (numpy) arrays
 (for a seed ensemble with the leading replica axis). A hook step is a sync point: every
 deferred read up to it is finished first, so a non-finite step before it has already
 stopped the run, and the hook never sees a diverged state of a single run. Steps done
@@ -15,8 +15,8 @@ from typing import Callable
 
 import jax
 
-from driftlab.models import sharding
-from driftlab.models.train_state import TrainState
+from driftlab.models.engine import sharding
+from driftlab.models.engine.train_state import TrainState
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,9 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.activations import parse_activation
-from driftlab.models.base import SIZES, Arch, Dataset, plain_tap, replace_checked
-from driftlab.models.init import get_init
-from driftlab.models.stft import mag_pha_istft, mag_pha_stft, num_frames
+from driftlab.models.arch.base import SIZES, Arch, Dataset, plain_tap, replace_checked
+from driftlab.models.arch.init import get_init
+from driftlab.models.arch.stft import mag_pha_istft, mag_pha_stft, num_frames
 
 CONV_ACTS = ("prelu", "same")
 INITS = ("torch_default", "fan_in_normal", "xavier_normal")

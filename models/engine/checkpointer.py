@@ -1,11 +1,11 @@
 """When and what a run checkpoints, and the stop signal that forces one.
 
 A :class:`Checkpointer` owns the run's ``checkpoint.npz`` (two generations,
-models/checkpoint.py): the schedule — every ``checkpoint_every`` steps, every
+models/engine/checkpoint.py): the schedule — every ``checkpoint_every`` steps, every
 ``checkpoint_minutes`` of wall time, and in any case every :data:`STEP_BOUND` steps while
 the wall-time cadence is on and no step cadence is set, so that a run killed (SIGKILL)
 before its first wall-time checkpoint loses at most that many steps — and the
-SIGTERM/SIGINT handler (models/interrupt.py), installed from setup to the summary, so a
+SIGTERM/SIGINT handler (models/engine/interrupt.py), installed from setup to the summary, so a
 signal at any point of the run leaves a checkpoint to resume from. A seed ensemble's
 checkpoint holds every member (leading replica axis) and each member's guard, so a
 member that diverged stays frozen at its last good state after a resume.
@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from driftlab.models import checkpoint, interrupt, nonfinite, sharding
+from driftlab.models.engine import checkpoint, interrupt, nonfinite, sharding
 
 # Default step bound of the checkpoint cadence (see the module docstring): at most this
 # many steps are lost by a SIGKILL, whatever the wall-time cadence.

@@ -29,7 +29,7 @@ from driftlab.source_registry import config_class, constant, dataclass_defaults
 # Registries read from their modules' source, so that `driftlab train --help` lists what the
 # code defines without starting JAX (driftlab/source_registry.py; tests/test_cli_help.py
 # compares them with the imported values).
-_BASE, _OPTIM, _MUON = "driftlab.models.base", "driftlab.models.optim", "driftlab.models.muon"
+_BASE, _OPTIM, _MUON = "driftlab.models.arch.base", "driftlab.models.engine.optim", "driftlab.models.engine.muon"
 ARCH_MODULES = constant(_BASE, "ARCH_MODULES")
 ARCHS = tuple(ARCH_MODULES)
 
@@ -82,7 +82,7 @@ _OPTIONS = (
      f"muon: Newton-Schulz dtype, one of {_one_of(_MUON, 'NS_DTYPES')}"),
     ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
     ("--grad-clip", "grad_clip", float, "clip the global gradient norm (none: no clipping)"),
-    ("--dtype", "dtype", str, f"one of {_one_of('driftlab.models.train_config', 'DTYPES')}"),
+    ("--dtype", "dtype", str, f"one of {_one_of('driftlab.models.engine.train_config', 'DTYPES')}"),
     ("--seed", "seed", int, "seed of init and data order"),
     ("--eps", "eps", float, "|h| < eps counts as sparse (smooth activations)"),
     ("--log-every", "log_every", int, "log metrics every N steps"),
@@ -96,7 +96,7 @@ _OPTIONS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``driftlab train`` options (help shows each default, read from
     TrainConfig's declaration) and list the activations, recipes and ``--set`` fields."""
-    d = dataclass_defaults("driftlab.models.train_config", "TrainConfig")
+    d = dataclass_defaults("driftlab.models.engine.train_config", "TrainConfig")
     parser.epilog = "\n\n".join(filter(None, [parser.epilog, registries_text()]))
     parser.add_argument("--recipe", default=None,
                         help=f"named recipe applied first: {_recipe_names()} "
@@ -123,8 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--pin", action="append", default=[], metavar="NAME",
                         help="causal intervention after every update (repeatable): one of "
-                             f"{_one_of('driftlab.models.pins', 'PINS')} (sham: the reader "
-                             "pin's control; models/pins.py) (default: none)")
+                             f"{_one_of('driftlab.models.engine.pins', 'PINS')} (sham: the reader "
+                             "pin's control; models/engine/pins.py) (default: none)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable), e.g. n_layer=4; the "
                              "fields of each --arch are listed below (default: none)")
@@ -133,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _recipe_names() -> str:
-    from driftlab.models.recipes import RECIPE_VERSIONS, RECIPES
+    from driftlab.models.engine.recipes import RECIPE_VERSIONS, RECIPES
 
     latest = {r.tag: name for name, r in RECIPES.items()}
     return ", ".join(f"{tag} (= {latest[tag]})" if tag in latest else tag
@@ -142,11 +142,11 @@ def _recipe_names() -> str:
 
 def registries_text() -> str:
     """The help's lists, each from its registry: activations (driftlab/activations.py),
-    recipes (models/recipes.py) and each architecture's model config fields for --set."""
+    recipes (models/engine/recipes.py) and each architecture's model config fields for --set."""
     import textwrap
 
     from driftlab.activations import DEFAULT_CLIP, NAMES
-    from driftlab.models.recipes import RECIPE_VERSIONS
+    from driftlab.models.engine.recipes import RECIPE_VERSIONS
 
     def wrapped(head: str, body: str) -> str:
         return textwrap.fill(body, width=92, initial_indent=head,
@@ -168,7 +168,7 @@ def _stored_train_config(out: str) -> dict:
     own run identity (:func:`_recovered_config`), never by deleting anything."""
     from pathlib import Path
 
-    from driftlab.models.ensemble import ENSEMBLE_FILE
+    from driftlab.models.engine.ensemble import ENSEMBLE_FILE
 
     for name in (ENSEMBLE_FILE, "config.json"):
         path = Path(out) / name
@@ -191,7 +191,7 @@ def _recovered_config(out: str, path, problem: str) -> dict:
     unreadable. ValueError with non-destructive advice when the checkpoint has none."""
     from pathlib import Path
 
-    from driftlab.models import checkpoint
+    from driftlab.models.engine import checkpoint
 
     try:
         meta = checkpoint.read_meta(Path(out) / checkpoint.FILENAME)
@@ -214,7 +214,7 @@ def _recovered_config(out: str, path, problem: str) -> dict:
 
 def _model_overrides(meta: dict) -> list:
     """The model config fields of the identity that differ from the arch's defaults."""
-    from driftlab.models.base import current_field_names, get_arch
+    from driftlab.models.arch.base import current_field_names, get_arch
 
     try:
         base = get_arch(meta["arch"]).config(meta["size"], meta["act"])
@@ -234,8 +234,8 @@ def config_from_args(args: argparse.Namespace):
     the recipe (``--recipe``), then the flags given."""
     import dataclasses
 
-    from driftlab.models.recipes import recipe_config
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.engine.recipes import recipe_config
+    from driftlab.models.engine.train import TrainConfig
 
     given = {field: getattr(args, field) for _, field, _, _ in _OPTIONS
              if getattr(args, field, None) is not None}
@@ -313,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
     """Train per ``args``; 0 on success, 3 on a non-finite loss."""
     cfg = config_from_args(args)
     from driftlab.atomic_io import DiskFullError
-    from driftlab.models.train import NonFiniteLossError, train, train_ensemble
+    from driftlab.models.engine.train import NonFiniteLossError, train, train_ensemble
 
     seeds = getattr(args, "seeds", None)
     if seeds is not None and args.seed is not None:

@@ -3,7 +3,7 @@ they become.
 
 After a logged step (or a sync step) :meth:`DeferredReads.push` starts the one
 device->host read of what that step left: on a logged step the packed record the step
-itself computed (models/host_read.py), otherwise its guard and loss. Reads are finished,
+itself computed (models/engine/host_read.py), otherwise its guard and loss. Reads are finished,
 in step order, once they would not wait (one process) or ``READ_LAG`` steps later
 (several processes: every process then reads at the same steps); a sync step
 (checkpoint, signal, hook, last step) finishes all of them at once, since it needs the
@@ -24,7 +24,7 @@ import collections
 import time
 from typing import NamedTuple
 
-from driftlab.models import nonfinite
+from driftlab.models.engine import nonfinite
 
 READ_LAG = 2  # several processes: steps dispatched behind a logged step before its read
 MAX_READ_LAG = 50  # one process: the most steps a logged step's read may wait

@@ -71,7 +71,7 @@ class Arch:
         Under softmax cross-entropy a head's mean gradient is exactly zero (the softmax
         residual sums to zero over classes), so summaries show heads separately, as the
         zero-drift control, and never average them into the hidden layers' drift.
-    Both maps are checked against the traced program by models/readers.py (tests).
+    Both maps are checked against the traced program by models/arch/readers.py (tests).
     params(cfg) -> models/params.ParamTable, or None: every parameter declared once (path,
         shape, fan-in, init, role, optimizer group). An architecture that declares it
         derives init, downstream and output_heads from it; the engine takes the Muon/AdamW
@@ -99,11 +99,11 @@ SIZES = ("tiny", "small", "paper")
 # Architecture name -> module exposing ARCH; imported lazily so that a broken or
 # heavy architecture does not slow down the others.
 ARCH_MODULES = {
-    "mlp": "driftlab.models.mlp",
-    "resnet": "driftlab.models.resnet",
-    "vit": "driftlab.models.vit",
-    "gpt": "driftlab.models.gpt",
-    "mpsenet": "driftlab.models.mpsenet",
+    "mlp": "driftlab.models.arch.mlp",
+    "resnet": "driftlab.models.arch.resnet",
+    "vit": "driftlab.models.arch.vit",
+    "gpt": "driftlab.models.arch.gpt",
+    "mpsenet": "driftlab.models.arch.mpsenet",
 }
 
 

@@ -6,7 +6,7 @@ Conventions, so that any model can mix these blocks:
   builds its dict and an apply function ``block(p, x, ...)`` that reads it. Optional
   entries (a bias, a norm scale) are *absent* rather than zero when switched off, so
   apply functions test ``"b" in p`` — a static check under ``jax.jit``.
-* Weight initializers have the signature of :mod:`driftlab.models.init`:
+* Weight initializers have the signature of :mod:`driftlab.models.arch.init`:
   ``init(key, shape, fan_in, fan_out) -> array`` (use ``get_init(name, gain)``).
 * Dense weights are ``(fan_in, fan_out)`` and applied as ``x @ w``; convolution
   weights are ``HWIO`` and images ``NHWC`` (channels last), matching the layout the

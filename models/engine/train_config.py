@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from driftlab.activations import parse_activation
-from driftlab.models import pins
-from driftlab.models.base import ARCH_MODULES, SIZES, legacy_field_names
-from driftlab.models.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
-from driftlab.models.optim import OPTIMIZERS, SCHEDULES
+from driftlab.models.engine import pins
+from driftlab.models.arch.base import ARCH_MODULES, SIZES, legacy_field_names
+from driftlab.models.engine.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
+from driftlab.models.engine.optim import OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "bfloat16")
 
@@ -50,12 +50,12 @@ class TrainConfig:
     warmdown_steps: int = 0  # schedule="wcd": linear decay to 0 over the last warmdown_steps
     adam_beta2: float = 0.999  # AdamW's β₂ (also the AdamW part of optimizer="muon")
     muon_lr_ratio: float = 0.1  # optimizer="muon": Muon's lr = muon_lr_ratio · lr
-    # optimizer="muon": update scale rule, momentum form, Newton–Schulz dtype (models/muon.py)
+    # optimizer="muon": update scale rule, momentum form, Newton–Schulz dtype (models/engine/muon.py)
     muon_scale: str = "jordan"
     muon_momentum: str = "ema"
     muon_ns_dtype: str = "float32"
     warmdown_end: int | None = None  # schedule="wcd": the step lr reaches 0 (None: steps)
-    recipe: str | None = None  # "name@version" of the recipe applied (models/recipes.py)
+    recipe: str | None = None  # "name@version" of the recipe applied (models/engine/recipes.py)
     phase_scaling: str | None = None  # how the recipe's phases were scaled to ``steps``
     grad_clip: float | None = None
     dtype: str = "float32"

@@ -25,8 +25,8 @@ import jax
 import numpy as np
 
 from driftlab.atomic_io import write_json
-from driftlab.models import instrument
-from driftlab.models.writers import MemoryWriter, json_default
+from driftlab.models.arch import instrument
+from driftlab.models.engine.writers import MemoryWriter, json_default
 
 SUMMARY_FILE = "summary.json"
 # Tap statistics copied into the summary: forward ones from validation at the final

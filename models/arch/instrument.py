@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from driftlab.models.checkpoint import flatten_dict
+from driftlab.models.arch.params import flatten_dict
 
 _TINY = 1e-12
 
@@ -236,3 +236,10 @@ def weight_stats(params, init_means: dict | None = None) -> dict[str, dict[str, 
             stats["mean_change"] = mean - init_means[path]
         out[path] = stats
     return out
+
+
+def record_reader_input(tap, name: str, u) -> None:
+    """Hand the input u of tap ``name``'s reading matrix to the tap, if it records it."""
+    record = getattr(tap, "reader_input", None)
+    if record is not None:
+        record(name, u)

@@ -1,38 +1,38 @@
 """The instrumented training engine: one loop for every architecture, one seed or many.
 
-    from driftlab.models.train import TrainConfig, train, train_ensemble
+    from driftlab.models.engine.train import TrainConfig, train, train_ensemble
     summary = train(TrainConfig(arch="mlp", act="relu", steps=50, out="runs/mlp"))
     result = train_ensemble(TrainConfig(arch="mlp", steps=50, out="runs/ens"), seeds=range(8))
 
 ``train`` builds ``arch.config(size, act, **model_overrides)``, loads data with
 ``arch.data``, initializes with ``arch.init`` and runs the compiled steps of
-models/steps.py. ``train_ensemble`` trains S seeds of the same configuration in ONE
+models/engine/steps.py. ``train_ensemble`` trains S seeds of the same configuration in ONE
 compiled program (a leading replica axis on params, optimizer state, guard, pin
-references and batches; models/ensemble.py); member s uses exactly the init key, data set
+references and batches; models/engine/ensemble.py); member s uses exactly the init key, data set
 and data order of ``train`` with ``seed=s``.
 
 The loop (:func:`_loop`) reads top to bottom over parts with one job each: setup
-(:func:`setup`), the compiled steps (models/steps.py), a TrainState
-(models/train_state.py), deferred reads and records (models/deferred_reads.py), writers
-(models/writers.py), a Checkpointer (models/checkpointer.py), hooks (models/hooks.py) and
+(:func:`setup`), the compiled steps (models/engine/steps.py), a TrainState
+(models/engine/train_state.py), deferred reads and records (models/engine/deferred_reads.py), writers
+(models/engine/writers.py), a Checkpointer (models/engine/checkpointer.py), hooks (models/engine/hooks.py) and
 :func:`summarize`.
 
 Outputs under ``out`` (process 0 only; every file written atomically): ``config.json``
 (TrainConfig, model config, data meta), ``metrics.jsonl`` (one JSON object per logged
 step: loss, metrics, lr, grad_norm, per-tap and per-weight statistics, steps/s; a record
 at step s describes the parameters *before* update s), ``checkpoint.npz``
-(models/checkpoint.py) and ``summary.json``. An ensemble writes ``OUT/seed-<s>/`` per
+(models/engine/checkpoint.py) and ``summary.json``. An ensemble writes ``OUT/seed-<s>/`` per
 member (config.json, metrics.jsonl, summary.json: a normal run directory) and
 ``OUT/ensemble.json`` plus the ensemble's ``OUT/checkpoint.npz``. A run directory is
-locked while a run uses it (models/run_dir.py). With ``out=None`` the records are kept in
+locked while a run uses it (models/engine/run_dir.py). With ``out=None`` the records are kept in
 memory: ``summary["records"]``.
 
 A non-finite loss (or update) raises :class:`NonFiniteLossError` before anything from
 that step is saved, so ``checkpoint.npz`` keeps the last good state; in an ensemble only
 that member stops (summary status ``diverged``). Finiteness is checked on the device and
-read only at deferred-read points (models/nonfinite.py), so the host never waits per step.
+read only at deferred-read points (models/engine/nonfinite.py), so the host never waits per step.
 Training batches are sampled and moved to the devices a chunk of steps ahead
-(models/prefetch.py).
+(models/engine/prefetch.py).
 """
 
 from __future__ import annotations
@@ -48,19 +48,19 @@ import jax
 import numpy as np
 
 from driftlab.atomic_io import write_json
-from driftlab.models import (checkpoint, ensemble, host_read, interrupt, pins, prefetch,
-                             run_dir, sharding)
-from driftlab.models.base import get_arch
-from driftlab.models.checkpointer import Checkpointer
-from driftlab.models.deferred_reads import (MAX_READ_LAG, READ_LAG, DeferredReads,  # noqa: F401
+from driftlab.models.engine import (checkpoint, ensemble, host_read, interrupt, pins, prefetch,
+                                    run_dir, sharding)
+from driftlab.models.arch.base import get_arch
+from driftlab.models.engine.checkpointer import Checkpointer
+from driftlab.models.engine.deferred_reads import (MAX_READ_LAG, READ_LAG, DeferredReads,  # noqa: F401
                                             NonFiniteLossError, RecordBook)
-from driftlab.models.hooks import Hook, Hooks  # noqa: F401
-from driftlab.models.steps import Functions, _cast_floats, step_functions  # noqa: F401
-from driftlab.models.summarize import summarize
-from driftlab.models.train_config import (DTYPES, TrainConfig, _bad, is_logged_step,  # noqa: F401
+from driftlab.models.engine.hooks import Hook, Hooks  # noqa: F401
+from driftlab.models.engine.steps import Functions, _cast_floats, step_functions  # noqa: F401
+from driftlab.models.engine.summarize import summarize
+from driftlab.models.engine.train_config import (DTYPES, TrainConfig, _bad, is_logged_step,  # noqa: F401
                                           model_config, run_identity)
-from driftlab.models.train_state import TrainState
-from driftlab.models.writers import (METRICS_FILE, METRICS_FLUSH_SECONDS, Progress,  # noqa: F401
+from driftlab.models.engine.train_state import TrainState
+from driftlab.models.engine.writers import (METRICS_FILE, METRICS_FLUSH_SECONDS, Progress,  # noqa: F401
                                      json_default as _json_default, open_writer,
                                      truncate_records)
 
@@ -71,7 +71,7 @@ CONFIG_FILE = "config.json"
 # with the dispatching thread for a core and the GIL: on 2 cores, MLP tiny's engine loop
 # ran at 0.89× the bare steps inline against 0.84× with the thread (6 paired runs).
 PREFETCH_THREAD = None
-BATCH_CHUNK, CHUNK_BYTES = 32, 64 << 20  # batches prefetched per transfer (models/prefetch.py)
+BATCH_CHUNK, CHUNK_BYTES = 32, 64 << 20  # batches prefetched per transfer (models/engine/prefetch.py)
 
 
 # --------------------------------------------------------------------------- setup
@@ -148,7 +148,7 @@ def _local(batch: dict, rows) -> dict:
 
 def train_batches(s: Setup):
     """produce(first, count): the training batches of steps first … first+count-1 on the
-    devices, in one transfer (for models/prefetch.py)."""
+    devices, in one transfer (for models/engine/prefetch.py)."""
     cfg, mesh, rows = s.cfg, s.mesh, sharding.process_rows(s.cfg.batch_size)
 
     def member(i, first, count):
@@ -357,12 +357,12 @@ def _train(cfg, replicas, *, stop_at=None, hooks=(), outs=None, home=None):
 
 
 def train(cfg: TrainConfig, *, stop_at: int | None = None, hooks=()) -> dict:
-    """Train per ``cfg``; return a summary dict (see models/summarize.py).
+    """Train per ``cfg``; return a summary dict (see models/engine/summarize.py).
 
     ``stop_at``: end this invocation (after checkpointing) once ``stop_at`` steps are
     done, as if the job were preempted; ``resume=True`` later continues the same run.
     The schedule still spans ``cfg.steps``. ``hooks``: :class:`Hook` callbacks called
-    with the state at the steps they ask for (models/hooks.py).
+    with the state at the steps they ask for (models/engine/hooks.py).
     """
     return _train(cfg, ensemble.Replicas((cfg.seed,), False), stop_at=stop_at,
                   hooks=hooks)[0]

@@ -43,9 +43,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.params import Reader
-from driftlab.models.params import readers as table_readers
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.arch.params import Reader
+from driftlab.models.arch.params import readers as table_readers
 
 DOWNSTREAM_MEAN = "downstream-mean"
 READER_STREAM_MEAN = "reader-stream-mean"
@@ -88,16 +88,9 @@ def readers(arch: str, mcfg) -> dict[str, Reader]:
     """
     if arch not in READER_ARCHS:
         return {}
-    from driftlab.models.base import get_arch
+    from driftlab.models.arch.base import get_arch
 
     return table_readers(get_arch(arch).params(mcfg))
-
-
-def record_reader_input(tap, name: str, u) -> None:
-    """Hand the input u of tap ``name``'s reading matrix to the tap, if it records it."""
-    record = getattr(tap, "reader_input", None)
-    if record is not None:
-        record(name, u)
 
 
 class ReaderInputs:
