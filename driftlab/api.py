@@ -31,9 +31,9 @@ def expected_grad(block: Block, budget=None):
     Cross-entropy: s2²·E[σσ'(p)·S(s2‖h‖) | p > 0], a semi-analytic Stein-reduced Monte Carlo
     value whose ``stderr`` is set by ``budget`` (montecarlo.estimators.Budget; default
     4096 draws × 32 inputs). A setting with no derived value (e.g. CE with ``w2_mean``)
-    raises ValueError naming the field (theory/dispatch.py).
+    raises ValueError naming the field (montecarlo/dispatch.py).
     """
-    from driftlab.theory.dispatch import expected_grad_positive
+    from driftlab.montecarlo.dispatch import expected_grad_positive
 
     return expected_grad_positive(block, budget)
 
@@ -77,7 +77,7 @@ def estimate(block: Block, se: float | None = None, samples: int = 1 << 18, seed
 
 
 def check_theorems(seed: int = 0, progress: bool = False, rerun: bool = False) -> list[dict]:
-    """Every theorem check of ``driftlab theory check`` (theory/checks.py): one dict per
+    """Every theorem check of ``driftlab theory check`` (montecarlo/checks.py): one dict per
     check (claim, setting, kind, analytic, mc_mean, mc_stderr, z, threshold, verdict, …),
     Bonferroni over the suite at α = 1e-3. Results are shared with ``driftlab theory
     check`` and ``driftlab report`` through one cache keyed by code version and seed
@@ -95,7 +95,7 @@ def predict_layers(arch: str, size: str = "tiny", data: str = "synthetic", act: 
     measurement over the same ``seeds`` inits, their paired z, the Gauss–Newton and
     curvature parts and the sign verdict (docs/per-layer.md). ``probes`` 0 is the exact
     basis sum; ``overrides`` are model config fields (e.g. {"init": "fan_in_normal"})."""
-    from driftlab.montecarlo.per_layer import LayersSpec, run_layers
+    from driftlab.models.measure.per_layer import LayersSpec, run_layers
 
     spec = LayersSpec(arch=arch, size=size, data=data, act=act, seeds=seeds,
                       batch_size=batch_size, probes=max(probes, 1), exact=probes == 0,

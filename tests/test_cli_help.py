@@ -185,16 +185,8 @@ def test_source_registry_matches_the_imported_values():
     import importlib
 
     from driftlab.models.arch.base import ARCH_MODULES
-    from driftlab.source_registry import config_class, constant, dataclass_defaults
-
-    for module, names in (("driftlab.models.engine.optim", ("OPTIMIZERS", "SCHEDULES")),
-                          ("driftlab.models.engine.muon", ("SCALINGS", "MOMENTUM_FORMS", "NS_DTYPES")),
-                          ("driftlab.models.engine.pins", ("PINS",)),
-                          ("driftlab.models.arch.base", ("ARCH_MODULES", "SIZES"))):
-        mod = importlib.import_module(module)
-        for name in names:
-            assert constant(module, name) == getattr(mod, name), (module, name)
     from driftlab.models.engine.train import TrainConfig
+    from driftlab.source_registry import config_class, dataclass_defaults
 
     read = dataclass_defaults("driftlab.models.engine.train_config", "TrainConfig")
     assert read == {f.name: f.default for f in dataclasses.fields(TrainConfig)}

@@ -18,7 +18,7 @@ from driftlab.models.arch.base import ARCH_MODULES, get_arch
 from driftlab.models.arch.params import flatten_dict
 from driftlab.models.arch.init import get_init
 from driftlab.models.engine.optim import MUON_ROUTES, arch_routes, route_labels
-from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
+from driftlab.models.measure.per_layer import downstream_scheme, init_variance
 
 TABLE_ARCHS = ("gpt", "mlp", "resnet", "vit")
 CONFIGS = [("vit", {}), ("vit", dict(pool="mean", bias=False, depth=3)), ("gpt", {}), ("gpt", dict(tied_head=False, pos="learned", norm_affine=False)),

@@ -1,4 +1,4 @@
-"""One member of montecarlo/trajectory.py's vmapped seed ensemble is the engine's run.
+"""One member of models/measure/trajectory.py's vmapped seed ensemble is the engine's run.
 
 The ensemble reuses the engine's init (fold_in(PRNGKey(seed), 0)), data (arch.data(…, seed)),
 batch stream (ds.sample("train", t, B, seed)), loss and optimizer (models/engine/optim.py), so after a
@@ -14,7 +14,7 @@ import pytest
 
 from driftlab.models.arch.instrument import weight_stats
 from driftlab.models.engine.train import TrainConfig, train
-from driftlab.montecarlo import trajectory as mt
+from driftlab.models.measure import trajectory as mt
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])

@@ -62,7 +62,7 @@ LINEAR_OPTIMIZERS = ("sgd", "momentum")  # the optimizers whose trajectory is ex
 
 def optimizer_beta(optimizer: str) -> float:
     """β of the heavy-ball recursion for the engine's optimizer name (models/engine/optim.py)."""
-    from driftlab.models.engine.optim import MOMENTUM
+    from driftlab.names import MOMENTUM
 
     if optimizer == "sgd":
         return 0.0

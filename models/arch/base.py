@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
-import numpy as np
-
 from driftlab.activations import Activation
+from driftlab.models.data import Dataset  # noqa: F401 (the data sources' type, below the architectures)
+from driftlab.names import ARCH_MODULES, SIZES  # noqa: F401 (declared in driftlab/names.py)
 
 Params = Any  # nested dict of jax arrays
 Batch = Mapping[str, Any]  # dict of arrays with a leading batch axis
@@ -31,24 +31,6 @@ class Tap(Protocol):
 def plain_tap(name: str, p, act: Activation):
     """The uninstrumented tap: h = σ(p)."""
     return act(p)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A data source already in memory.
-
-    ``sample(split, step, batch_size, seed)`` returns a batch (dict of numpy arrays)
-    that depends only on its arguments, so an interrupted and resumed run sees the
-    same batches. ``meta`` describes the data (e.g. ``num_classes``, ``vocab_size``,
-    ``input_shape``, ``name``) and is saved with the run.
-    """
-
-    sample: Callable[[str, int, int, int], dict[str, np.ndarray]]
-    meta: Mapping[str, Any]
-    # Optional: sample_steps(split, first, count, batch_size, seed) -> the batches of steps
-    # first … first+count-1 stacked on a new leading axis, equal to stacking sample()'s;
-    # the engine's prefetcher uses it to sample many steps in one go.
-    sample_steps: Callable[[str, int, int, int, int], dict[str, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +61,7 @@ class Arch:
     readers(cfg) -> {tap: models/stein_readers.TapReaders}, or None: every linear reader
         of each tap's output (convolutions, pooled heads, identity shortcuts), for the
         per-layer Stein estimator of taps not read by one dense matrix
-        (montecarlo/conv_readers.py).
+        (models/measure/conv_readers.py).
     """
 
     name: str
@@ -94,17 +76,6 @@ class Arch:
     readers: Callable[[Any], dict] | None = None
 
 
-SIZES = ("tiny", "small", "paper")
-
-# Architecture name -> module exposing ARCH; imported lazily so that a broken or
-# heavy architecture does not slow down the others.
-ARCH_MODULES = {
-    "mlp": "driftlab.models.arch.mlp",
-    "resnet": "driftlab.models.arch.resnet",
-    "vit": "driftlab.models.arch.vit",
-    "gpt": "driftlab.models.arch.gpt",
-    "mpsenet": "driftlab.models.arch.mpsenet",
-}
 
 
 def get_arch(name: str) -> Arch:

@@ -43,7 +43,7 @@ def _linear_jvp(primals, tangents):
     """d(x W) = dx W + x dW, with x dW written as (Xᵀ)ᵀ dW for a materialized Xᵀ: its
     transpose, the weight gradient Xᵀ dY, is then a dot that contracts Xᵀ on its last axis.
     A JVP rule (not a VJP rule) keeps forward mode, e.g. the Hessian-vector products of
-    montecarlo/per_layer.py, working through the model."""
+    models/measure/per_layer.py, working through the model."""
     x, w = primals
     dx, dw = tangents
     x2 = jnp.reshape(x, (-1, x.shape[-1]))

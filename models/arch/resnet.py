@@ -251,7 +251,7 @@ def apply(params: dict, batch, cfg: ResNetConfig, tap=plain_tap):
 
     Every conv and the head pass their output through ``tap.reader_out(weight path, z)``
     when the tap has that method (identity otherwise): the per-layer Stein estimator
-    (montecarlo/conv_readers.py) shifts a reader's output there, before its norm.
+    (models/measure/conv_readers.py) shifts a reader's output there, before its norm.
     """
     act = parse_activation(cfg.act)
     out = getattr(tap, "reader_out", None) or no_reader_hook

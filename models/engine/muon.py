@@ -59,11 +59,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from driftlab.names import MOMENTUM_FORMS, NS_DTYPES, SCALINGS  # noqa: F401 (declared in driftlab/names.py)
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
-SCALINGS = ("jordan", "moonlight", "paper")
-MOMENTUM_FORMS = ("ema", "sum")
-NS_DTYPES = ("float32", "bfloat16")
 EPS = 1e-7
 
 

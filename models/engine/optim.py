@@ -29,10 +29,8 @@ import jax.numpy as jnp
 import optax
 
 from driftlab.models.engine.muon import muon
+from driftlab.names import MOMENTUM, OPTIMIZERS, SCHEDULES  # noqa: F401 (declared in driftlab/names.py)
 
-OPTIMIZERS = ("sgd", "momentum", "adamw", "muon")
-SCHEDULES = ("constant", "cosine", "linear", "wcd")
-MOMENTUM = 0.9
 
 
 class Route(NamedTuple):

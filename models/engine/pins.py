@@ -44,13 +44,10 @@ import jax
 import jax.numpy as jnp
 
 from driftlab.models.arch.params import flatten_dict
+from driftlab.names import DOWNSTREAM_MEAN, PINS, READER_STREAM_MEAN, SHAM  # noqa: F401
 from driftlab.models.arch.params import Reader
 from driftlab.models.arch.params import readers as table_readers
 
-DOWNSTREAM_MEAN = "downstream-mean"
-READER_STREAM_MEAN = "reader-stream-mean"
-SHAM = "sham"
-PINS = (DOWNSTREAM_MEAN, READER_STREAM_MEAN, SHAM)
 # Pins that run the reader-projection code path, with the factor applied to the removal.
 _READER_PATH = {READER_STREAM_MEAN: 1.0, SHAM: 0.0}
 READER_ARCHS = ("gpt", "mlp")

@@ -24,18 +24,18 @@ import json
 import math
 import sys
 
-from driftlab.source_registry import config_class, constant, dataclass_defaults
+from driftlab import names
+from driftlab.names import ARCH_MODULES
+from driftlab.source_registry import config_class, dataclass_defaults
 
-# Registries read from their modules' source, so that `driftlab train --help` lists what the
-# code defines without starting JAX (driftlab/source_registry.py; tests/test_cli_help.py
-# compares them with the imported values).
-_BASE, _OPTIM, _MUON = "driftlab.models.arch.base", "driftlab.models.engine.optim", "driftlab.models.engine.muon"
-ARCH_MODULES = constant(_BASE, "ARCH_MODULES")
+# The valid names come from driftlab/names.py (JAX-free), so `driftlab train --help` lists
+# them without starting JAX; TrainConfig's and the model configs' defaults are read from
+# their source (driftlab/source_registry.py).
 ARCHS = tuple(ARCH_MODULES)
 
 
-def _one_of(module: str, name: str) -> str:
-    return ", ".join(constant(module, name))
+def _one_of(name: str) -> str:
+    return ", ".join(getattr(names, name))
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -64,25 +64,25 @@ _OPTIONS = (
     ("--arch", "arch", str, f"one of {', '.join(ARCHS)}"),
     ("--act", "act", str, "activation: one of the names listed below (clipped ones take :C)"),
     ("--data", "data", str, "synthetic, embedded, or a path in the architecture's format"),
-    ("--size", "size", str, f"one of {_one_of(_BASE, 'SIZES')}"),
+    ("--size", "size", str, f"one of {_one_of('SIZES')}"),
     ("--steps", "steps", int, "total steps of the run (a resumed run continues to it)"),
     ("--batch-size", "batch_size", int, "global batch, split over all devices"),
     ("--lr", "lr", float, "peak learning rate"),
-    ("--optimizer", "optimizer", str, f"one of {_one_of(_OPTIM, 'OPTIMIZERS')}"),
-    ("--schedule", "schedule", str, f"one of {_one_of(_OPTIM, 'SCHEDULES')}"),
+    ("--optimizer", "optimizer", str, f"one of {_one_of('OPTIMIZERS')}"),
+    ("--schedule", "schedule", str, f"one of {_one_of('SCHEDULES')}"),
     ("--warmup-steps", "warmup_steps", int, "linear warmup steps"),
     ("--warmdown-steps", "warmdown_steps", int, "wcd: linear decay to 0 over the last N steps"),
     ("--adam-beta2", "adam_beta2", float, "AdamW's beta2"),
     ("--warmdown-end", "warmdown_end", int, "wcd: the step the warmdown reaches lr 0"),
     ("--muon-lr-ratio", "muon_lr_ratio", float, "muon: Muon lr = ratio x lr"),
-    ("--muon-scale", "muon_scale", str, f"muon: update scale rule, one of {_one_of(_MUON, 'SCALINGS')}"),
+    ("--muon-scale", "muon_scale", str, f"muon: update scale rule, one of {_one_of('SCALINGS')}"),
     ("--muon-momentum", "muon_momentum", str,
-     f"muon: momentum form, one of {_one_of(_MUON, 'MOMENTUM_FORMS')} (sum: the paper's)"),
+     f"muon: momentum form, one of {_one_of('MOMENTUM_FORMS')} (sum: the paper's)"),
     ("--muon-ns-dtype", "muon_ns_dtype", str,
-     f"muon: Newton-Schulz dtype, one of {_one_of(_MUON, 'NS_DTYPES')}"),
+     f"muon: Newton-Schulz dtype, one of {_one_of('NS_DTYPES')}"),
     ("--weight-decay", "weight_decay", float, "decoupled weight decay"),
     ("--grad-clip", "grad_clip", float, "clip the global gradient norm (none: no clipping)"),
-    ("--dtype", "dtype", str, f"one of {_one_of('driftlab.models.engine.train_config', 'DTYPES')}"),
+    ("--dtype", "dtype", str, f"one of {_one_of('DTYPES')}"),
     ("--seed", "seed", int, "seed of init and data order"),
     ("--eps", "eps", float, "|h| < eps counts as sparse (smooth activations)"),
     ("--log-every", "log_every", int, "log metrics every N steps"),
@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--pin", action="append", default=[], metavar="NAME",
                         help="causal intervention after every update (repeatable): one of "
-                             f"{_one_of('driftlab.models.engine.pins', 'PINS')} (sham: the reader "
+                             f"{_one_of('PINS')} (sham: the reader "
                              "pin's control; models/engine/pins.py) (default: none)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a model config field (repeatable), e.g. n_layer=4; the "

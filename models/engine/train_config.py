@@ -16,8 +16,7 @@ from driftlab.models.engine import pins
 from driftlab.models.arch.base import ARCH_MODULES, SIZES, legacy_field_names
 from driftlab.models.engine.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
 from driftlab.models.engine.optim import OPTIMIZERS, SCHEDULES
-
-DTYPES = ("float32", "bfloat16")
+from driftlab.names import DTYPES  # noqa: F401 (declared in driftlab/names.py)
 
 
 def _bad(field: str, value, allowed: str) -> ValueError:

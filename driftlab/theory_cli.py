@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "(theory/per_layer.py)")
     layers.add_argument("--arch", required=True,
                         help="mlp, resnet, vit, gpt or mpsenet (resnet's conv readers have "
-                             "their own estimator, montecarlo/conv_readers.py; about 30–70 s "
+                             "their own estimator, models/measure/conv_readers.py; about 30–70 s "
                              "per 64 seeds on 2 cores; docs/per-layer.md)")
     layers.add_argument("--size", default="tiny", help="tiny, small or paper (default: tiny)")
     layers.add_argument("--data", default="synthetic",
@@ -178,7 +178,7 @@ def _chunk_for(setting, inputs: int) -> int:
 
 def _predict(args) -> int:
     from driftlab.montecarlo import memory
-    from driftlab.theory.dispatch import expected_grad_positive, uncovered
+    from driftlab.montecarlo.dispatch import expected_grad_positive, uncovered
     from driftlab.theory.setting import BlockSetting
 
     if args.samples < 32:
@@ -239,7 +239,7 @@ def _plots(args) -> int:
 def _layers(args) -> int:
     from driftlab.models.arch.base import ARCH_MODULES
     from driftlab.models.engine.train_cli import parse_override
-    from driftlab.montecarlo.per_layer import LayersSpec
+    from driftlab.models.measure.per_layer import LayersSpec
 
     if args.arch not in ARCH_MODULES:
         raise ValueError(f"--arch {args.arch!r} invalid; allowed: {', '.join(ARCH_MODULES)}")
@@ -281,7 +281,7 @@ def _parse_probes(text: str):
 def run_with_layer_progress(spec, show: bool = True, stream=None) -> list:
     """``run_layers(spec)`` with one progress display over seeds × taps (driftlab/progress.py)
     and, for ``--probes auto``, each tap's chosen estimator and pilot cost as a note."""
-    from driftlab.montecarlo.per_layer import run_layers, tap_names
+    from driftlab.models.measure.per_layer import run_layers, tap_names
     from driftlab.progress import SeedTapProgress
 
     total = spec.seeds * len(tap_names(spec))
@@ -304,7 +304,7 @@ def format_layers(rows: list[dict]) -> str:
     if rows[0].get("estimator"):  # --probes auto: what the pilot chose, per tap
         lines += [f"  {r['tap']:16} estimator {r['estimator']} (probe SE / measured SE "
                   f"{r['probe_se_ratio']:.2f}; pilot {r['pilot_seconds']:.1f} s)" for r in rows]
-    if "kink" in rows[0]:  # conv readers (montecarlo/conv_readers.py): two more parts
+    if "kink" in rows[0]:  # conv readers (models/measure/conv_readers.py): two more parts
         lines.append("parts of predicted: shortcut = exact identity-shortcut term; kink = ReLU δ(p) "
                      "part of curvature")
         lines += [f"  {r['tap']:16} shortcut {r['shortcut']:11.3e} ± {r['shortcut_se']:8.2e}   "
@@ -315,7 +315,7 @@ def format_layers(rows: list[dict]) -> str:
 
 def _trajectory(args) -> int:
     from driftlab.models.engine.train_cli import parse_override
-    from driftlab.montecarlo import trajectory as mt
+    from driftlab.models.measure import trajectory as mt
 
     spec = mt.TrajectorySpec(arch=args.arch, size=args.size, data=args.data, act=args.act,
                              optimizer=args.optimizer, lr=args.lr, steps=args.steps,
@@ -338,7 +338,7 @@ def _trajectory(args) -> int:
 
 def format_trajectory(rows, changes, spec, every: int) -> str:
     """Predicted vs measured every ``every`` steps, the verdicts, the sign changes."""
-    from driftlab.montecarlo import trajectory as mt
+    from driftlab.models.measure import trajectory as mt
 
     head = (f"{'quantity':22} {'step':>4} {'first':>10} {'second ± SE':>21} "
             f"{'measured ± SE':>21} {'z':>6} {'z_1st':>6}  horizon")

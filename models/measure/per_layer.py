@@ -25,7 +25,7 @@ pseudo-inverse, W⁺ W = I_D when W (H × D) has full column rank, H ≥ D), whi
 exactly e. So ℓ_z(e) = ℓ(z + e) is available for any model in which h feeds W only and W
 is dense over h's last axis; :func:`per_seed` checks this (∇_h ℓ = ∇_z ℓ Wᵀ) and raises
 ValueError when it fails. Architectures that declare ``readers(cfg)`` (ResNet: conv, pooled-head
-and identity-shortcut readers) go to montecarlo/conv_readers.py instead.
+and identity-shortcut readers) go to models/measure/conv_readers.py instead.
 """
 
 from __future__ import annotations
@@ -329,7 +329,7 @@ def _config(spec: LayersSpec):
 
 def tap_names(spec: LayersSpec) -> list[str]:
     """The taps ``run_layers(spec)`` reports, in its order (no JAX work beyond the config)."""
-    from driftlab.montecarlo.conv_readers import has_readers, tap_readers
+    from driftlab.models.measure.conv_readers import has_readers, tap_readers
 
     arch, cfg = _config(spec)
     cfg, _ = arch.data(spec.data, cfg, 0)
@@ -423,7 +423,7 @@ def run_layers(spec: LayersSpec, n_checks: int | None = None, taps: list[str] | 
     if spec.batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {spec.batch_size}")
     arch, cfg = _config(spec)
-    from driftlab.montecarlo.conv_readers import has_readers, run_reader_layers
+    from driftlab.models.measure.conv_readers import has_readers, run_reader_layers
 
     if has_readers(arch):  # conv / pooled-head / identity readers (ResNet): its own estimator
         return run_reader_layers(spec, n_checks, taps, progress, on_choice)

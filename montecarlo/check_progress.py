@@ -10,7 +10,7 @@ def run_with_progress(seed: int = 0, show: bool = True, stream=None) -> list:
     """Every default theorem check (``checks.run_checks``) with one overall progress
     display (driftlab/progress.py): a single "k of N" bar naming the next claim when
     ``stream`` is a terminal, else one line per finished check, in check order."""
-    from driftlab.theory import checks
+    from driftlab.montecarlo import checks
 
     specs = checks.default_specs()
 

@@ -42,7 +42,7 @@ import numpy as np
 from driftlab.models.arch.params import flatten_dict
 from driftlab.models.arch.init import get_init
 from driftlab.models.arch.stein_readers import READER_KINDS, TapReaders
-from driftlab.montecarlo.per_layer import (GAUSSIAN_SCHEMES, _batched_map, LayersSpec, TapRow, _act,
+from driftlab.models.measure.per_layer import (GAUSSIAN_SCHEMES, _batched_map, LayersSpec, TapRow, _act,
                                            _config, init_variance, summarize)
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel
 from driftlab.montecarlo.stats import MCResult
@@ -278,7 +278,7 @@ def run_reader_layers(spec: LayersSpec, n_checks: int | None = None,
     is refused). Seeds run in vmapped blocks (montecarlo/layer_driver.py).
     """
     from driftlab.montecarlo.layer_driver import SeedBlocks, TapKernels, call_key
-    from driftlab.montecarlo.per_layer import drive_tap, with_choice
+    from driftlab.models.measure.per_layer import drive_tap, with_choice
 
     if spec.seeds < 2:
         raise ValueError(f"seeds must be at least 2 (clustered SE), got {spec.seeds}")

@@ -1,6 +1,6 @@
 """The one entry point for the analytic E[∂ℓ/∂p_i | p_i > 0] of the canonical block.
 
-    from driftlab.theory.dispatch import expected_grad_positive
+    from driftlab.montecarlo.dispatch import expected_grad_positive
     expected_grad_positive(BlockSetting(loss="ce", act="relu"))   # Analytic(value, tier, stderr)
 
 It covers (notation of docs/theory.md):

@@ -3,7 +3,7 @@
 Quantities Q (theory/trajectory.py's notation), for an architecture of models/:
 
 * ``mean:{path}`` — (mean W_t − mean W₀)/s_W for every downstream matrix W = ``arch.downstream``
-  (s_W the init std of the config's scheme, montecarlo/per_layer.py's ``init_variance``);
+  (s_W the init std of the config's scheme, models/measure/per_layer.py's ``init_variance``);
 * ``g+:{tap}`` — E[g | p > 0] of every tap, in models/arch/instrument.py's grad_pos_mean units
   (B·Σ_{p>0} ∂ℓ/∂p / #(p>0)), read at step t on the step's own batch before its update (as the
   engine logs it).
@@ -42,7 +42,7 @@ import numpy as np
 
 from driftlab.models.arch.params import flatten_dict
 from driftlab.models.arch.instrument import probe_shapes
-from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
+from driftlab.models.measure.per_layer import downstream_scheme, init_variance
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel, smoothed_step
 from driftlab.montecarlo.stats import suite_threshold
 from driftlab.theory import trajectory as th
