@@ -64,7 +64,8 @@ class RunDirLocked(ValueError):
     """Another live run holds the directory."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -80,7 +81,7 @@ def _holder(path: Path) -> dict | None:
         owner = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {"host": "?", "pid": "?"}  # being written right now: treat as held
-    if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0))):
+    if owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0))):
         return None
     return owner
 

@@ -38,7 +38,6 @@ Training batches are sampled and moved to the devices a chunk of steps ahead
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -52,17 +51,16 @@ from driftlab.models.engine import (checkpoint, ensemble, host_read, interrupt, 
                                     run_dir, sharding)
 from driftlab.models.arch.base import get_arch
 from driftlab.models.engine.checkpointer import Checkpointer
-from driftlab.models.engine.deferred_reads import (MAX_READ_LAG, READ_LAG, DeferredReads,  # noqa: F401
-                                            NonFiniteLossError, RecordBook)
-from driftlab.models.engine.hooks import Hook, Hooks  # noqa: F401
-from driftlab.models.engine.steps import Functions, _cast_floats, step_functions  # noqa: F401
+from driftlab.models.engine.deferred_reads import DeferredReads, RecordBook
+from driftlab.models.engine.deferred_reads import NonFiniteLossError  # noqa: F401 (callers catch it from here)
+from driftlab.models.engine.hooks import Hooks
+from driftlab.models.engine.steps import Functions, step_functions
 from driftlab.models.engine.summarize import summarize
-from driftlab.models.engine.train_config import (DTYPES, TrainConfig, _bad, is_logged_step,  # noqa: F401
-                                          model_config, run_identity)
+from driftlab.models.engine.train_config import (TrainConfig, _bad, is_logged_step, model_config,
+                                                 run_identity)
 from driftlab.models.engine.train_state import TrainState
-from driftlab.models.engine.writers import (METRICS_FILE, METRICS_FLUSH_SECONDS, Progress,  # noqa: F401
-                                     json_default as _json_default, open_writer,
-                                     truncate_records)
+from driftlab.models.engine.writers import (METRICS_FILE, Progress, json_default as _json_default,
+                                            open_writer, truncate_records)
 
 CONFIG_FILE = "config.json"
 # Prefetch batch chunks on a background thread (True), between steps in the loop's own

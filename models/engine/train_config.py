@@ -17,6 +17,7 @@ from driftlab.models.arch.base import ARCH_MODULES, SIZES, legacy_field_names
 from driftlab.models.engine.muon import MOMENTUM_FORMS, NS_DTYPES, SCALINGS
 from driftlab.models.engine.optim import OPTIMIZERS, SCHEDULES
 from driftlab.names import DTYPES  # noqa: F401 (declared in driftlab/names.py)
+from driftlab.models.engine.writers import json_default
 
 
 def _bad(field: str, value, allowed: str) -> ValueError:
@@ -168,16 +169,6 @@ class TrainConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
 def is_logged_step(step: int, cfg: TrainConfig) -> bool:
     """Whether ``train()`` logs ``step`` (and runs the instrumented step there): every
     ``log_every``-th step and the last one."""
@@ -210,4 +201,4 @@ def run_identity(cfg: TrainConfig, mcfg) -> dict:
     ident["model"] = legacy_field_names(cfg.arch, dataclasses.asdict(mcfg))
     if cfg.pins:  # only when set, so unpinned checkpoints keep their identity
         ident["pins"] = list(cfg.pins)
-    return json.loads(json.dumps(ident, sort_keys=True, default=_json_default))
+    return json.loads(json.dumps(ident, sort_keys=True, default=json_default))
