@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from driftlab.models.engine import checkpoint
 from driftlab.models.arch import params as P
 from driftlab.models.engine.train import NonFiniteLossError, TrainConfig, train
 
