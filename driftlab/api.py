@@ -31,9 +31,9 @@ def expected_grad(block: Block, budget=None):
     Cross-entropy: s2²·E[σσ'(p)·S(s2‖h‖) | p > 0], a semi-analytic Stein-reduced Monte Carlo
     value whose ``stderr`` is set by ``budget`` (montecarlo.estimators.Budget; default
     4096 draws × 32 inputs). A setting with no derived value (e.g. CE with ``w2_mean``)
-    raises ValueError naming the field (theory/dispatch.py).
+    raises ValueError naming the field (montecarlo/dispatch.py).
     """
-    from driftlab.theory.dispatch import expected_grad_positive
+    from driftlab.montecarlo.dispatch import expected_grad_positive
 
     return expected_grad_positive(block, budget)
 
@@ -77,7 +77,7 @@ def estimate(block: Block, se: float | None = None, samples: int = 1 << 18, seed
 
 
 def check_theorems(seed: int = 0, progress: bool = False, rerun: bool = False) -> list[dict]:
-    """Every theorem check of ``driftlab theory check`` (theory/checks.py): one dict per
+    """Every theorem check of ``driftlab theory check`` (montecarlo/checks.py): one dict per
     check (claim, setting, kind, analytic, mc_mean, mc_stderr, z, threshold, verdict, …),
     Bonferroni over the suite at α = 1e-3. Results are shared with ``driftlab theory
     check`` and ``driftlab report`` through one cache keyed by code version and seed
@@ -95,7 +95,7 @@ def predict_layers(arch: str, size: str = "tiny", data: str = "synthetic", act: 
     measurement over the same ``seeds`` inits, their paired z, the Gauss–Newton and
     curvature parts and the sign verdict (docs/per-layer.md). ``probes`` 0 is the exact
     basis sum; ``overrides`` are model config fields (e.g. {"init": "fan_in_normal"})."""
-    from driftlab.montecarlo.per_layer import LayersSpec, run_layers
+    from driftlab.models.measure.per_layer import LayersSpec, run_layers
 
     spec = LayersSpec(arch=arch, size=size, data=data, act=act, seeds=seeds,
                       batch_size=batch_size, probes=max(probes, 1), exact=probes == 0,
@@ -104,14 +104,14 @@ def predict_layers(arch: str, size: str = "tiny", data: str = "synthetic", act: 
 
 
 def _train_config(fields: dict):
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.engine.train import TrainConfig
 
     fields = dict(fields)
     fields.setdefault("progress", False)
     if isinstance(fields.get("model_overrides"), dict):
         fields["model_overrides"] = tuple(fields["model_overrides"].items())
     if fields.get("recipe"):
-        from driftlab.models.recipes import recipe_config
+        from driftlab.models.engine.recipes import recipe_config
 
         return recipe_config(fields.pop("recipe"), **fields)
     return TrainConfig(**fields).validate()
@@ -121,11 +121,11 @@ def train(**fields) -> dict:
     """Train one instrumented model and return its summary (what ``OUT/summary.json`` holds:
     status, final and validation loss, per-layer drift, per-tap statistics).
 
-    ``fields`` are TrainConfig fields (models/train.py; ``driftlab train --help`` lists them
+    ``fields`` are TrainConfig fields (models/engine/train.py; ``driftlab train --help`` lists them
     with their defaults), e.g. ``train(arch="mlp", act="relu", steps=200, out="runs/mlp")``;
     ``recipe="paper-gpt"`` applies a recipe first; ``model_overrides`` may be a dict.
     Progress output is off unless ``progress=True``."""
-    from driftlab.models.train import train as run
+    from driftlab.models.engine.train import train as run
 
     return run(_train_config(fields))
 
@@ -141,7 +141,7 @@ def resume(out: str | os.PathLike, steps: int | None = None, **fields) -> dict:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"out={str(out)!r}: {path} unreadable ({type(err).__name__}); "
                          f"`driftlab train --out {out} --resume` says how to recover") from None
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.engine.train import TrainConfig
 
     known = {f for f in TrainConfig.__dataclass_fields__}
     values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
@@ -151,7 +151,7 @@ def resume(out: str | os.PathLike, steps: int | None = None, **fields) -> dict:
     values.pop("recipe", None)  # already applied: its values are the stored fields
     if steps is not None:
         values["steps"] = steps
-    from driftlab.models.train import train as run
+    from driftlab.models.engine.train import train as run
 
     return run(_train_config(values))
 

@@ -25,8 +25,8 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "theory": ("driftlab.theory.cli", "check the expected-gradient theorems against Monte Carlo"),
-    "train": ("driftlab.models.train_cli", "train an instrumented model"),
+    "theory": ("driftlab.theory_cli", "check the expected-gradient theorems against Monte Carlo"),
+    "train": ("driftlab.models.engine.train_cli", "train an instrumented model"),
     "sweep": ("driftlab.reports.sweep_cli", "run an experiment preset's grid (resumable, shardable)"),
     "report": ("driftlab.reports.report_cli", "write the Markdown report with figures and tables"),
     "records": ("driftlab.reports.records", "export finished runs as compact per-preset JSON "

@@ -1,8 +1,8 @@
 """Registries read from source, without importing the module that declares them.
 
 ``driftlab --help`` and each subcommand's ``--help`` must answer before JAX starts, but
-TrainConfig, the model configs and the optimizer names are declared in modules that
-import JAX. Reading those declarations from the source (``ast``) keeps each fact declared
+TrainConfig and the model configs are declared in modules that import JAX (the valid
+names are in driftlab/names.py, which does not). Reading those declarations from the source (``ast``) keeps each fact declared
 once: help lists what the code defines, and tests/test_cli_help.py compares every value
 read here with the imported one.
 
@@ -64,14 +64,6 @@ def _evaluate(node: ast.expr, module: str, depth: int = 0):
         return ast.literal_eval(resolve(copy))
     except (ValueError, TypeError, SyntaxError):
         return Unresolved(ast.unparse(node))
-
-
-def constant(module: str, name: str):
-    """The value of the module-level literal ``name`` in ``module`` (not imported)."""
-    names = _assignments(module)
-    if name not in names:
-        raise ValueError(f"{module}.{name} is not a module-level assignment")
-    return _evaluate(names[name], module)
 
 
 def _dataclass(module: str, cls: str) -> ast.ClassDef:

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models.base import get_arch
-from driftlab.montecarlo.conv_readers import fixed_p_draws
-from driftlab.montecarlo.per_layer import agreement_threshold
+from driftlab.models.arch.base import get_arch
+from driftlab.models.measure.conv_readers import fixed_p_draws
+from driftlab.models.measure.per_layer import agreement_threshold
 from driftlab.montecarlo.stats import detectable_shift
 
 CASES = (("none", "stage1.block0.act1"), ("batch", "stage2.block0.act1"))  # (norm, tap)

@@ -87,7 +87,7 @@ def optimizer_configs(steps: int, seeds, out_root, optimizers=OPTIMIZERS, act: s
     """The grid: one validated TrainConfig per (optimizer, seed), output in
     ``out_root/{optimizer}-s{seed}``; the recipe scales its phases to ``steps``. Run
     each with ``driftlab.models.train.train``."""
-    from driftlab.models.recipes import recipe_config
+    from driftlab.models.engine.recipes import recipe_config
 
     if not isinstance(steps, int) or steps < 4:
         raise ValueError(f"steps={steps!r} invalid; allowed: an integer >= 4")
@@ -286,21 +286,3 @@ def write_section(run_dirs, out_dir) -> str:
     optimizer_figure(run_dirs, out_dir / "optimizers.png")
     (out_dir / "optimizers.md").write_text(optimizer_section(run_dirs, "optimizers.png"))
     return str(out_dir / "optimizers.md")
-
-
-def run_grid(steps: int = GRID_STEPS, seeds=GRID_SEEDS, out_root="runs/optimizers"
-             ) -> list[str]:
-    """Train every config of :func:`optimizer_configs` (skipping finished runs); run dirs."""
-    import dataclasses
-
-    from driftlab.models import checkpoint
-    from driftlab.models.train import train
-
-    dirs = []
-    for cfg in optimizer_configs(steps, seeds, out_root):
-        if not (Path(cfg.out) / "summary.json").exists():
-            # an interrupted run continues from its checkpoint, else starts afresh
-            ckpt = Path(cfg.out) / checkpoint.FILENAME
-            train(dataclasses.replace(cfg, overwrite=True, resume=checkpoint.exists(ckpt)))
-        dirs.append(cfg.out)
-    return dirs

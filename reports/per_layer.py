@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from driftlab.montecarlo.per_layer import LayersSpec, agreement_threshold, run_layers  # noqa: E402
+from driftlab.models.measure.per_layer import LayersSpec, agreement_threshold, run_layers  # noqa: E402
 
 # PyTorch's U(±1/√fan_in) has variance 1/(3·fan_in): the Gaussian with that variance.
 TORCH_VARIANCE_GAUSS = (("init", "fan_in_normal"), ("gain", 1 / math.sqrt(3)))

@@ -38,7 +38,7 @@ from driftlab.activations import parse_activation
 # TrainConfig (models/train_config.py) is imported where a run is built: its module starts
 # JAX, and `driftlab sweep --help` lists PRESETS before any JAX starts.
 from driftlab.reports.plan import CPU_SEEDS, PLANNED, cell_seeds
-from driftlab.models.base import current_name, legacy_name
+from driftlab.models.arch.base import current_name, legacy_name
 
 DRIFT_ARCHS = ("mlp", "resnet", "vit", "gpt", "mpsenet")
 DRIFT_ACTS = ("relu", "gelu", "silu", "tanh")  # tanh: the no-drift control
@@ -105,7 +105,7 @@ LATE_FIELDS = ("muon_scale", "muon_momentum", "muon_ns_dtype", "warmdown_end",
 def config_dict(config) -> dict:
     """The config as JSON-ready plain data (tuples become lists), without the
     :data:`OPERATIONAL_FIELDS` and without :data:`LATE_FIELDS` at their defaults."""
-    from driftlab.models.train_config import TrainConfig
+    from driftlab.models.engine.train_config import TrainConfig
 
     d = dataclasses.asdict(config)
     for name in OPERATIONAL_FIELDS:
@@ -166,7 +166,7 @@ def _tuples(value):
 
 def spec_from_dict(d: dict) -> RunSpec:
     """Rebuild a RunSpec from :meth:`RunSpec.as_dict` output (for cluster jobs)."""
-    from driftlab.models.train_config import TrainConfig
+    from driftlab.models.engine.train_config import TrainConfig
 
     cls = FirstStepConfig if d["kind"] == "first_step" else TrainConfig
     cfg = dict(d["config"])
@@ -197,7 +197,7 @@ class Cell:
 
     def spec(self, preset: str, version: str, size: str, seed: int) -> RunSpec:
         """The cell's run with ``seed`` at scale ``size``: a validated config."""
-        from driftlab.models.train_config import TrainConfig
+        from driftlab.models.engine.train_config import TrainConfig
 
         fields = {**dict(self.fields), "seed": seed}
         if self.kind == "first_step":

@@ -43,7 +43,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from driftlab.models.run_dir import check_output_dir
+    from driftlab.models.engine.run_dir import check_output_dir
 
     check_output_dir(args.out)  # before reading runs or running checks
     if args.from_dir is not None:

@@ -15,21 +15,13 @@ import os
 import socket
 from pathlib import Path
 
+from driftlab.models.engine.run_dir import pid_alive
+
 CLAIMS_DIR = ".claims"
 
 
 def claim_path(out: str | os.PathLike, run_id: str) -> Path:
     return Path(out) / CLAIMS_DIR / run_id
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stale(path: Path) -> bool:
@@ -38,7 +30,7 @@ def _stale(path: Path) -> bool:
         owner = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False  # being written right now, or unreadable: leave it
-    return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", 0)))
+    return owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0)))
 
 
 def try_claim(out: str | os.PathLike, run_id: str) -> bool:

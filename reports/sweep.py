@@ -139,9 +139,9 @@ def _set_aside(run_dir: Path) -> Path:
 
 
 def _run_train(spec: RunSpec, run_dir: Path) -> dict:
-    from driftlab.models.train import train
+    from driftlab.models.engine.train import train
 
-    from driftlab.models.train import NonFiniteLossError
+    from driftlab.models.engine.train import NonFiniteLossError
 
     cfg = _engine_config(spec, run_dir)
     try:
@@ -157,7 +157,7 @@ def _engine_config(spec: RunSpec, run_dir: Path):
     """The spec's TrainConfig writing to ``run_dir``: an interrupted run continues from its
     checkpoint (the engine checks it belongs to the same run identity); a run directory
     without one is started afresh (the sweep owns its run directories)."""
-    from driftlab.models import checkpoint
+    from driftlab.models.engine import checkpoint
 
     return dataclasses.replace(spec.config, out=str(run_dir), overwrite=True,
                                resume=checkpoint.exists(run_dir / checkpoint.FILENAME))
@@ -173,9 +173,9 @@ def law_point(cfg, params, step: int, n_rows: int = 256) -> dict:
     """
     import jax.numpy as jnp
 
-    from driftlab.models import instrument
-    from driftlab.models.base import get_arch
-    from driftlab.models.train import model_config
+    from driftlab.models.arch import instrument
+    from driftlab.models.arch.base import get_arch
+    from driftlab.models.engine.train import model_config
     from driftlab.theory.expected_grad import predicted_relu_sparsity
 
     arch = get_arch(cfg.arch)
@@ -217,8 +217,8 @@ def _run_sparsity_law(spec: RunSpec, run_dir: Path) -> dict:
     the parameters the engine hands the hook (no checkpoint is read here). A resumed run
     keeps the points before its checkpoint; later ones are recomputed (bit-exact resume)."""
     from driftlab.atomic_io import write_text
-    from driftlab.models.hooks import Hook
-    from driftlab.models.train import train
+    from driftlab.models.engine.hooks import Hook
+    from driftlab.models.engine.train import train
 
     if spec.config.arch != "mlp":
         raise ValueError(f"sparsity_law runs need arch='mlp', got {spec.config.arch!r}")
@@ -265,7 +265,7 @@ def run_first_step(cfg: FirstStepConfig) -> dict:
     import jax.numpy as jnp
     import optax
 
-    from driftlab.models.base import get_arch
+    from driftlab.models.arch.base import get_arch
     from driftlab.theory.setting import BlockSetting
 
     cfg.validate()
@@ -409,8 +409,8 @@ def run_group(specs: list[RunSpec], out: str | os.PathLike) -> list[dict]:
 def _run_ensemble_claimed(specs: list[RunSpec], out: Path) -> list[dict]:
     import hashlib
 
-    from driftlab.models import checkpoint
-    from driftlab.models.train import train_ensemble
+    from driftlab.models.engine import checkpoint
+    from driftlab.models.engine.train import train_ensemble
 
     ids = sorted(s.run_id for s in specs)
     home = out / ENSEMBLES_DIR / hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]

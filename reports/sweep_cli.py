@@ -83,7 +83,7 @@ def _validate(args) -> list[str]:
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"seeds={args.seeds!r} invalid; allowed: a positive integer")
     parse_shard(args.shard)
-    from driftlab.models.run_dir import check_output_dir
+    from driftlab.models.engine.run_dir import check_output_dir
 
     check_output_dir(args.out)
     if args.executor not in EXECUTORS:

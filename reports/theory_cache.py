@@ -76,7 +76,7 @@ def suite_key(seed: int = 0) -> str:
     """The cache key of one suite run: the seed and a digest of the check specs and budgets,
     so a different set of checks (tests shrink them) never reads or overwrites the cache of
     the full suite at the same code version."""
-    from driftlab.theory import checks
+    from driftlab.montecarlo import checks
 
     blob = repr((checks.default_specs(), sorted(checks.BUDGETS.items())))
     return f"{seed}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
@@ -92,7 +92,7 @@ def checked(seed: int = 0, progress: bool = False, rerun: bool = False, stream=N
     rows = None if rerun else load(key)
     if rows is not None:
         return rows, cache_path(key)
-    from driftlab.theory.progress import run_with_progress
+    from driftlab.montecarlo.check_progress import run_with_progress
 
     rows = [r.as_dict() for r in run_with_progress(seed=seed, show=progress, stream=stream)]
     store(rows, key)

@@ -24,7 +24,7 @@ from driftlab.montecarlo import estimators, stein_reduced  # noqa: E402
 from driftlab.reports import style  # noqa: E402
 from driftlab.montecarlo.estimators import Budget  # noqa: E402
 from driftlab.theory import expected_grad, gaussian  # noqa: E402
-from driftlab.theory.checks import ACTIVATIONS, SETTING_A  # noqa: E402
+from driftlab.montecarlo.checks import ACTIVATIONS, SETTING_A  # noqa: E402
 
 
 def _save(fig, out: str, name: str) -> str:
@@ -65,7 +65,7 @@ def plot_gradient_for_setting(setting, path, draws: int = 1024, seed: int = 0,
     """One panel for a user's own ``setting`` (a BlockSetting): binned Monte Carlo E[g | p]
     (points ± 1 SE, bins with > 50 samples) against :func:`analytic_curve`; writes the PNG
     to ``path`` and returns it. ``edges`` default: 40 bins over ±3 SD of p."""
-    from driftlab.theory.dispatch import uncovered
+    from driftlab.montecarlo.dispatch import uncovered
 
     if uncovered(setting) or setting.w2_mean or setting.target_coupling:
         raise ValueError(uncovered(setting) or "w2_mean/target_coupling: the curve is the "

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from driftlab.atomic_io import write_bytes, write_json, write_text
-from driftlab.montecarlo import trajectory as mt
+from driftlab.models.measure import trajectory as mt
 from driftlab.theory.trajectory import HORIZON_FRACTION
 
 OUT = Path(__file__).resolve().parent / "trajectory"

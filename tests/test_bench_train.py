@@ -9,7 +9,7 @@ import pytest
 
 from driftlab.bench import train as bt
 from driftlab.cli import main
-from driftlab.models import gpt
+from driftlab.models.arch import gpt
 from driftlab.testing import assert_close
 
 

@@ -10,8 +10,8 @@ not centre, so GPT-nano's w_out has no such constraint (the control)."""
 import jax
 import numpy as np
 
-from driftlab.models.base import get_arch, plain_tap
-from driftlab.models.checkpoint import flatten_dict
+from driftlab.models.arch.base import get_arch, plain_tap
+from driftlab.models.arch.params import flatten_dict
 
 
 def _mean_grad(arch_name: str, path: str, size="tiny", **overrides) -> tuple[float, float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from driftlab.cli import main
-from driftlab.models.train_cli import format_table
+from driftlab.models.engine.train_cli import format_table
 
 
 def _help(capsys, argv):
@@ -117,7 +117,7 @@ def test_the_check_for_jax_can_fail():
     """The subprocess check above sees an import: planted via a module that loads jax."""
     import subprocess
 
-    code = ("import sys; import driftlab.models.train_config; "
+    code = ("import sys; import driftlab.models.engine.train_config; "
             "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
@@ -154,9 +154,9 @@ def test_train_help_lists_the_registries(capsys):
     import dataclasses
 
     from driftlab.activations import NAMES
-    from driftlab.models.base import ARCH_MODULES, get_arch
-    from driftlab.models.recipes import RECIPE_VERSIONS
-    from driftlab.models.train import TrainConfig
+    from driftlab.models.arch.base import ARCH_MODULES, get_arch
+    from driftlab.models.engine.recipes import RECIPE_VERSIONS
+    from driftlab.models.engine.train import TrainConfig
 
     text = " ".join(_help(capsys, ["train", "--help"]).split())  # unwrap the lines
     for name in NAMES:
@@ -184,19 +184,11 @@ def test_source_registry_matches_the_imported_values():
     import dataclasses
     import importlib
 
-    from driftlab.models.base import ARCH_MODULES
-    from driftlab.source_registry import config_class, constant, dataclass_defaults
+    from driftlab.models.arch.base import ARCH_MODULES
+    from driftlab.models.engine.train import TrainConfig
+    from driftlab.source_registry import config_class, dataclass_defaults
 
-    for module, names in (("driftlab.models.optim", ("OPTIMIZERS", "SCHEDULES")),
-                          ("driftlab.models.muon", ("SCALINGS", "MOMENTUM_FORMS", "NS_DTYPES")),
-                          ("driftlab.models.pins", ("PINS",)),
-                          ("driftlab.models.base", ("ARCH_MODULES", "SIZES"))):
-        mod = importlib.import_module(module)
-        for name in names:
-            assert constant(module, name) == getattr(mod, name), (module, name)
-    from driftlab.models.train import TrainConfig
-
-    read = dataclass_defaults("driftlab.models.train_config", "TrainConfig")
+    read = dataclass_defaults("driftlab.models.engine.train_config", "TrainConfig")
     assert read == {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for module in ARCH_MODULES.values():
         cls = getattr(importlib.import_module(module), config_class(module))

@@ -1,11 +1,11 @@
 """Every architecture's tap → downstream map and output heads match the traced program
-(models/readers.py): the listed matrix really contracts with the tap's output."""
+(models/arch/readers.py): the listed matrix really contracts with the tap's output."""
 
 import jax
 import pytest
 
-from driftlab.models.base import get_arch
-from driftlab.models.readers import reading_matrices
+from driftlab.models.arch.base import get_arch
+from driftlab.models.arch.readers import reading_matrices
 
 # Configurations that exercise every kind of tap (identity and projection shortcuts,
 # conv taps of MP-SENet, several blocks).

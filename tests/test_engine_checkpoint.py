@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from driftlab.models import checkpoint
-from driftlab.models.train import NonFiniteLossError, TrainConfig, train
+from driftlab.models.arch import params as P
+from driftlab.models.engine.train import NonFiniteLossError, TrainConfig, train
 
 # Shared by the engine tests so the compiled step is reused within one pytest process.
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=8, batch_size=8,
@@ -101,9 +101,9 @@ def test_huge_learning_rate_stops_cleanly(tmp_path):
 
 def test_flatten_roundtrip():
     tree = {"b": {"w": 1, "z": {"q": 2}}, "a": 3}
-    flat = checkpoint.flatten_dict(tree)
+    flat = P.flatten_dict(tree)
     assert list(flat) == ["a", "b/w", "b/z/q"]
-    assert checkpoint.unflatten_dict(flat) == tree
+    assert P.unflatten_dict(flat) == tree
 
 
 def test_bfloat16_keeps_float32_master_weights(tmp_path):

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from driftlab.cli import main
-from driftlab.models.train import TrainConfig
-from driftlab.models.train_cli import parse_override
+from driftlab.models.engine.train import TrainConfig
+from driftlab.models.engine.train_cli import parse_override
 
 # Matches BASE in test_engine_checkpoint.py, so the compiled step is shared.
 FLAGS = ["--arch", "mlp", "--act", "relu", "--data", "synthetic", "--size", "tiny",

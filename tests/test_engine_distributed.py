@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine.train import TrainConfig, train
 
 # Matches BASE in test_engine_checkpoint.py (shared compiled step); 3 steps suffice here.
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=8, batch_size=8,
@@ -19,7 +19,7 @@ BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=8, batc
 
 SCRIPT = """
 import json, sys
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine.train import TrainConfig, train
 base = json.loads(sys.argv[1])
 out = sys.argv[2] or None
 s = train(TrainConfig(**base, out=out), stop_at=3)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from driftlab.cli import main
-from driftlab.models import ensemble
+from driftlab.models.engine import ensemble
 from driftlab.models.data import images
-from driftlab.models.train import TrainConfig, train, train_ensemble
+from driftlab.models.engine.train import TrainConfig, train, train_ensemble
 
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", batch_size=8, lr=0.05,
             optimizer="adamw", log_every=5, eval_batches=1, progress=False)
@@ -150,7 +150,7 @@ def test_a_diverging_member_stops_alone(tmp_path, monkeypatch):
 SHARDED = """
 import json, sys
 import jax
-from driftlab.models.train import TrainConfig, train_ensemble
+from driftlab.models.engine.train import TrainConfig, train_ensemble
 res = train_ensemble(TrainConfig(**json.loads(sys.argv[1]), steps=10), "0,3,5,6")
 print("RESULT " + json.dumps({"n": jax.device_count(), "val": [m["val_loss"] for m in res["members"]],
       "final": [m["final_loss"] for m in res["members"]]}))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from driftlab.activations import parse_activation
-from driftlab.models import instrument
+from driftlab.models.arch import instrument
 from driftlab.testing import assert_close
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from driftlab.bench import engine_loop
-from driftlab.models import host_read, prefetch, sharding
+from driftlab.models.engine import host_read, prefetch, sharding
 from driftlab.models.data import images, speech, text
-from driftlab.models.train import NonFiniteLossError, TrainConfig, is_logged_step, train
+from driftlab.models.engine.train import NonFiniteLossError, TrainConfig, is_logged_step, train
 
 
 def _reference_epoch_indices(n, split, step, batch_size, seed):
@@ -169,7 +169,7 @@ def test_deferred_reads_stop_a_nan_run_at_its_own_step(tmp_path, monkeypatch):
 
 def test_records_identical_with_and_without_background_prefetch(tmp_path, monkeypatch):
     """Same seed, same records: the prefetch thread changes timing, not numbers."""
-    import driftlab.models.train as engine
+    import driftlab.models.engine.train as engine
 
     records = {}
     for background in (True, False):

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models import nonfinite
-from driftlab.models.train import NonFiniteLossError, TrainConfig, train
+from driftlab.models.engine import nonfinite
+from driftlab.models.engine.train import NonFiniteLossError, TrainConfig, train
 from driftlab.testing import assert_same
 
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=8, batch_size=8,

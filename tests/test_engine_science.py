@@ -9,7 +9,7 @@ so neither bound is close to flaky.
 
 import pytest
 
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine.train import TrainConfig, train
 
 SETUP = dict(arch="mlp", data="synthetic", size="tiny", steps=60, batch_size=32, lr=0.5,
              optimizer="sgd", schedule="constant", log_every=1000, eval_batches=1,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "models" / "engine"
 ENGINE = ("steps", "train_state", "deferred_reads", "writers", "checkpointer", "hooks",
           "summarize", "ensemble", "run_dir")
 MAX_LINES = 60

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from driftlab.models.base import RENAMED_FIELDS, get_arch
-from driftlab.models.train import TrainConfig, model_config, run_identity
+from driftlab.models.arch.base import RENAMED_FIELDS, get_arch
+from driftlab.models.engine.train import TrainConfig, model_config, run_identity
 
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet", "vit", "gpt", "mpsenet"])
@@ -58,7 +58,7 @@ def test_checkpoint_identity_is_unchanged(arch):
 
 
 def test_recovering_overrides_from_an_old_identity_uses_the_new_names():
-    from driftlab.models.train_cli import _model_overrides
+    from driftlab.models.engine.train_cli import _model_overrides
 
     meta = {"arch": "gpt", "size": "tiny", "act": "relu",
             "model": {**json.loads(json.dumps(get_arch("gpt").config("tiny").__dict__)),

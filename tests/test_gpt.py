@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from driftlab.activations import Activation
-from driftlab.models import gpt
+from driftlab.models.arch import gpt
 from driftlab.testing import assert_close
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "relu2", "clipped_relu2", "gelu2",
@@ -149,9 +149,9 @@ def test_every_activation_trains(act):
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_every_activation_trains_through_engine(act, tmp_path):
-    if importlib.util.find_spec("driftlab.models.train") is None:
-        pytest.skip("training engine (models/train.py) not written yet")
-    from driftlab.models.train import TrainConfig, train
+    if importlib.util.find_spec("driftlab.models.engine.train") is None:
+        pytest.skip("training engine (models/engine/train.py) not written yet")
+    from driftlab.models.engine.train import TrainConfig, train
 
     summary = train(TrainConfig(arch="gpt", act=act, data="embedded", size="tiny", steps=2,
                                 batch_size=4, lr=1e-3, optimizer="adamw", seed=0,

@@ -35,7 +35,7 @@ KNOWN_LAZY_EDGES = {
     # run_layers dispatches taps of archs with conv readers (ResNet) to the conv-reader
     # estimator, which builds on per_layer's spec, rows and summary. Way out: the dispatch
     # moves to a driver above both (per_layer's driver is being reworked for speed).
-    ("driftlab.montecarlo.per_layer", "driftlab.montecarlo.conv_readers"),
+    ("driftlab.models.measure.per_layer", "driftlab.models.measure.conv_readers"),
 }
 
 
@@ -144,12 +144,78 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# The direction imports run (issue 31), lowest first: a module may import only modules of its
+# own layer or of a lower one, at module level and inside functions alike. ``driftlab``'s
+# base modules (JAX-free names, activations, atomic writes, the progress line) sit at the
+# bottom; driftlab's cli, API and benchmarks at the top. Inside models/: data below the
+# architectures, the architectures below the engine, measure (which runs both) on top.
+BASE = {"activations", "atomic_io", "progress", "names", "source_registry", "compilation_cache"}
+LAYERS = ("base", "theory", "montecarlo", "models.data", "models.arch", "models.engine",
+          "models.measure", "reports", "top")
+
+
+def layer(module: str) -> str:
+    """The layer of a driftlab module (one of :data:`LAYERS`)."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "top"
+    if parts[0] in BASE:
+        return "base"
+    if parts[0] == "models":
+        return f"models.{parts[1]}" if len(parts) > 1 and f"models.{parts[1]}" in LAYERS \
+            else "models.engine"
+    return parts[0] if parts[0] in LAYERS else "top"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from a higher layer, as "a -> b"."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs
+                  if rank[layer(a)] < rank[layer(b)])
+
+
+def test_imports_run_one_way():
+    up = upward_imports(import_graph())
+    assert not up, "imports against the direction " + " → ".join(LAYERS) + ":\n" + "\n".join(up)
+
+
+def test_the_direction_check_catches_a_planted_upward_import():
+    assert layer("driftlab.names") == "base" and layer("driftlab.cli") == "top"
+    assert layer("driftlab.models.arch.gpt") == "models.arch"
+    g = {"driftlab.theory.checks": {"driftlab.montecarlo.stats"},
+         "driftlab.models.arch.gpt": {"driftlab.models.engine.pins"},
+         "driftlab.montecarlo.stats": {"driftlab.names"}}
+    assert upward_imports(g) == ["driftlab.models.arch.gpt -> driftlab.models.engine.pins",
+                                 "driftlab.theory.checks -> driftlab.montecarlo.stats"]
+
+
+def package(module: str, files: dict[str, Path]) -> str:
+    """The package folder of ``module`` (driftlab's base modules count as their own)."""
+    if layer(module) == "base":
+        return "driftlab (base)"
+    return module if files[module].name == "__init__.py" else module.rpartition(".")[0]
+
+
+def test_no_cycle_between_packages():
+    """The graph collapsed to one node per package (theory, montecarlo, models.arch, …)."""
+    files = module_files()
+    packages: dict[str, set[str]] = {}
+    for a, bs in import_graph().items():
+        packages.setdefault(package(a, files), set()).update(
+            package(b, files) for b in bs if package(b, files) != package(a, files))
+    for deps in list(packages.values()):
+        for d in deps:
+            packages.setdefault(d, set())
+    cycle = find_cycle(packages)
+    assert cycle is None, "import cycle between packages: " + " -> ".join(cycle)
+
+
 def test_graph_is_read():
     g = import_graph()
     # a few edges that exist: the reader of this test can trust the parser sees imports
-    assert "driftlab.models.base" in g["driftlab.models.gpt"]
+    assert "driftlab.models.arch.base" in g["driftlab.models.arch.gpt"]
     assert "driftlab.bench.timing" in g["driftlab.bench.gpt_phases"]
-    assert "driftlab.montecarlo.per_layer" in g["driftlab.montecarlo.conv_readers"]
+    assert "driftlab.models.measure.per_layer" in g["driftlab.models.measure.conv_readers"]
 
 
 def test_find_cycle_finds_a_planted_cycle():

@@ -17,10 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-from driftlab.models import pins
-from driftlab.models.base import get_arch
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.optim import arch_routes, route_labels
+from driftlab.models.engine import pins
+from driftlab.models.arch.base import get_arch
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.engine.optim import arch_routes, route_labels
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

@@ -34,7 +34,7 @@ def test_too_few_draws_is_a_clear_error(capsys):
 def test_width_dependent_kernel_error_is_caught(monkeypatch):
     """Power: a planted kernel whose mass is 0.1/τ (right at τ = 0.1, twice too much at
     τ = 0.05) makes the step test report a change, on 200 draws (z ≈ 4.9; z* ≈ 3.6)."""
-    from driftlab.montecarlo import conv_readers
+    from driftlab.models.measure import conv_readers
 
     monkeypatch.setattr(conv_readers, "relu_with_kink_kernel",
                         lambda width: relu_with_kink_kernel(width, mass=0.1 / width))

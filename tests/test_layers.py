@@ -1,4 +1,4 @@
-"""Tests of the shared building blocks in models/layers.py against direct NumPy formulas."""
+"""Tests of the shared building blocks in models/arch/layers.py against direct NumPy formulas."""
 
 import math
 
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models import layers as L
-from driftlab.models.init import get_init
+from driftlab.models.arch import layers as L
+from driftlab.models.arch.init import get_init
 from driftlab.testing import assert_close, assert_mc_agrees
 
 INIT = get_init("fan_in_normal")

@@ -1,4 +1,4 @@
-"""models/linear.py: x @ W with the same values and gradients as plain autodiff, and a weight
+"""models/arch/linear.py: x @ W with the same values and gradients as plain autodiff, and a weight
 gradient that XLA:CPU compiles as a row-major dot (its reason to exist)."""
 
 import re
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models.linear import linear
+from driftlab.models.arch.linear import linear
 
 
 def _operands(dtype):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models.base import get_arch
+from driftlab.models.arch.base import get_arch
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import pytest
 import scipy.signal
 
 from driftlab.activations import parse_activation
-from driftlab.models import mpsenet
-from driftlab.models.stft import (hann_window, istft, mag_pha_istft, mag_pha_stft, num_frames,
+from driftlab.models.arch import mpsenet
+from driftlab.models.arch.stft import (hann_window, istft, mag_pha_istft, mag_pha_stft, num_frames,
                                   stft)
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "relu2", "clipped_relu2")
@@ -245,9 +245,9 @@ def test_every_activation_trains(switch_step):
 
 
 def test_trains_through_engine(tmp_path):
-    if importlib.util.find_spec("driftlab.models.train") is None:
-        pytest.skip("training engine (models/train.py) not written yet")
-    from driftlab.models.train import METRICS_FILE, TrainConfig, train
+    if importlib.util.find_spec("driftlab.models.engine.train") is None:
+        pytest.skip("training engine (models/engine/train.py) not written yet")
+    from driftlab.models.engine.train import METRICS_FILE, TrainConfig, train
 
     overrides = tuple(MICRO.items()) + (("conv_act", "same"),)
     summary = train(TrainConfig(arch="mpsenet", act="clipped_relu2", data="synthetic",

@@ -10,11 +10,11 @@ import numpy as np
 import optax
 import pytest
 
-from driftlab.models import gpt, mlp
-from driftlab.models.muon import NS_COEFFS, newton_schulz5, scale_by_muon, update_scale
-from driftlab.models.optim import make_optimizer, make_schedule, route_labels
-from driftlab.models.recipes import RECIPES, recipe_config
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.arch import gpt, mlp
+from driftlab.models.engine.muon import NS_COEFFS, newton_schulz5, scale_by_muon, update_scale
+from driftlab.models.engine.optim import make_optimizer, make_schedule, route_labels
+from driftlab.models.engine.recipes import RECIPES, recipe_config
+from driftlab.models.engine.train import TrainConfig, train
 from driftlab.testing import assert_close
 
 
@@ -205,8 +205,8 @@ def test_phases_scale_with_steps_and_explicit_values_win():
 def test_paper_gpt_1_keeps_its_run_identity():
     """Fields added for paper-gpt@2 stay out of a @1 run's identity and of preset run ids
     at their defaults, so checkpoints and sweeps made before them still match."""
-    from driftlab.models.train import model_config, run_identity
-    from driftlab.models import gpt as gpt_arch
+    from driftlab.models.engine.train import model_config, run_identity
+    from driftlab.models.arch import gpt as gpt_arch
     from driftlab.reports.presets import LATE_FIELDS, config_dict
 
     old = recipe_config("paper-gpt@1", steps=20, warmup_steps=2, warmdown_steps=3)
@@ -241,7 +241,7 @@ def test_paper_gpt_cli_steps_20_trains_and_resumes_bit_exactly(tmp_path, capsys)
     import argparse
 
     from driftlab.cli import main
-    from driftlab.models.train_cli import add_arguments, config_from_args
+    from driftlab.models.engine.train_cli import add_arguments, config_from_args
 
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     argv = ["--recipe", "paper-gpt", "--steps", "20", "--size", "tiny", "--batch-size", "4",
@@ -277,7 +277,7 @@ def test_paper_gpt_cli_steps_20_trains_and_resumes_bit_exactly(tmp_path, capsys)
 def test_cli_flags_override_the_recipe():
     import argparse
 
-    from driftlab.models.train_cli import add_arguments, config_from_args
+    from driftlab.models.engine.train_cli import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

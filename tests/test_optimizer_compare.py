@@ -33,7 +33,7 @@ def test_grid_configs():
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    from driftlab.models.train import train
+    from driftlab.models.engine.train import train
 
     root = tmp_path_factory.mktemp("opt")
     dirs = []

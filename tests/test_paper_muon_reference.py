@@ -1,4 +1,4 @@
-"""The paper's Muon step, transcribed to NumPy from its code, against models/muon.py.
+"""The paper's Muon step, transcribed to NumPy from its code, against models/engine/muon.py.
 
 Reference: On-Point-RND/BugOrFeature, models/muon_optim.py (``Muon.step``,
 ``zeropower_via_newtonschulz5``) and models/model_gpt_orig.py (lr 0.1 × 0.005, momentum
@@ -24,7 +24,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from driftlab.models.muon import muon, orthogonalized_update
+from driftlab.models.engine.muon import muon, orthogonalized_update
 
 TOL = 1e-2
 LR = 0.1 * 0.005  # the paper's Muon lr: 0.1 × learning_rate

@@ -1,4 +1,4 @@
-"""Parameter tables (models/params.py): each parameter declared once, and init, the
+"""Parameter tables (models/arch/params.py): each parameter declared once, and init, the
 parameter count, the tap maps, the pins' readers, the Muon/AdamW routing and s_W² all
 follow from that one declaration."""
 
@@ -11,12 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models import gpt, mlp, params as P, pins, resnet
-from driftlab.models.base import ARCH_MODULES, get_arch
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.init import get_init
-from driftlab.models.optim import MUON_ROUTES, arch_routes, route_labels
-from driftlab.montecarlo.per_layer import downstream_scheme, init_variance
+from driftlab.models.arch import gpt, mlp, params as P, resnet
+
+from driftlab.models.engine import pins
+from driftlab.models.arch.base import ARCH_MODULES, get_arch
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.arch.init import get_init
+from driftlab.models.engine.optim import MUON_ROUTES, arch_routes, route_labels
+from driftlab.models.measure.per_layer import downstream_scheme, init_variance
 
 TABLE_ARCHS = ("gpt", "mlp", "resnet", "vit")
 CONFIGS = [("vit", {}), ("vit", dict(pool="mean", bias=False, depth=3)), ("gpt", {}), ("gpt", dict(tied_head=False, pos="learned", norm_affine=False)),
@@ -214,8 +216,8 @@ def test_a_bad_declaration_names_the_field():
 
 def role_problems(a, cfg) -> list[str]:
     """Where the table's ``makes`` (the pins' readers: weight and bias of each tap's p) or
-    ``reads`` (every matrix and head) differ from the traced forward pass (models/readers.py)."""
-    from driftlab.models.readers import traced_matrices
+    ``reads`` (every matrix and head) differ from the traced forward pass (models/arch/readers.py)."""
+    from driftlab.models.arch.readers import traced_matrices
 
     cfg, ds = a.data("synthetic", cfg, 0)
     params = jax.eval_shape(lambda k: a.init(k, cfg), jax.random.PRNGKey(0))

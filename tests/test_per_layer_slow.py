@@ -2,7 +2,7 @@
 
 import pytest
 
-from driftlab.montecarlo.per_layer import LayersSpec, agreement_threshold, run_layers
+from driftlab.models.measure.per_layer import LayersSpec, agreement_threshold, run_layers
 from driftlab.reports.per_layer import TORCH_VARIANCE_GAUSS
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Pins (models/pins.py): exactness, composition with optimizers and resume, errors, and the
+"""Pins (models/engine/pins.py): exactness, composition with optimizers and resume, errors, and the
 mean pre-activation shift decomposition."""
 
 import json
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models import pins
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine import pins
+from driftlab.models.engine.train import TrainConfig, train
 
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=6, batch_size=8,
             lr=0.05, log_every=1, eval_batches=1, progress=False)
@@ -218,7 +218,7 @@ def test_cli_pin_option(capsys):
     assert "downstream-mean" in capsys.readouterr().err
     import argparse
 
-    from driftlab.models.train_cli import add_arguments, config_from_args
+    from driftlab.models.engine.train_cli import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from driftlab.models.train import TrainConfig
+from driftlab.models.engine.train import TrainConfig
 from driftlab.reports import presets
 from driftlab.reports.presets import (DRIFT_ARCHS, PRESETS, FirstStepConfig, Grid, Preset,
                                       config_dict, get_preset, spec_from_dict,
@@ -93,7 +93,7 @@ def test_decisive_scale_meets_the_issue():
             assert min(s.config.steps for s in runs) >= 1000, arch
     gpt = [s for s in relu if s.config.arch == "gpt"]
     assert min(s.config.steps for s in gpt) >= 2000
-    from driftlab.models.base import get_arch
+    from driftlab.models.arch.base import get_arch
 
     c = gpt[0].config
     assert get_arch("gpt").config(c.size, c.act, **dict(c.model_overrides)).n_layer >= 4

@@ -16,7 +16,7 @@ from driftlab.reports.presets import get_preset
 
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory):
-    from driftlab.models.train import TrainConfig, train
+    from driftlab.models.engine.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("train") / "mlp"
     train(TrainConfig(arch="mlp", size="tiny", steps=3, eval_batches=1, out=str(out),
@@ -121,7 +121,7 @@ def test_load_run_gives_flat_rows_for_a_sweep_directory(tmp_path):
     ``train_ensemble`` directory: every member's rows, scalar values only, nothing read
     from the ensembles' own files."""
     import driftlab
-    from driftlab.models.train import train_ensemble
+    from driftlab.models.engine.train import train_ensemble
     from driftlab.reports.sweep import run_sweep
 
     specs = [s.with_config(steps=3, eval_batches=1) for s in get_preset("drift").grid("tiny", 2)

@@ -1,4 +1,4 @@
-"""The per-layer Stein prediction for ResNet (montecarlo/conv_readers.py): conv readers as im2col,
+"""The per-layer Stein prediction for ResNet (models/measure/conv_readers.py): conv readers as im2col,
 the pooled head, the exact identity-shortcut term, the ReLU-kink part of ∇²ℓ, what batch-statistics
 normalisation does to T, and the refusals. Fixed seeds throughout."""
 
@@ -9,14 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models import resnet
-from driftlab.models.base import get_arch
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.readers import reading_matrices
-from driftlab.models.stein_readers import LinearReader, TapReaders
-from driftlab.montecarlo import conv_readers as C
-from driftlab.montecarlo.per_layer import LayersSpec, agreement_threshold, run_layers
-from driftlab.montecarlo.per_layer import per_seed as dense_per_seed
+from driftlab.models.arch import resnet
+from driftlab.models.arch.base import get_arch
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.arch.readers import reading_matrices
+from driftlab.models.arch.stein_readers import LinearReader, TapReaders
+from driftlab.models.measure import conv_readers as C
+from driftlab.models.measure.per_layer import LayersSpec, agreement_threshold, run_layers
+from driftlab.models.measure.per_layer import per_seed as dense_per_seed
 from driftlab.montecarlo.relu_kink import relu_with_kink_kernel
 
 ARCH = get_arch("resnet")
@@ -30,7 +30,7 @@ def _setup(norm="batch", act="relu", seed=0, batch_size=8):
 
 
 def test_declared_readers_match_the_traced_program():
-    """readers(cfg) names exactly the weights models/readers.py finds reading each tap, and the
+    """readers(cfg) names exactly the weights models/arch/readers.py finds reading each tap, and the
     identity shortcut sits where the block has no projection."""
     cfg, params, batch = _setup()
     traced = reading_matrices(ARCH, cfg, params, batch)

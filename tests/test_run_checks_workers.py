@@ -2,7 +2,7 @@
 
 import time
 
-from driftlab.theory import checks
+from driftlab.montecarlo import checks
 
 
 def _cheap_specs():

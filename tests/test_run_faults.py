@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from driftlab.cli import main
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine.train import TrainConfig, train
 
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=6, batch_size=8,
             lr=0.05, optimizer="momentum", log_every=2, eval_batches=1, progress=False)
@@ -94,7 +94,7 @@ def test_damaged_checkpoint_falls_back_to_previous_generation(tmp_path, capsys):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_writes_checkpoint_and_returns(tmp_path, monkeypatch, sig):
-    from driftlab.models import prefetch
+    from driftlab.models.engine import prefetch
 
     real_get = prefetch.Prefetcher.get
 
@@ -143,7 +143,7 @@ def test_set_act_is_a_one_line_error(capsys):
 
 
 def test_out_file_or_under_file_is_refused_before_computation(tmp_path, capsys, monkeypatch):
-    import driftlab.models.train as engine
+    import driftlab.models.engine.train as engine
 
     monkeypatch.setattr(engine, "get_arch", lambda *_: pytest.fail("computation started"))
     f = tmp_path / "file"
@@ -154,7 +154,7 @@ def test_out_file_or_under_file_is_refused_before_computation(tmp_path, capsys, 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
 def test_read_only_out_is_refused_before_computation(tmp_path, capsys, monkeypatch):
-    import driftlab.models.train as engine
+    import driftlab.models.engine.train as engine
 
     monkeypatch.setattr(engine, "get_arch", lambda *_: pytest.fail("computation started"))
     ro = tmp_path / "ro"
@@ -168,7 +168,7 @@ def test_read_only_out_is_refused_before_computation(tmp_path, capsys, monkeypat
 
 def test_unwritable_out_is_refused_even_as_root(tmp_path, capsys, monkeypatch):
     """The same check with permissions simulated (root bypasses a chmod)."""
-    import driftlab.models.run_dir as run_dir
+    import driftlab.models.engine.run_dir as run_dir
 
     monkeypatch.setattr(run_dir.os, "access", lambda *_: False)
     _one_line_exit_2(capsys, ["train", "--out", str(tmp_path / "run")], r"not writable")

@@ -15,8 +15,8 @@ import pytest
 
 from driftlab import atomic_io
 from driftlab.cli import main
-from driftlab.models import checkpoint, checkpointer, run_dir
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine import checkpoint, checkpointer, run_dir
+from driftlab.models.engine.train import TrainConfig, train
 
 BASE = dict(arch="mlp", act="relu", data="synthetic", size="tiny", steps=6, batch_size=8,
             lr=0.05, optimizer="momentum", log_every=2, eval_batches=1, progress=False)
@@ -58,7 +58,7 @@ def test_every_file_a_run_writes_goes_through_atomic_io(tmp_path, monkeypatch):
 
 
 def test_a_full_disk_mid_flush_leaves_whole_lines(tmp_path, monkeypatch):
-    from driftlab.models import writers
+    from driftlab.models.engine import writers
 
     path = tmp_path / "metrics.jsonl"
     w = writers.JsonlWriter(path)

@@ -227,7 +227,7 @@ def test_folder_errors(tmp_path):
 
 
 def test_model_data_hook_uses_the_segment():
-    from driftlab.models import mpsenet
+    from driftlab.models.arch import mpsenet
 
     cfg = mpsenet.config("tiny", "relu", segment=1200)
     cfg2, ds = mpsenet.data("synthetic", cfg, 0)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from driftlab.activations import parse_activation
-from driftlab.models import instrument
-from driftlab.models.base import get_arch
+from driftlab.models.arch import instrument
+from driftlab.models.arch.base import get_arch
 from driftlab.testing import assert_close
 
 

@@ -63,8 +63,8 @@ def test_sparsity_law_uses_a_hook_and_reads_no_checkpoint(tmp_path):
               (tmp_path / "law" / spec.run_id / sweep.LAW_FILE).read_text().splitlines()]
     assert [p["step"] for p in points] == sparsity_law_steps(4)
     # the hook's point at step 2 equals the law at a checkpoint of step 2
-    from driftlab.models.checkpoint import unflatten_dict
-    from driftlab.models.train import train
+    from driftlab.models.arch.params import unflatten_dict
+    from driftlab.models.engine.train import train
     import dataclasses
 
     cfg = dataclasses.replace(spec.config, out=str(tmp_path / "seg"))

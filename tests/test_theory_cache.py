@@ -31,7 +31,7 @@ def test_code_version_changes_with_the_source(tmp_path):
 
 
 def test_report_reruns_checks_only_when_the_code_changed(tmp_path, monkeypatch, capsys):
-    import driftlab.theory.progress as tcli
+    import driftlab.montecarlo.check_progress as tcli
 
     monkeypatch.setenv("DRIFTLAB_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -64,9 +64,9 @@ def test_theory_check_fills_the_cache_report_reads(tmp_path, monkeypatch, capsys
     """One cache: `driftlab theory check` stores, the next report (and check) reuse it."""
     from dataclasses import replace
 
-    import driftlab.theory.progress as tcli
+    import driftlab.montecarlo.check_progress as tcli
     from driftlab.cli import main
-    from driftlab.theory import checks
+    from driftlab.montecarlo import checks
 
     small = [s for s in checks.default_specs() if s.quantity == "gram_diag"][:1]
     fast = {k: replace(v, draws=256, chunk=256) for k, v in checks.BUDGETS.items()}

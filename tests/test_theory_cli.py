@@ -41,7 +41,7 @@ def test_check_table_and_json(monkeypatch, capsys):
     """The check command prints the table/JSON of whatever checks run (a small subset here)."""
     from dataclasses import replace
 
-    from driftlab.theory import checks
+    from driftlab.montecarlo import checks
 
     small = [s for s in checks.default_specs() if s.quantity in ("gram_diag", "gram_offdiag")]
     fast = {k: replace(v, draws=256, chunk=256) for k, v in checks.BUDGETS.items()}
@@ -74,7 +74,7 @@ def test_predict_ce_with_one_output_is_rejected(capsys):
 
 
 def test_predict_runs_exactly_the_samples_asked_or_says_so(capsys):
-    from driftlab.theory.cli import exact_chunk
+    from driftlab.theory_cli import exact_chunk
 
     assert exact_chunk(6250, 4096) == 3125  # --samples 100000 runs exactly 100000
     assert exact_chunk(4099, 4096) == 4096  # prime: rounded up (and reported)
@@ -88,7 +88,7 @@ def test_predict_runs_exactly_the_samples_asked_or_says_so(capsys):
 def test_check_table_has_kind_and_tier_and_one_line_per_check(monkeypatch, capsys):
     from dataclasses import replace
 
-    from driftlab.theory import checks
+    from driftlab.montecarlo import checks
 
     small = [s for s in checks.default_specs() if s.quantity in ("gram_diag", "gram_offdiag")]
     fast = {k: replace(v, draws=256, chunk=256) for k, v in checks.BUDGETS.items()}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from driftlab.models.train import TrainConfig, train
+from driftlab.models.engine.train import TrainConfig, train
 from driftlab.reports.presets import get_preset
 from driftlab.reports.sweep import run_sweep
 from driftlab.testing import assert_close

@@ -1,7 +1,7 @@
-"""One member of montecarlo/trajectory.py's vmapped seed ensemble is the engine's run.
+"""One member of models/measure/trajectory.py's vmapped seed ensemble is the engine's run.
 
 The ensemble reuses the engine's init (fold_in(PRNGKey(seed), 0)), data (arch.data(…, seed)),
-batch stream (ds.sample("train", t, B, seed)), loss and optimizer (models/optim.py), so after a
+batch stream (ds.sample("train", t, B, seed)), loss and optimizer (models/engine/optim.py), so after a
 few steps its parameters must equal ``models.train.train``'s for the same seed and config.
 The engine returns per-matrix statistics of its final parameters (mean, std, frac_neg) and the
 last step's loss; those are compared, to float32 rounding (the vmapped and the single program
@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from driftlab.models.instrument import weight_stats
-from driftlab.models.train import TrainConfig, train
-from driftlab.montecarlo import trajectory as mt
+from driftlab.models.arch.instrument import weight_stats
+from driftlab.models.engine.train import TrainConfig, train
+from driftlab.models.measure import trajectory as mt
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])

@@ -1,4 +1,4 @@
-"""Tests of the Vision Transformer (models/vit.py) on tiny configs."""
+"""Tests of the Vision Transformer (models/arch/vit.py) on tiny configs."""
 
 import math
 
@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from driftlab.models import vit
-from driftlab.models.base import get_arch
+from driftlab.models.arch import vit
+from driftlab.models.arch.base import get_arch
 
 ACTS = ("relu", "gelu", "silu", "tanh", "relu2", "clipped_relu2")
 ONE_BLOCK = dict(depth=1)  # the smallest ViT, to keep compiles short
@@ -152,7 +152,7 @@ def test_every_activation_gives_finite_gradients():
 @pytest.mark.parametrize("act", ACTS)
 def test_trains_through_the_engine(act):
     """Every activation trains (3 AdamW steps, finite loss) through the real engine."""
-    engine = pytest.importorskip("driftlab.models.train")
+    engine = pytest.importorskip("driftlab.models.engine.train")
     summary = engine.train(engine.TrainConfig(
         arch="vit", act=act, data="synthetic", size="tiny", steps=3, batch_size=8,
         lr=1e-3, optimizer="adamw", seed=0, out=None, log_every=1, progress=False,

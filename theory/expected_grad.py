@@ -1,7 +1,7 @@
 """Analytic expected gradients in the canonical setting (docs/theory.md).
 
 One dispatcher picks the right formula per setting and refuses the rest:
-theory/dispatch.py (``driftlab.expected_grad``).
+montecarlo/dispatch.py (``driftlab.expected_grad``).
 
 Setting: x ~ N(0, I_d); W1 ~ N(0, s1²), s1² = G²/d; W2 ~ N(0, s2²), s2² = G²/n;
 p = W1 x ∈ R^n, h = σ(p), f = W2 h ∈ R^k; targets independent of the weights.
@@ -68,7 +68,7 @@ def expected_grad_positive_mse(setting: BlockSetting) -> Analytic:
     Assumes zero-mean i.i.d. Gaussian W1, W2 (fan-in variances G²/d, G²/n), x ~ N(0, I),
     y ~ N(0, I) independent of the weights. Refuses (ValueError naming the field) a
     cross-entropy setting and the assumption-breaking variants (w2_mean, target_coupling),
-    which have their own functions below; theory/dispatch.py picks among them.
+    which have their own functions below; montecarlo/dispatch.py picks among them.
     """
     if setting.loss != "mse":
         raise ValueError(f"loss={setting.loss!r}: this is the MSE formula; the cross-entropy "

@@ -25,7 +25,7 @@ Derivation (checked symbolically by :func:`check_dense_stein`): ∂ℓ/∂h_{t,i
 F = ∂ℓ/∂z_{tk}; ∂/∂W_{ik} ∂ℓ/∂z_{tk} = Σ_{t'} ∂²ℓ/∂z_{tk}∂z_{t'k} h_{t',i}
 (the chain rule through z_{t'k} = Σ_i h_{t',i} W_{ik}). In operator form:
 E[∂ℓ/∂h | h] = s_W² E_R[L(R,·)ᵀ ∇²_z ℓ L(R,h)] for R with E[R_{ik}R_{i'k'}] = δδ
-(Rademacher, or exact over the H·D basis); montecarlo/per_layer.py estimates this.
+(Rademacher, or exact over the H·D basis); models/measure/per_layer.py estimates this.
 
 Canonical block (docs/theory.md): one position, z = f = W2 h. MSE ½‖f − y‖² summed: ∇²_f ℓ = I_k,
 T = k, so E[g_i | p] = k s2² σσ'(p_i), the existing result; cross-entropy: ∇²_f ℓ =
@@ -39,7 +39,7 @@ with h → P and the chain rule ∂P_{y,(dx,c)}/∂h_{x,c} = 1[x = y + dx] give
     E[g^h_{x,c} | h] = s² Σ_dx Σ_{y'} h_{y'+dx,c} E[T_{x−dx,y'} | h],  T_{yy'} = Σ_c' ∂²ℓ/∂z_{yc'}∂z_{y'c'},
 
 in operator form s² E_R[conv_hᵀ(∇²_z ℓ · conv(h, R); R)] for E[R_a R_b] = δ_ab (conv_hᵀ the
-adjoint of h ↦ conv(h, R); montecarlo/conv_readers.py). Several independent Gaussian readers
+adjoint of h ↦ conv(h, R); models/measure/conv_readers.py). Several independent Gaussian readers
 (conv1 and a 1×1 projection shortcut) add their Stein terms. A global-average-pool + dense head
 is a dense reader of mean_x h, so T carries the pool's 1/(HW)². An identity shortcut (h added
 to a later pre-activation p⁺) has no weight: its term ∂ℓ/∂p⁺ enters E[g | p] as it is.

@@ -61,8 +61,8 @@ LINEAR_OPTIMIZERS = ("sgd", "momentum")  # the optimizers whose trajectory is ex
 
 
 def optimizer_beta(optimizer: str) -> float:
-    """β of the heavy-ball recursion for the engine's optimizer name (models/optim.py)."""
-    from driftlab.models.optim import MOMENTUM
+    """β of the heavy-ball recursion for the engine's optimizer name (models/engine/optim.py)."""
+    from driftlab.names import MOMENTUM
 
     if optimizer == "sgd":
         return 0.0

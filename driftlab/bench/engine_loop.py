@@ -32,9 +32,9 @@ import jax
 import numpy as np
 
 from driftlab.bench.stable import stable_median
-from driftlab.models import nonfinite, sharding
-from driftlab.models.base import get_arch
-from driftlab.models.train import (TrainConfig, is_logged_step, model_config, step_functions,
+from driftlab.models.engine import nonfinite, sharding
+from driftlab.models.arch.base import get_arch
+from driftlab.models.engine.train import (TrainConfig, is_logged_step, model_config, step_functions,
                                    train)
 
 

@@ -2,12 +2,12 @@
 
 ``--scale cpu`` (the default) measures the models of the decisive cpu-scale sweep (MLP
 3×128 at batch 64, GPT-nano 4×64 at batch 16: reports/presets.py ``CPU_MODELS``, with that
-sweep's ``log_every``); ``--scale tiny`` the ``tiny`` presets; ``--quick`` the tiny MLP
-only (seconds; for tests). For each architecture and ensemble size S, in one process and
+sweep's ``log_every``); ``--scale tiny`` the ``tiny`` presets; ``--quick`` the MLP only,
+at the same scale, for :data:`QUICK_STEPS` steps (seconds; for tests). For each architecture and ensemble size S, in one process and
 alternating so that machine load hits both alike:
 
 * **ensemble**: one ``train_ensemble(cfg, seeds=0…S-1)`` call (one compiled program, a
-  leading replica axis; models/ensemble.py), with its run directories written;
+  leading replica axis; models/engine/ensemble.py), with its run directories written;
 * **sequential**: S ``train(cfg, seed=s)`` calls of the same cells one after the other
   (each with its own data set, init, dispatch per step, validation and files), as a sweep
   ran them before, but in one process, so they already share one compile.
@@ -32,10 +32,11 @@ from pathlib import Path
 
 import jax
 
-from driftlab.models import steps as steps_module
-from driftlab.models.train import TrainConfig, train, train_ensemble
+from driftlab.models.engine import steps as steps_module
+from driftlab.models.engine.train import TrainConfig, train, train_ensemble
 
 ENSEMBLE_STEPS = {"mlp": 200, "gpt": 40}  # steps per seed (1 eval batch)
+QUICK_STEPS = {"mlp": 4, "gpt": 2}  # --quick: a smoke run of the same configurations
 ENSEMBLE_BATCH = {"mlp": 64, "gpt": 16}  # tiny scale: as driftlab/bench/train.py BATCH
 SCALES = ("cpu", "tiny")
 ENSEMBLE_TARGET = 3.0  # seeds/s at S = 8 vs sequential (issue 19)
@@ -56,23 +57,26 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def scale_fields(arch: str, scale: str) -> dict:
-    """The TrainConfig fields of ``arch`` at ``scale`` (see the module docstring)."""
+def scale_fields(arch: str, scale: str, steps: int | None = None) -> dict:
+    """The TrainConfig fields of ``arch`` at ``scale`` (see the module docstring), with the
+    bench's own ``steps`` (default :data:`ENSEMBLE_STEPS`) and one eval batch in place of
+    the preset's (issue 31: passing them twice crashed ``bench train --ensemble 8``)."""
     if scale not in SCALES:
         raise ValueError(f"--scale {scale!r} invalid; allowed: {', '.join(SCALES)}")
+    steps = steps or ENSEMBLE_STEPS[arch]
     if scale == "tiny":
-        return dict(size="tiny", batch_size=ENSEMBLE_BATCH[arch], log_every=10)
-    from driftlab.reports.presets import CPU_MODELS
+        fields = dict(size="tiny", batch_size=ENSEMBLE_BATCH[arch], log_every=10)
+    else:
+        from driftlab.reports.presets import CPU_MODELS
 
-    fields = CPU_MODELS[arch].train_fields("adamw")
-    del fields["steps"]  # the bench's own (ENSEMBLE_STEPS)
-    return {**fields, "log_every": min(fields["log_every"], ENSEMBLE_STEPS[arch] // 2)}
+        fields = CPU_MODELS[arch].train_fields("adamw")
+    return {**fields, "arch": arch, "steps": steps, "eval_batches": 1,
+            "log_every": max(1, min(fields["log_every"], steps // 2))}
 
 
-def _cfg(arch: str, out: Path, scale: str) -> TrainConfig:
-    return TrainConfig(arch=arch, steps=ENSEMBLE_STEPS[arch], eval_batches=1,
-                       progress=False, checkpoint_minutes=0.0, out=str(out), overwrite=True,
-                       **scale_fields(arch, scale))
+def _cfg(arch: str, out: Path, scale: str, steps: int) -> TrainConfig:
+    return TrainConfig(progress=False, checkpoint_minutes=0.0, out=str(out), overwrite=True,
+                       **scale_fields(arch, scale, steps))
 
 
 def _timed(fn) -> float:
@@ -81,13 +85,13 @@ def _timed(fn) -> float:
     return max(time.perf_counter() - t, 1e-9)
 
 
-def measure(arch: str, size: int, repeats: int, scale: str = "cpu") -> dict:
+def measure(arch: str, size: int, repeats: int, scale: str = "cpu", steps: int | None = None) -> dict:
     """Seconds of the ensemble call and of the S sequential calls (medians), the first
     (compiling) calls, and the per-repeat ratios."""
     jax.clear_caches()  # each first call compiles afresh: compile times are comparable
     steps_module._CACHE.clear()
     with tempfile.TemporaryDirectory(prefix="driftlab-ens-bench-") as tmp:
-        cfg = _cfg(arch, Path(tmp) / "ens", scale)
+        cfg = _cfg(arch, Path(tmp) / "ens", scale, steps or ENSEMBLE_STEPS[arch])
         seeds = tuple(range(size))
 
         def ensemble():
@@ -114,7 +118,7 @@ def _spread(ens: list, seq: list) -> float:
 
 
 def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3,
-                  scale: str = "cpu") -> list[dict]:
+                  scale: str = "cpu", quick: bool = False) -> list[dict]:
     """One row per (arch, S); see the module docstring."""
     from driftlab.bench.timing import row
 
@@ -122,9 +126,9 @@ def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3,
         raise ValueError(f"repeats={repeats!r} invalid; allowed: a positive integer")
     rows = []
     for arch in archs:
-        steps = ENSEMBLE_STEPS[arch]
+        steps = (QUICK_STEPS if quick else ENSEMBLE_STEPS)[arch]
         for size in sizes:
-            m = measure(arch, size, repeats, scale)
+            m = measure(arch, size, repeats, scale, steps)
             noisy = max(m["ratios"]) / min(m["ratios"]) > NOISE
             single_s = m["seq_s"] / size
             note = (f"{'too noisy; ' if noisy else ''}median of {len(m['ratios'])} "
@@ -140,7 +144,5 @@ def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3,
 
 def cli_rows(args) -> list[dict]:
     """The rows of ``bench train --ensemble S,… [--scale cpu|tiny] [--quick]``."""
-    sizes = parse_sizes(args.ensemble)
-    if args.quick:
-        return ensemble_rows(sizes, ("mlp",), args.repeats, "tiny")
-    return ensemble_rows(sizes, ("mlp", "gpt"), args.repeats, args.scale)
+    archs = ("mlp",) if args.quick else ("mlp", "gpt")
+    return ensemble_rows(parse_sizes(args.ensemble), archs, args.repeats, args.scale, args.quick)

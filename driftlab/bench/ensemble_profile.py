@@ -1,10 +1,10 @@
 """Where a seed ensemble's step time goes (``python -m driftlab.bench.ensemble_profile``).
 
 A careful breakdown rather than a trace: the compiled steps ``train()`` runs between
-logged steps (``step_functions``' guarded plain step, models/steps.py) of one model at the
+logged steps (``step_functions``' guarded plain step, models/engine/steps.py) of one model at the
 bench's cpu scale (driftlab/bench/ensemble.py), on batches already on the device, so that
 no engine host work is counted. For the single run (no replica axis) and each
-ensemble size S under each member loop (``vmap``, ``map``: models/steps.py MEMBER_LOOP),
+ensemble size S under each member loop (``vmap``, ``map``: models/engine/steps.py MEMBER_LOOP),
 in one process, blocks alternating over them:
 
 * ``step_s``: seconds per step of the bare compiled step (median of the blocks), and
@@ -39,11 +39,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.bench.ensemble import ENSEMBLE_STEPS, scale_fields
-from driftlab.models import ensemble, nonfinite, sharding
-from driftlab.models import steps as steps_module
-from driftlab.models.base import get_arch
-from driftlab.models.train import TrainConfig, model_config, step_functions
+from driftlab.bench.ensemble import scale_fields
+from driftlab.models.engine import ensemble, nonfinite, sharding
+from driftlab.models.engine import steps as steps_module
+from driftlab.models.arch.base import get_arch
+from driftlab.models.engine.train import TrainConfig, model_config, step_functions
 
 SCAN = 8  # steps per dispatch in the fused variant
 
@@ -52,8 +52,7 @@ class Bare:
     """The guarded plain step of ``arch`` at ``scale`` for S members (None: single run)."""
 
     def __init__(self, arch_name: str, scale: str, members: int | None, loop: str | None = None):
-        cfg = TrainConfig(arch=arch_name, steps=ENSEMBLE_STEPS[arch_name], progress=False,
-                          **scale_fields(arch_name, scale)).validate()
+        cfg = TrainConfig(progress=False, **scale_fields(arch_name, scale)).validate()
         arch = get_arch(arch_name)
         mcfg, ds = arch.data(cfg.data, model_config(arch, cfg), cfg.seed)
         mesh = sharding.make_mesh()
@@ -130,7 +129,7 @@ class Bare:
 def profile(arch: str, scale: str = "cpu", sizes=(1, 8), block_s: float = 1.0,
             repeats: int = 5, loops=steps_module.MEMBER_LOOPS) -> dict:
     """The breakdown of the module docstring: one entry "1" (the single run) and one
-    "S <loop>" per ensemble size S and member loop (models/steps.py MEMBER_LOOP)."""
+    "S <loop>" per ensemble size S and member loop (models/engine/steps.py MEMBER_LOOP)."""
     from driftlab.bench.timing import matmul_flops_per_s
 
     if not sizes or sizes[0] != 1:

@@ -8,7 +8,7 @@ PyTorch`` row). For the same model config, initial weights and batch as that row
   (L, ∇θL), and of a whole AdamW step, JAX (jitted) against PyTorch (eager); the note
   gives milliseconds and the derived backward (fwd+bwd − fwd) and update (step − fwd+bwd)
   times, which are differences of medians and so only indicative.
-* ``JAX engine step vs minimal step``: the engine's uninstrumented step (models/train.py,
+* ``JAX engine step vs minimal step``: the engine's uninstrumented step (models/engine/train.py,
   which also computes accuracy, predictive entropy, the gradient norm, the learning rate
   and a finiteness flag) against a jitted step computing only the loss, its gradient and
   the AdamW update: the cost of those extras, which PyTorch's step does not compute.
@@ -28,7 +28,7 @@ import torch
 
 from driftlab.bench import torch_gpt
 from driftlab.bench.timing import calibrate, cores, row, time_alternating
-from driftlab.models import gpt
+from driftlab.models.arch import gpt
 
 PHASES = ("forward", "forward+backward", "fwd+bwd+AdamW")
 

@@ -23,7 +23,7 @@ CASES = (("mlp", "layer0"), ("gpt", "block0.mlp"))
 def _auto(arch_name: str, tap: str, seeds: int, batch: int) -> dict:
     from driftlab.montecarlo.layer_driver import SeedBlocks, run_tap
     from driftlab.montecarlo.layer_probes import choose
-    from driftlab.montecarlo.per_layer import LayersSpec, _config, dense_tap_kernels
+    from driftlab.models.measure.per_layer import LayersSpec, _config, dense_tap_kernels
 
     spec = LayersSpec(arch_name, seeds=seeds, batch_size=batch, probes="auto")
     arch, cfg = _config(spec)
@@ -57,7 +57,7 @@ def _auto(arch_name: str, tap: str, seeds: int, batch: int) -> dict:
 def _exact_seconds(a: dict, tap: str) -> tuple[float, float]:
     """(seconds per seed of the exact basis on one seed, its compile seconds)."""
     from driftlab.montecarlo.layer_driver import Estimator, SeedBlocks
-    from driftlab.montecarlo.per_layer import dense_tap_kernels
+    from driftlab.models.measure.per_layer import dense_tap_kernels
 
     blocks = SeedBlocks(a["arch"], a["cfg"], a["ds"], a["spec"].batch_size, 1, size=1)
     kernels, _ = dense_tap_kernels(a["spec"], a["arch"], a["cfg"], blocks, tap)

@@ -13,7 +13,7 @@ import time
 
 from jax import monitoring
 
-from driftlab.theory.checks import default_specs, run_checks
+from driftlab.montecarlo.checks import default_specs, run_checks
 
 BUDGET_S = 60.0  # issue 11: the suite runs in about a minute on 2 cores
 _compile_s = [0.0]

@@ -1,10 +1,10 @@
-"""GPT-nano in PyTorch: the same network as models/gpt.py, as the benchmark's baseline.
+"""GPT-nano in PyTorch: the same network as models/arch/gpt.py, as the benchmark's baseline.
 
 Imports ``torch`` at module load: torch is an optional extra (``pip install
 driftlab[torch]``), so only import this module after checking that torch exists
 (``driftlab.bench.train`` does, and skips the comparison with a note otherwise).
 
-The model mirrors :mod:`driftlab.models.gpt` for a given :class:`GPTConfig`: pre-norm
+The model mirrors :mod:`driftlab.models.arch.gpt` for a given :class:`GPTConfig`: pre-norm
 blocks with RMSNorm (``F.rms_norm``) or LayerNorm without bias, rotary (same
 half-split convention) or learned positions, causal ``F.scaled_dot_product_attention``,
 no biases, a ``mlp_ratio``× MLP with the configured activation, residual branches
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from driftlab.activations import parse_activation
-from driftlab.models import gpt
-from driftlab.models import params as params_lib
-from driftlab.models.gpt import GPTConfig, branch_scales
+from driftlab.models.arch import gpt
+from driftlab.models.arch import params as params_lib
+from driftlab.models.arch.gpt import GPTConfig, branch_scales
 
 
 def torch_activation(spec: str):
@@ -143,7 +143,7 @@ class TorchGPT(torch.nn.Module):
 
 
 def load_jax_params(model: TorchGPT, params: dict) -> TorchGPT:
-    """Copy a models/gpt.py parameter dict (same config) into ``model``; shapes must match."""
+    """Copy a models/arch/gpt.py parameter dict (same config) into ``model``; shapes must match."""
     def put(dst, src, where):
         src = torch.from_numpy(np.array(src, dtype=np.float32))
         if tuple(dst.shape) != tuple(src.shape):

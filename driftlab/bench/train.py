@@ -3,7 +3,7 @@
 Rows, all measured in one process (ratios compare runs taken side by side):
 
 * ``instrumented vs plain [arch size]``: throughput of the engine's training step
-  (models/train.py ``step_functions``) with ``instrument=True`` (per-tap activation
+  (models/engine/train.py ``step_functions``) with ``instrument=True`` (per-tap activation
   and gradient statistics in the same pass) against ``instrument=False``; value and
   baseline are tokens/s for GPT-nano and samples/s otherwise; target ≥ 0.9 (< 10%
   overhead). Both steps see the same batch, so data loading is excluded.
@@ -65,9 +65,10 @@ import numpy as np
 from driftlab.bench import engine_loop
 from driftlab.bench import timing
 from driftlab.bench.timing import calibrate, cores, matmul_flops_per_s, time_alternating
-from driftlab.models import gpt, sharding
-from driftlab.models.base import get_arch
-from driftlab.models.train import TrainConfig, model_config, step_functions
+from driftlab.models.arch import gpt
+from driftlab.models.engine import sharding
+from driftlab.models.arch.base import get_arch
+from driftlab.models.engine.train import TrainConfig, model_config, step_functions
 
 # Global batch per architecture (the rows' unit is per sample or per token, so the
 # choice only sets how much work one step does).

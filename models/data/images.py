@@ -1,6 +1,6 @@
 """Image classification data, all offline: synthetic, embedded digits, or CIFAR-10 binaries.
 
-``load_images(source, seed)`` returns a :class:`~driftlab.models.base.Dataset` whose
+``load_images(source, seed)`` returns a :class:`~driftlab.models.data.Dataset` whose
 batches are ``{"x": float32 (B, H, W, C), "y": int32 (B,)}``. Pixels are standardized
 per channel with the training split's mean and standard deviation.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from driftlab.models.base import Dataset
+from driftlab.models.data import Dataset
 
 SPLITS = ("train", "val")
 CIFAR_RECORD = 1 + 3 * 32 * 32

@@ -48,7 +48,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from driftlab.models.base import Dataset
+from driftlab.models.data import Dataset
 
 POCKETSPHINX_DIR = "/usr/share/pocketsphinx/test/data"
 SNR_RANGE_DB = (0.0, 15.0)

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from driftlab.models.base import Dataset
+from driftlab.models.data import Dataset
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1

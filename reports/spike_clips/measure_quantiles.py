@@ -1,9 +1,9 @@
 """Quantiles of relu² outputs h on validation batches at the end of a GPT-nano cpu run."""
 import json, sys
 import numpy as np, jax, jax.numpy as jnp
-from driftlab.models.base import get_arch
-from driftlab.models.train import TrainConfig, model_config
-from driftlab.models import checkpoint
+from driftlab.models.arch.base import get_arch
+from driftlab.models.engine.train import TrainConfig, model_config
+from driftlab.models.arch.params import unflatten_dict
 run = sys.argv[1]
 conf = json.load(open(f"{run}/config.json"))
 t = conf["train"]; t["model_overrides"] = tuple(tuple(x) for x in t["model_overrides"])
@@ -13,7 +13,7 @@ mcfg = model_config(arch, cfg)
 mcfg, ds = arch.data(cfg.data, mcfg, cfg.seed)
 z = np.load(f"{run}/checkpoint.npz")
 flat = {k[len("params/"):]: z[k] for k in z.files if k.startswith("params/")}
-params = checkpoint.unflatten_dict(flat)
+params = unflatten_dict(flat)
 rec = {}
 def tap(name, p, act):
     h = act(p); rec.setdefault(name, []).append(np.asarray(h)); return h

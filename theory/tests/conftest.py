@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from driftlab import compilation_cache
-from driftlab.theory.checks import CheckResult, Evaluator, run_checks
+from driftlab.montecarlo.checks import CheckResult, Evaluator, run_checks
 
 compilation_cache.enable()  # the suite's programs compile once per machine, not per run
 

@@ -1,12 +1,12 @@
-"""Fast checks of the per-layer theorem (theory/per_layer.py, montecarlo/per_layer.py)."""
+"""Fast checks of the per-layer theorem (theory/per_layer.py, models/measure/per_layer.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from driftlab.models.base import get_arch
-from driftlab.montecarlo.per_layer import (LayersSpec, per_seed, run_layers,
+from driftlab.models.arch.base import get_arch
+from driftlab.models.measure.per_layer import (LayersSpec, per_seed, run_layers,
                                            agreement_threshold)
 from driftlab.theory import per_layer as T
 from driftlab.theory.expected_grad import expected_grad_positive_mse, softmax_trace_factor

@@ -1,7 +1,7 @@
 """Power: planted errors must make the checks fail, at the sample sizes the suite uses.
 
 For every agree/zero check: the analytic value shifted by its planted error (1% relative
-for the E[g|p>0] theorems; the size stated in theory/checks.py otherwise) in either
+for the E[g|p>0] theorems; the size stated in montecarlo/checks.py otherwise) in either
 direction fails, and the predicted 99%-power detectable shift is below the planted
 error. A flipped sign fails every non-zero check; a wrong MSE reduction (mean instead
 of sum over outputs) fails every MSE gradient check; a sign check run with the
@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from driftlab.theory.checks import default_specs, evaluate
+from driftlab.montecarlo.checks import default_specs, evaluate
 from driftlab.theory.expected_grad import Analytic, expected_grad_positive_mse
 
 SPECS = default_specs()

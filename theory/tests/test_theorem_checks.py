@@ -1,4 +1,4 @@
-"""Every theorem check of the suite (theory/checks.py) against Monte Carlo.
+"""Every theorem check of the suite (montecarlo/checks.py) against Monte Carlo.
 
 The checks run once per session (fixture in conftest.py). Sample sizes, standard
 errors and the Bonferroni thresholds are part of each result and printed by
@@ -7,7 +7,7 @@ errors and the Bonferroni thresholds are part of each result and printed by
 
 import pytest
 
-from driftlab.theory.checks import default_specs
+from driftlab.montecarlo.checks import default_specs
 
 SPECS = default_specs()
 
@@ -24,7 +24,7 @@ def test_check_passes(index, suite):
 
 
 def test_every_activation_and_loss_is_covered():
-    from driftlab.theory.checks import ACTIVATIONS
+    from driftlab.montecarlo.checks import ACTIVATIONS
 
     grad = {(s.setting.loss, s.setting.act) for s in SPECS if s.quantity == "grad_positive"}
     assert {(loss, a) for loss in ("mse", "ce") for a in ACTIVATIONS} <= grad

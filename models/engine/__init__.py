@@ -1,0 +1,1 @@
+"""The instrumented training engine: config, steps, loop, ensembles, optimizers, checkpoints, run files."""
