@@ -116,8 +116,9 @@ def _from_records(args) -> int:
             and theory_json.resolve() != (out / THEORY_CACHE).resolve():
         shutil.copyfile(theory_json, out / THEORY_CACHE)
     mode = "off" if not args.theory else ("run" if args.rerun_theory else "auto")
-    command = args.command or f"driftlab report --from {shlex.quote(args.from_dir)} --out " \
-                              f"{shlex.quote(args.out)}"
+    command = args.command or (f"driftlab report --from {shlex.quote(args.from_dir)}"
+                               + (" --no-theory" if mode == "off" else "")
+                               + f" --out {shlex.quote(args.out)}")
     print(f"driftlab report: {len(recs)} records from {src / records.RECORDS_DIR} -> {out}",
           file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="driftlab-records-") as tmp:

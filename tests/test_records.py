@@ -37,6 +37,19 @@ def test_a_changed_record_changes_the_export(tmp_path):
                for r in records.load(tmp_path / "again"))
 
 
+def test_confirmatory_report_from_records_reproduces_the_checked_in_one(tmp_path):
+    """reports/confirm-v2 (plan v2's runs) rebuilds byte for byte from its records."""
+    src = REDUCED.parent / "confirm-v2"
+    out = tmp_path / "rebuilt"
+    command = "driftlab report --from reports/confirm-v2 --no-theory --out reports/confirm-v2"
+    assert main(["report", "--from", str(src), "--no-theory", "--out", str(out),
+                 "--command", command]) == 0
+    assert (out / "report.md").read_text() == (src / "report.md").read_text()
+    for name in ("summary.csv", "confirm.json"):
+        assert (out / name).read_bytes() == (src / name).read_bytes(), name
+    assert json.loads((src / "confirm.json").read_text())["confirmatory"] is True
+
+
 def test_report_from_records_reproduces_the_checked_in_report(tmp_path):
     out = tmp_path / "rebuilt"
     assert main(["report", "--from", str(REDUCED), "--out", str(out),
