@@ -150,3 +150,21 @@ def test_d2_cross_epoch_correction():
     with_ = th.polynomial(coef, 0.1, wts, over)["second_order"][:, 0]
     without = th.polynomial(coef, 0.1, wts, {k: over[k] for k in ("V1", "V2")})["second_order"][:, 0]
     assert_close(with_ - without, 0.5 * 0.01 * over["V3"] * (0.7 - 0.2), kind="ops")
+
+
+def test_adam_first_step_is_the_sign_and_amplifies_a_small_bias():
+    """theory/trajectory_adam.py: E[u₁] = 2Φ(μ/σ) − 1 (simulated recursion, 20000 coordinates:
+    SE ≤ 1/√20000 = 0.0071, 4 SE allowed), whatever the gradient's scale; for μ = 0.002,
+    σ = 0.01 that is 0.158, 79× SGD's μ (its slope √(2/π)/σ at μ → 0)."""
+    from driftlab.theory import trajectory_adam as ta
+
+    mu, sigma, tol = 0.002, 0.01, 4 * 0.0071
+    u = ta.adam_mean_update(mu, sigma, 30)
+    assert abs(u[0] - ta.sign_mean(mu, sigma)) < tol
+    # scale-free: the same μ/σ at 1000× the scale gives the same first step
+    # tol: ε = 1e-8 against |g| ~ 0.01 breaks the invariance at ~1e-6 per coordinate
+    assert ta.adam_mean_update(1000 * mu, 1000 * sigma, 1)[0] == pytest.approx(u[0], abs=1e-4)
+    # tol: the slope at 0 against the secant at μ/σ = 0.2 (Φ's curvature: −0.7%)
+    assert ta.sign_mean(mu, sigma) / mu == pytest.approx(ta.small_bias_gain(sigma), rel=0.01)
+    # planted error: SGD's step (the mean μ) in place of the sign is caught by far
+    assert abs(u[0] - mu) > 5 * tol
