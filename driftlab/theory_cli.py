@@ -91,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     traj.add_argument("--size", default="tiny", help="model size: tiny, small or paper")
     traj.add_argument("--data", default="synthetic", help="synthetic, embedded or a PATH")
     traj.add_argument("--act", default=None, help="activation (default: the arch's)")
-    traj.add_argument("--optimizer", default="sgd", help="sgd or momentum (adamw: measured only)")
+    traj.add_argument("--optimizer", default="sgd", help="sgd or momentum (second-order "
+                                                         "expansion), adamw or muon (replay at θ₀)")
     traj.add_argument("--lr", type=float, default=0.01, help="learning rate η")
     traj.add_argument("--steps", type=int, default=100, help="training steps predicted and measured")
     traj.add_argument("--seeds", type=int, default=64, help="init seeds (clusters)")
@@ -321,22 +322,46 @@ def _trajectory(args) -> int:
                              optimizer=args.optimizer, lr=args.lr, steps=args.steps,
                              seeds=args.seeds, batch_size=args.batch_size, pairs=args.pairs,
                              overrides=tuple(parse_override(t) for t in args.set))
-    rows, changes, _ = mt.run(spec)
+    rows, changes, raw = mt.run(spec)
+    check = raw.get("check")
+    bad = 1 if check is not None and check["verdict"] == "DISAGREES" else 0
     if args.json:
         for r in rows:
             print(json.dumps({k: v for k, v in r.as_dict().items() if k != "z_first"}))
         for c in changes:
             print(json.dumps(c.as_dict()))
-        return 0
+        if check is not None:
+            print(json.dumps({"check": check}, default=float))
+        return bad
     if not rows:
-        print(f"optimizer {spec.optimizer}: the expansion does not apply (theory/trajectory.py); "
-              f"nothing predicted")
+        print(f"optimizer {spec.optimizer}: nothing predicted (--predict off)")
         return 0
-    print(format_trajectory(rows, changes, spec, args.every or max(1, spec.steps // 10)))
-    return 0
+    print(format_trajectory(rows, changes, spec, args.every or max(1, spec.steps // 10), check))
+    return bad
 
 
-def format_trajectory(rows, changes, spec, every: int) -> str:
+def format_check(check: dict) -> list[str]:
+    """montecarlo/trajectory_check.py's verdict as lines: n, the max-|t| test, the equivalence
+    bound per quantity with the seeds it needs."""
+    d = check["difference"]
+    crit = "unattainable" if d["critical"] == float("inf") else f"{d['critical']:.2f}"
+    lines = [f"check (paired over {check['seeds']} seeds, D = prediction − measured with the "
+             f"first order's batch noise removed; trajectory_check.py):",
+             f"  difference: max |t| = {d['max_abs_t']:.2f} over {d['rows']} in-horizon rows, "
+             f"sign-flip p = {d['p']:.2g} ({d['flips']} flips{', exact' if d['exact'] else ''}), "
+             f"critical at α = {check['alpha']:g}: {crit} (Bonferroni t: {d['bonferroni_t']:.2f})"]
+    for q, e in check["equivalence"].items():
+        rel = "n/a" if e["max_rel_error"] is None else f"{e['max_rel_error']:.3f}"
+        up = "n/a" if e["max_rel_upper"] is None else f"{e['max_rel_upper']:.3f}"
+        lines.append(f"  {q:22} horizon {e['horizon']:.0f} steps, t* = {e['t_star']}: |error|/drift "
+                     f"max {rel} (upper {up}) vs ±{check['margin']:.0%}: "
+                     f"{'equivalent' if e['equivalent'] else 'not shown'}; seeds needed "
+                     f"{e['seeds_needed']}")
+    lines.append(f"verdict: {check['verdict']}")
+    return lines
+
+
+def format_trajectory(rows, changes, spec, every: int, check: dict | None = None) -> str:
     """Predicted vs measured every ``every`` steps, the verdicts, the sign changes."""
     from driftlab.models.measure import trajectory as mt
 
@@ -349,15 +374,11 @@ def format_trajectory(rows, changes, spec, every: int) -> str:
         lines.append(f"{r.quantity:22} {r.step:4d} {r.first_order:10.3e} {r.second_order:10.3e} ± "
                      f"{r.second_order_se:8.2e} {r.measured:10.3e} ± {r.measured_se:8.2e} "
                      f"{r.z:6.2f} {r.z_first:6.2f}  {'in' if r.in_horizon else 'out'}")
-    ag, ag1 = mt.agreement(rows), mt.agreement(rows, "z_first")
-    lines.append(f"horizon: steps t with η·t·|b/a| <= {spec.horizon_fraction} (per quantity); "
-                 f"seeds = {spec.seeds}, z paired over seeds")
-    if ag["n"]:
-        lines.append(f"second order vs measured, {ag['n']} in-horizon rows: max |z| = "
-                     f"{ag['max_abs_z']:.2f} vs z* = {ag['z_star']:.2f}: "
-                     f"{'agrees' if ag['agrees'] else 'DISAGREES'}")
-        lines.append(f"first order alone: max |z| = {ag1['max_abs_z']:.2f}: "
-                     f"{'agrees' if ag1['agrees'] else 'rejected'}")
+    lines.append(f"horizon: steps t with η·T(t)·U <= {spec.horizon_fraction}, T = 2W₂/W₁ (t − 1 for "
+                 f"SGD, ≈ t/(1 − β) with momentum), U an upper 95% bound on |b/a| (replays: the "
+                 f"next order at most κ/2 of the first); seeds = {spec.seeds}, z paired over seeds")
+    if check is not None:
+        lines += format_check(check)
     for c in changes:
         lines.append(f"{c.quantity:22} a = {c.a:.3e}  b = {c.b:.3e}  horizon = {c.horizon:.0f} steps  "
                      f"sign change: predicted {c.predicted_sign_change} (CI {c.predicted_ci}), "

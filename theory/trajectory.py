@@ -31,10 +31,17 @@ turns at t ≈ a/(η b), the drift returning to zero at t ≈ 2a/(η b) + 1 when
 :func:`symbolic_weights` derives the closed forms for any β with SymPy; :func:`weights` gives
 them numerically (float64, exact sums).
 
-The neglected remainder is O(η³ t³ ‖H̄‖² ‖ḡ‖): relative to the second order it grows like
-η t ‖b/a‖, so a claim made with the expansion holds for t ≤ κ / (η |b/a|), κ =
-``HORIZON_FRACTION`` (the horizon; the measured check in montecarlo/trajectory.py says how
-well it holds at κ).
+The neglected remainder is O(η³ W₃(t) ‖H̄‖² ‖ḡ‖). The second-order term over the first is
+η (W₂(t)/W₁(t)) (b/a) exactly, and the remainder over the second grows the same way, so the
+expansion's clock is T(t) = 2W₂(t)/W₁(t) (:func:`effective_time`) and a claim made with it
+holds for η T(t) U ≤ κ, κ = ``HORIZON_FRACTION`` (:func:`horizon_beta`: the second order is
+at most κ/2 of the first). For SGD T = t − 1, the former t ≤ κ/(η|b/a|) to within a step.
+For heavy ball, W₁(t) = [t − β(1 − β^t)/(1 − β)]/(1 − β) ≈ t/(1 − β) and W₂ ≈ t²/(2(1 − β)²)
+after the transient, so T ≈ t/(1 − β): the effective step is η/(1 − β), and at β = 0.9 the
+horizon is about 3× shorter in steps than η t would say (16 instead of 46 on MLP digits at
+η = 0.002, from point estimates). U is an upper confidence bound on |b/a|
+(:func:`ratio_upper_bound`), not its point estimate: a b that is zero within noise cannot
+set a long horizon, and an a that is zero within noise sets none (U = ∞, horizon 0).
 
 Finite training sets. The engine draws batches as epoch permutations of n examples, so two
 batches of different epochs share on average (B² − Σ_e c_q(e) c_r(e))/n examples
@@ -42,17 +49,23 @@ batches of different epochs share on average (B² − Σ_e c_q(e) c_r(e))/n exam
 E[A(x_r) B(x_q)], with A, B batch means of per-example terms, this adds
 (shared/B)·(E[A(x) B(x)] − E[A(x) B(x′)]) (same batch minus independent batches);
 :func:`overlap_weights` gives the weighted sums V₁ (pairs (r, t)) and V₂ (pairs (q, r)) of
-shared/B. Overlaps of the read batch x_t with the pair (q, r) of the η² terms are neglected.
+shared/B, and V₃ = Σ_{q≠r<t} w_q(t) w_r(t) O[q, r] for the d₂ term: ½ δᵀ∇²Q δ sums
+w_q w_r E[g_qᵀ∇²Q g_r] over q ≠ r, whose same-batch version is e₂, so the cross-epoch
+correction is ½ η² V₃ (e₂ − d₂). Overlaps of the read batch x_t with the pair (q, r) of the
+η² terms are neglected.
 
 AdamW. Its update −η m̂_t/(√v̂_t + ε) is not linear in the gradients: the first step is
 −η·g/(|g| + ε) elementwise, a sign, so the first order of E[Δθ] is −η E[sign g] (not −η ā),
 and the moments (v̂ divides every later step) couple all orders of g. The expansion above
-does not apply; montecarlo/trajectory.py measures AdamW but predicts nothing for it.
+does not apply; montecarlo/trajectory_replay.py predicts AdamW (and Muon) by replaying the
+optimizer itself on gradient draws at θ₀ (frozen), then on gradients linearized at θ₀ (its
+next order), and theory/trajectory_adam.py gives the one-coordinate law of the first step.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -117,19 +130,22 @@ def shared_fraction(steps: int, batch_size: int, n: int | None) -> np.ndarray:
 
 
 def overlap_weights(steps: int, beta: float, batch_size: int, n: int | None) -> dict[str, np.ndarray]:
-    """V₁(t) = Σ_{r<t} w_r(t) O[r, t] and V₂(t) = Σ_{r<t} w_r(t) Σ_{q<r} w_q(r) O[q, r],
-    t = 0 … steps: the finite-data corrections' weights (module docstring)."""
+    """V₁(t) = Σ_{r<t} w_r(t) O[r, t], V₂(t) = Σ_{r<t} w_r(t) Σ_{q<r} w_q(r) O[q, r] and
+    V₃(t) = Σ_{q≠r<t} w_q(t) w_r(t) O[q, r], t = 0 … steps: the finite-data corrections'
+    weights (module docstring)."""
     O = shared_fraction(steps + 1, batch_size, n)
     V1 = np.zeros(steps + 1)
     V2 = np.zeros(steps + 1)
     inner = np.zeros(steps + 1)  # Σ_{q<r} w_q(r) O[q, r]
     for r in range(1, steps + 1):
         inner[r] = float(np.dot(step_weights(r, beta), O[:r, r]))
+    V3 = np.zeros(steps + 1)
     for t in range(1, steps + 1):
         w = step_weights(t, beta)
         V1[t] = float(np.dot(w, O[:t, t]))
         V2[t] = float(np.dot(w, inner[:t]))
-    return {"V1": V1, "V2": V2}
+        V3[t] = float(w @ O[:t, :t] @ w)  # O's diagonal is 0: pairs q ≠ r only
+    return {"V1": V1, "V2": V2, "V3": V3}
 
 
 @functools.lru_cache(maxsize=1)  # SymPy's sums take seconds; the forms do not change
@@ -159,7 +175,7 @@ def polynomial(coef: dict, lr: float, wts: dict, over: dict | None = None,
 
     ``coef``: c0, c1, c2, d2, e2 (floats or arrays over clusters, broadcast against t) and,
     for the finite-data corrections, c1_same, c2_same (same-batch versions); ``over``: V1,
-    V2 from :func:`overlap_weights` (None: independent batches). ``second_scale`` multiplies
+    V2, V3 from :func:`overlap_weights` (None: independent batches; V₃ multiplies e₂ − d₂). ``second_scale`` multiplies
     every η² term (a planted error: −1 flips b's sign, 1.1 inflates it by 10%).
     """
     W1, W2, S2 = (np.asarray(wts[k])[:, None] for k in ("W1", "W2", "S2"))
@@ -173,6 +189,8 @@ def polynomial(coef: dict, lr: float, wts: dict, over: dict | None = None,
             lin = lin + V1 * (get("c1_same") - c1)
         if "c2_same" in coef:
             quad = quad + V2 * (get("c2_same") - c2)
+        if "V3" in over and "e2" in coef and "d2" in coef:  # d₂'s cross-epoch pairs
+            quad = quad + 0.5 * np.asarray(over["V3"])[:, None] * (e2 - d2)
     first = c0 - lr * lin
     second = first + second_scale * lr * lr * quad
     return {"first_order": first, "second_order": second}
@@ -180,12 +198,57 @@ def polynomial(coef: dict, lr: float, wts: dict, over: dict | None = None,
 
 def horizon_steps(c1: float, c2: float, d2: float, lr: float,
                   fraction: float = HORIZON_FRACTION) -> float:
-    """κ / (η |b/a|) with a = c₁ and b = c₂ + d₂ (the t² coefficient ×2 over the t one): the
-    last step at which the stated claim is made; inf when b = 0."""
+    """κ / (η |b/a|) with a = c₁ and b = c₂ + d₂ (the t² coefficient ×2 over the t one), from
+    point estimates and for SGD (β = 0) only; the checks use :func:`horizon_beta` with
+    :func:`ratio_upper_bound`. inf when b = 0."""
     b = abs(c2 + d2)
     if b == 0:
         return float("inf")
     return fraction * abs(c1) / (lr * b) if c1 != 0 else 0.0
+
+
+def effective_time(steps: int, beta: float) -> np.ndarray:
+    """T(t) = 2 W₂(t) / W₁(t), t = 0 … steps (0 at t = 0): the second-order term over the first
+    is η T(t) (b/a) / 2 exactly, so T is the expansion's clock. SGD: T = t − 1. Heavy ball:
+    W₁ ≈ t/(1 − β) and W₂ ≈ t²/(2(1 − β)²) after the transient, so T ≈ t/(1 − β) − O(β/(1 − β)²):
+    the effective step is η/(1 − β)."""
+    w = weights(steps, beta)
+    out = np.zeros(steps + 1)
+    out[1:] = 2.0 * w["W2"][1:] / w["W1"][1:]
+    return out
+
+
+def ratio_upper_bound(a: float, a_se: float, b: float, b_se: float, q: float) -> float:
+    """U = (|b| + q·se_b) / (|a| − q·se_a): an upper confidence bound on |b/a| from the two
+    one-sided bounds |b| ≤ |b̂| + q·se_b and |a| ≥ |â| − q·se_a (each at the level q sets; the
+    pair holds jointly at ≥ 1 − 2·(that level), Bonferroni). ∞ when |â| ≤ q·se_a (a is zero
+    within noise: no ratio, no horizon)."""
+    lo = abs(a) - q * a_se
+    if not lo > 0:
+        return math.inf
+    return (abs(b) + q * b_se) / lo
+
+
+def horizon_beta(ratio: float, lr: float, beta: float, fraction: float = HORIZON_FRACTION,
+                 limit: int = 100_000) -> float:
+    """The last step t with η T(t) · ``ratio`` ≤ κ, T of :func:`effective_time` (the second
+    order at most κ/2 of the first, with |b/a| ≤ ``ratio``). SGD: 1 + κ/(η·ratio), the
+    former κ/(η|b/a|) to within one step. ∞ when ratio = 0; 0 when ratio = ∞ (a is zero
+    within noise: no claim at any t ≥ 1)."""
+    if ratio == 0:
+        return math.inf
+    if not math.isfinite(ratio):
+        return 0.0
+    target = fraction / (lr * ratio)
+    if beta == 0:
+        return float(1.0 + target)
+    n = 64
+    while True:
+        T = effective_time(n, beta)
+        inside = np.nonzero(T <= target)[0]
+        if inside[-1] < n or n >= limit:
+            return float(inside[-1])
+        n *= 4
 
 
 def sign_change(curve: np.ndarray, start: int) -> int | None:
@@ -200,4 +263,5 @@ def sign_change(curve: np.ndarray, start: int) -> int | None:
 
 __all__ = ["HORIZON_FRACTION", "LINEAR_OPTIMIZERS", "optimizer_beta", "step_weights", "weights",
            "batch_positions", "shared_fraction", "overlap_weights", "symbolic_weights",
-           "polynomial", "horizon_steps", "sign_change"]
+           "polynomial", "horizon_steps", "effective_time", "ratio_upper_bound", "horizon_beta",
+           "sign_change"]

@@ -48,7 +48,8 @@ from driftlab.montecarlo.stats import suite_threshold
 from driftlab.theory import trajectory as th
 
 ESTIMATOR_SEED_OFFSET = 1_000_003  # sampler seed of the coefficient batches: apart from training
-OPTIMIZERS = ("sgd", "momentum", "adamw")  # adamw: measured only (theory/trajectory.py)
+OPTIMIZERS = ("sgd", "momentum", "adamw", "muon")  # adamw, muon: replay theory (models/measure/trajectory_replay.py)
+HORIZON_LEVEL = 0.025  # one-sided level of each of the two bounds in U ≥ |b/a| (joint ≥ 95%)
 ARCHES = ("block", "mlp", "gpt", "resnet", "vit")
 # The canonical 3-layer drift block (theory/setting.py: W1 → σ → W2 (n×n) → σ → W3, squared
 # loss, no biases) as the MLP with these fields.
@@ -333,6 +334,8 @@ class Row:
     z: float  # paired over seeds: (second order − measured) / SE
     z_first: float  # the same for the first order alone
     in_horizon: bool
+    z_cv: float = math.nan  # the check's paired t: D = P − F⁰ + F − M (trajectory_check.py)
+    theory: str = "second-order"  # "second-order" (SGD, momentum) or "replay" (AdamW, Muon)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -373,26 +376,59 @@ def predictions(spec: TrajectorySpec, prob: Problem, coef: dict, n_train: int | 
     return out
 
 
+def horizon_of(spec: TrajectorySpec, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(horizon in steps, U) for per-seed a = c₁ and b = c₂ + d₂ of one quantity: U =
+    theory/trajectory.py's ``ratio_upper_bound`` with Student-t quantile q = t_{1−HORIZON_LEVEL}
+    at S − 1 df, and the last step with η T(t) U ≤ κ (``horizon_beta``, β of the optimizer)."""
+    a, b = np.asarray(a, np.float64), np.broadcast_to(np.asarray(b, np.float64), np.shape(a))
+    S = a.shape[0]
+    from scipy import stats as sps
+
+    q = float(sps.t.ppf(1 - HORIZON_LEVEL, S - 1))
+    U = th.ratio_upper_bound(float(a.mean()), float(_se(a)), float(b.mean()), float(_se(b)), q)
+    return th.horizon_beta(U, spec.lr, th.optimizer_beta(spec.optimizer),
+                           spec.horizon_fraction), U
+
+
+def _z(d: np.ndarray) -> float:
+    se = float(_se(d))
+    return float(d.mean() / se) if se > 0 else (0.0 if d.mean() == 0 else math.inf)
+
+
 def compare(spec: TrajectorySpec, prob: Problem, coef: dict, measured: dict, n_train: int | None,
-            second_scale: float = 1.0, bootstrap: int = 400) -> tuple[list[Row], list[SignChange]]:
+            second_scale: float = 1.0, bootstrap: int = 400, frozen: dict | None = None,
+            ) -> tuple[list[Row], list[SignChange]]:
     """Rows per step × quantity and one sign-change object per quantity.
 
     SEs are clustered over seeds (the same seeds drive coefficients and training: paired).
-    A sign change is the first step whose value has the sign opposite to step 1's (means; the
-    drift starts at 0) or step 0's (taps); its CI is the 2.5–97.5 % range over ``bootstrap``
-    cluster resamples of seeds.
+    The horizon of a quantity is :func:`horizon_of` (β-aware, from an upper confidence bound
+    on |b/a|). ``frozen``: the frozen replay on the training stream (models/measure/trajectory_replay.py),
+    for the rows' ``z_cv`` (trajectory_check.py's D). A sign change is the first step whose
+    value has the sign opposite to step 1's (means; the drift starts at 0) or step 0's
+    (taps); its CI is the 2.5–97.5 % range over ``bootstrap`` cluster resamples of seeds.
     """
     pred = predictions(spec, prob, coef, n_train, second_scale)
+    hz = {q: horizon_of(spec, coef["c1"][:, j], coef["c2"][:, j] + coef["d2"][:, j])[0]
+          for j, q in enumerate(prob.quantities)}
+    ab = {q: (float(coef["c1"][:, j].mean()), float((coef["c2"][:, j] + coef["d2"][:, j]).mean()))
+          for j, q in enumerate(prob.quantities)}
+    paths = {q: (pred[q]["first_order"].T, pred[q]["second_order"].T) for q in prob.quantities}
+    return compare_paths(spec, prob.quantities, paths, measured, hz, ab, frozen, bootstrap)
+
+
+def compare_paths(spec: TrajectorySpec, quantities: list[str], paths: dict, measured: dict,
+                  horizons: dict, ab: dict, frozen: dict | None = None, bootstrap: int = 400,
+                  theory: str = "second-order") -> tuple[list[Row], list[SignChange]]:
+    """:func:`compare` on given per-seed paths {Q: (first (S, T+1), second (S, T+1))}."""
     rows, changes = [], []
     rng = np.random.default_rng(0)
-    S = coef["c1"].shape[0]
+    S = next(iter(paths.values()))[0].shape[0]
     boot = rng.integers(0, S, (bootstrap, S))
-    for j, q in enumerate(prob.quantities):
-        first, second = pred[q]["first_order"].T, pred[q]["second_order"].T  # (seeds, T+1)
+    for q in quantities:
+        first, second = paths[q]  # (seeds, T+1)
         meas = measured[q]
-        a = float(coef["c1"][:, j].mean())
-        b = float((coef["c2"][:, j] + coef["d2"][:, j]).mean())
-        horizon = th.horizon_steps(a, b, 0.0, spec.lr, spec.horizon_fraction)
+        a, b = ab[q]
+        horizon = horizons[q]
         last = spec.steps if q.startswith("mean:") else spec.steps - 1
         for t in range(last + 1):
             m = meas[:, t]
@@ -400,12 +436,10 @@ def compare(spec: TrajectorySpec, prob: Problem, coef: dict, measured: dict, n_t
                 continue
             d2 = second[:, t] - m
             d1 = first[:, t] - m
-            se2, se1 = float(_se(d2)), float(_se(d1))
-            z2 = float(d2.mean() / se2) if se2 > 0 else (0.0 if d2.mean() == 0 else math.inf)
-            z1 = float(d1.mean() / se1) if se1 > 0 else (0.0 if d1.mean() == 0 else math.inf)
+            zcv = _z(d2 - first[:, t] + frozen[q][:, t]) if frozen is not None else math.nan
             rows.append(Row(t, q, float(first[:, t].mean()), float(second[:, t].mean()),
-                            float(_se(second[:, t])), float(m.mean()), float(_se(m)), z2, z1,
-                            bool(t <= horizon)))
+                            float(_se(second[:, t])), float(m.mean()), float(_se(m)), _z(d2),
+                            _z(d1), bool(t <= horizon), zcv, theory))
         start = 1 if q.startswith("mean:") else 0
         sec_mean = second.mean(0)[: last + 1]
         meas_mean = np.nanmean(meas, axis=0)[: last + 1]
@@ -438,14 +472,44 @@ def n_train_of(spec: TrajectorySpec) -> int | None:
 
 
 def run(spec: TrajectorySpec, progress=None, second_scale: float = 1.0):
-    """Coefficients, training and comparison of one cell: (rows, sign changes, raw dict)."""
+    """Coefficients (or replays), training, comparison and check of one cell: (rows, sign
+    changes, raw dict with "check": trajectory_check.py's verdict). SGD and momentum: the
+    second-order expansion; AdamW and Muon: the replays of models/measure/trajectory_replay.py (frozen =
+    first, linearized = next order). ``second_scale`` plants an error in the η² term (the
+    replay's next order)."""
+    from driftlab.montecarlo import trajectory_check as tc
+    from driftlab.models.measure import trajectory_replay as rp
+
     n_train = n_train_of(spec)
     prob, meas = train_ensemble(spec, progress=progress)
-    if not spec.predict or spec.optimizer not in th.LINEAR_OPTIMIZERS:
+    if not spec.predict:
         return [], [], {"problem": prob, "measured": meas, "coef": None, "n_train": n_train}
-    prob_c, coef = coefficients(spec, progress=progress)
-    rows, changes = compare(spec, prob_c, coef, meas, n_train, second_scale)
-    return rows, changes, {"problem": prob_c, "measured": meas, "coef": coef, "n_train": n_train}
+    adaptive = spec.optimizer not in th.LINEAR_OPTIMIZERS
+    on_train = rp.replay(spec, "train", exact=adaptive, model=model(spec), problem=Problem)
+    frozen, base = on_train["frozen"], on_train["base"]
+    if spec.optimizer in th.LINEAR_OPTIMIZERS:
+        prob_c, coef = coefficients(spec, progress=progress)
+        rows, changes = compare(spec, prob_c, coef, meas, n_train, second_scale, frozen=frozen)
+        pred = predictions(spec, prob_c, coef, n_train)
+        paths = {q: (pred[q]["first_order"].T, pred[q]["second_order"].T) for q in prob_c.quantities}
+        horizons = {c.quantity: c.horizon for c in changes}
+        check = tc.check_paths(prob_c.quantities, paths, meas, frozen, horizons, second_scale,
+                               base)
+        return rows, changes, {"problem": prob_c, "measured": meas, "coef": coef,
+                               "n_train": n_train, "check": check, "frozen": frozen, "base": base}
+    rep = rp.replay(spec, "replay", linear=True, exact=True, model=model(spec), problem=Problem)
+    paths, horizons, ab = {}, {}, {}
+    for q in prob.quantities:
+        F, L, b0 = rep["frozen"][q], rep["linear"][q], rep["base"][q]
+        paths[q] = (F, F + second_scale * (L - F))
+        horizons[q] = rp.replay_horizon(F, L, b0, spec.lr, spec.horizon_fraction, HORIZON_LEVEL)
+        ab[q] = (float(-(F[:, 1] - b0[:, 1]).mean() / spec.lr), math.nan)
+    rows, changes = compare_paths(spec, prob.quantities, paths, meas, horizons, ab, frozen,
+                                  theory="replay")
+    plain = {q: (paths[q][0], rep["linear"][q]) for q in prob.quantities}
+    check = tc.check_paths(prob.quantities, plain, meas, frozen, horizons, second_scale, base)
+    return rows, changes, {"problem": prob, "measured": meas, "coef": None, "n_train": n_train,
+                           "check": check, "frozen": frozen, "base": base, "replay": rep}
 
 
 def agreement(rows: list[Row], field: str = "z") -> dict:

@@ -104,3 +104,70 @@ def test_overlap_weights_vanish_within_one_epoch():
 def test_sign_change():
     assert th.sign_change(np.array([0.0, -1, -2, -1, 0.5]), 1) == 4
     assert th.sign_change(np.array([1.0, 0.5, 0.2]), 0) is None
+
+
+def test_effective_time_sgd_and_momentum():
+    """T(t) = 2W₂/W₁ is t − 1 for SGD and ≈ t/(1 − β) − O(β/(1 − β)²) for heavy ball."""
+    # tol: 2·(t(t−1)/2)/t is exact in float64 for these small integers
+    np.testing.assert_allclose(th.effective_time(20, 0.0)[1:], np.arange(20), rtol=1e-15)
+    T = th.effective_time(2000, 0.9)
+    # slope 1/(1 − β) after the transient: the effective step is η/(1 − β)
+    # tol: the transient's β^t terms are < 1e-40 here; the offset changes by 1.4 steps in 1000
+    assert T[2000] - T[1000] == pytest.approx(1000 / 0.1, rel=2e-4)
+    assert 0 < 2000 / 0.1 - T[2000] < 3 / 0.1 ** 2  # a constant lag, O(β/(1 − β)²)
+
+
+def test_momentum_horizon_includes_beta():
+    """MLP digits at η = 0.002 with point estimates a = 0.0173, b = 0.0943 (issue 30): the
+    SGD horizon is 1 + κ/(η|b/a|) ≈ 47 steps; with β = 0.9 it is 16, not the 46 that η t gave."""
+    r = 0.0943 / 0.0173
+    # tol: the same closed form evaluated twice, float64 rounding
+    assert th.horizon_beta(r, 0.002, 0.0) == pytest.approx(1 + 0.5 / (0.002 * r), rel=1e-12)
+    assert th.horizon_beta(r, 0.002, 0.9) == 16
+    # and the criterion it encodes: at the horizon the second order is ≤ κ/2 of the first
+    w = th.weights(20, 0.9)
+    assert 0.002 * w["W2"][16] / w["W1"][16] * r <= 0.25 < 0.002 * w["W2"][17] / w["W1"][17] * r
+
+
+def test_ratio_upper_bound_uses_the_uncertainty():
+    """b zero within noise (GPT-nano's block0 tap: b = −6e-4 ± 5e-3, a = 1.42e-3 ± 1.4e-4):
+    the bound is ~8× the point ratio, so its horizon is short; a zero within noise: no horizon."""
+    q = 2.36  # t_{0.975} at 7 df
+    U = th.ratio_upper_bound(1.42e-3, 1.4e-4, -6e-4, 5e-3, q)
+    assert U > 8 * 6e-4 / 1.42e-3
+    assert th.horizon_beta(U, 0.02, 0.0) < 0.1 * th.horizon_beta(6e-4 / 1.42e-3, 0.02, 0.0)
+    assert th.ratio_upper_bound(1e-3, 1e-3, 1.0, 0.1, q) == np.inf
+    assert th.horizon_beta(np.inf, 0.01, 0.0) == 0.0
+
+
+def test_d2_cross_epoch_correction():
+    """½ η² V₃ (e₂ − d₂): V₃ counts the ordered pairs q ≠ r of different epochs (B/n each);
+    with e₂ = d₂ the correction vanishes, and within one epoch V₃ = 0."""
+    over = th.overlap_weights(10, 0.0, 8, n=40)  # 5 steps per epoch
+    # t = 6: batch 5 (epoch 1) with batches 0 … 4 (epoch 0), both orders, 8/40 each
+    assert_close(over["V3"][6], 2 * 5 * 8 / 40)
+    assert not over["V3"][:6].any()
+    wts = th.weights(10, 0.0)
+    coef = {"c0": 0.0, "c1": 1.0, "c2": 0.5, "d2": 0.2, "e2": 0.7}
+    with_ = th.polynomial(coef, 0.1, wts, over)["second_order"][:, 0]
+    without = th.polynomial(coef, 0.1, wts, {k: over[k] for k in ("V1", "V2")})["second_order"][:, 0]
+    assert_close(with_ - without, 0.5 * 0.01 * over["V3"] * (0.7 - 0.2), kind="ops")
+
+
+def test_adam_first_step_is_the_sign_and_amplifies_a_small_bias():
+    """theory/trajectory_adam.py: E[u₁] = 2Φ(μ/σ) − 1 (simulated recursion, 20000 coordinates:
+    SE ≤ 1/√20000 = 0.0071, 4 SE allowed), whatever the gradient's scale; for μ = 0.002,
+    σ = 0.01 that is 0.158, 79× SGD's μ (its slope √(2/π)/σ at μ → 0)."""
+    from driftlab.theory import trajectory_adam as ta
+
+    mu, sigma, tol = 0.002, 0.01, 4 * 0.0071
+    u = ta.adam_mean_update(mu, sigma, 30)
+    # tol: 4 SE of the 20000-coordinate simulated mean (SE ≤ 1/√20000)
+    assert abs(u[0] - ta.sign_mean(mu, sigma)) < tol
+    # scale-free: the same μ/σ at 1000× the scale gives the same first step
+    # tol: ε = 1e-8 against |g| ~ 0.01 breaks the invariance at ~1e-6 per coordinate
+    assert ta.adam_mean_update(1000 * mu, 1000 * sigma, 1)[0] == pytest.approx(u[0], abs=1e-4)
+    # tol: the slope at 0 against the secant at μ/σ = 0.2 (Φ's curvature: −0.7%)
+    assert ta.sign_mean(mu, sigma) / mu == pytest.approx(ta.small_bias_gain(sigma), rel=0.01)
+    # planted error: SGD's step (the mean μ) in place of the sign is caught by far
+    assert abs(u[0] - mu) > 5 * tol
