@@ -1,8 +1,10 @@
 """The paper's claims as pre-registered claim families (reports/families.py).
 
 Each claim is tested on its own family of cells, never pooled, with Holm within the claim
-and the four words holds / reversed (fails) / absent / inconclusive. Seeds are the units;
-the margins δ and the effects the design must detect are fixed here, before the runs:
+and the four words holds / reversed (fails) / absent / inconclusive. Seeds are the units.
+These margins δ, the TOST and the union rule were set after the v1 data they judge (issue
+29), so the table is exploratory (the report says so); the confirmatory tests are the frozen
+plan's (reports/plans/, reports/confirm.py):
 
 1. E[g | p > 0] ≥ 0 at init (paper). Cell: (arch, data, tap) of the ``init`` preset; unit
    value ρ_s = ΣG/ΣA over 16 batches at θ₀ (reports/init_grad.py). Non-inferiority, δ =
