@@ -46,6 +46,12 @@ SKIP = {
         "tests/test_bench_train.py::test_quick_bench_cli_prints_json_rows runs it at --repeats 1",
     "driftlab report --from reports/reduced --out reports/rebuilt":
         "tests/test_records.py::test_report_from_records_reproduces_the_checked_in_report",
+    "driftlab sweep reports/plans/confirm-v2.json --out runs/confirm-v2":
+        "the whole confirmatory sweep (411 cpu-scale runs); tests/test_confirm_plan.py checks its runs",
+    "driftlab records runs/confirm-v2 --out reports/confirm-v2/records":
+        "needs that sweep's runs; its records are checked in",
+    "driftlab report --from reports/confirm-v2 --no-theory --out reports/confirm-v2":
+        "tests/test_records.py::test_confirmatory_report_from_records_reproduces_the_checked_in_one",
 }
 
 # Commands run in a smaller form: doc command -> the command run.
