@@ -31,6 +31,8 @@ SUBCOMMANDS = {
     "report": ("driftlab.reports.report_cli", "write the Markdown report with figures and tables"),
     "records": ("driftlab.reports.records", "export finished runs as compact per-preset JSON "
                 "Lines records (the report rebuilds from them)"),
+    "inspect": ("driftlab.reports.inspect_cli", "does my architecture drift? any JAX model "
+                "file with driftlab.tap markers (docs/your-model.md)"),
     "bench": ("driftlab.bench.cli", "benchmarks against baselines (ratios in the same run)"),
 }
 
