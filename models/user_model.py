@@ -394,12 +394,25 @@ def validate(model: UserModel, n: int) -> Program:
     params a pytree of float arrays; batch a pair with leading axis n; apply runs on it;
     taps found, uniquely named and each read by some parameter; outputs fit the loss
     (ℓᵢ has shape (n,)); outputs and loss finite at init."""
+    def checked_init(key):  # leaf types are checked on what init returns, before jit converts
+        out = model.init(key)
+        check_params(out)
+        return out
+
     try:
-        params = model.init(init_key(0))
-    except Exception as err:
-        raise InspectError(f"init(key) failed: {type(err).__name__}: "
-                           f"{(str(err).strip().splitlines() or [''])[0]}") from None
-    check_params(params)
+        params = jax.jit(checked_init)(init_key(0))
+    except InspectError:
+        raise
+    except Exception:
+        params = None  # init is not traceable (Python-side code): call it as it is
+    if params is None:
+        try:
+            params = checked_init(init_key(0))
+        except InspectError:
+            raise
+        except Exception as err:
+            raise InspectError(f"init(key) failed: {type(err).__name__}: "
+                               f"{(str(err).strip().splitlines() or [''])[0]}") from None
     try:
         xy = train_batch(model, 0, 0, n)
     except Exception as err:

@@ -132,32 +132,41 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *trees)
 
 
-def _params(model, seeds: int):
-    """Params of every seed stacked on a leading axis (vmapped init when possible)."""
-    keys = jnp.stack([um.init_key(s) for s in range(seeds)])
+def _keys(seed, which: int, t):
+    """Batch key of seed s, stream ``which`` (1 training, 2 estimator), index t (models/user_model.py)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), which), t)
+
+
+def _jit_or_plain(fn, *example, static=()):
+    """``jax.jit(fn)`` when it traces on ``example``, else ``fn`` itself (Python-side code)."""
+    jitted = jax.jit(fn, static_argnums=static)
     try:
-        return jax.jit(jax.vmap(model.init))(keys)
+        jitted(*example)
+        return jitted
     except Exception:
-        return _stack([model.init(k) for k in keys])
+        return fn
 
 
-def _batches(model, seeds: int, steps: int, n: int, estimator: bool = False):
-    """{"x", "y"} with leading axes (steps, seeds): the training stream (or estimator batches)."""
+def draw(model, seeds: int, steps: int, pairs: int, n: int):
+    """(params, training batches, estimator batches) of seeds 0 … S−1 (models/user_model.py's
+    keys): params stacked on a leading seed axis; batches {"x", "y"} with leading axes
+    (steps or pairs, seeds). init and batch are compiled once and called per seed and step:
+    a vmapped PRNG program took 10–50 s to compile on the 2-core CPU, a loop of calls ~1 s."""
+    init = _jit_or_plain(model.init, um.init_key(0))
+    params = _stack([init(um.init_key(s)) for s in range(seeds)])
     if model.batch_at is None:
-        stream, which = jax.random.PRNGKey, (2 if estimator else 1)
+        key_of = jax.jit(_keys, static_argnums=1)
+        batch = _jit_or_plain(model.batch, key_of(0, 1, 0), n, static=(1,))
+        get = lambda which: (lambda m, s, t, nn: batch(key_of(s, which, t), nn))
+        train_get, est_get = get(1), get(2)
+    else:
+        train_get, est_get = um.train_batch, um.estimator_batch
 
-        def one(s, t):
-            return model.batch(jax.random.fold_in(jax.random.fold_in(stream(s), which), t), n)
-        try:
-            x, y = jax.jit(jax.vmap(jax.vmap(one, (0, None)), (None, 0)))(
-                jnp.arange(seeds), jnp.arange(steps))
-            return {"x": x, "y": y}
-        except Exception:
-            pass
-    get = um.estimator_batch if estimator else um.train_batch
-    rows = [_stack([{"x": xy[0], "y": xy[1]} for xy in (get(model, s, t, n) for s in range(seeds))])
-            for t in range(steps)]
-    return _stack(rows)
+    def stream(get, count):
+        rows = [_stack([{"x": xy[0], "y": xy[1]} for xy in (get(model, s, t, n) for s in range(seeds))])
+                for t in range(count)]
+        return _stack(rows)
+    return params, stream(train_get, steps), stream(est_get, pairs)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -211,9 +220,7 @@ def measure(program: um.Program, spec: InspectSpec) -> Measured:
     model = program.model
     arch, cfg = um.as_arch(model), um.UserConfig()
     S, T, n = spec.seeds, spec.run_steps, spec.samples
-    params = _params(model, S)
-    train = _batches(model, S, T, n)
-    est = _batches(model, S, spec.pairs, n, estimator=True)
+    params, train, est = draw(model, S, T, spec.pairs, n)
     one = jax.tree_util.tree_map(lambda a: a[0, 0], train)
     p0 = jax.tree_util.tree_map(lambda a: a[0], params)
     shapes = probe_shapes(lambda t, pr, b: arch.apply(pr, b, cfg, t), p0, one)
@@ -297,8 +304,10 @@ def per_layer(program: um.Program, spec: InspectSpec, meas: Measured, tap: um.Ta
     s_w2 = float(np.mean(W ** 2))
     batch0 = jax.tree_util.tree_map(lambda a: a[0], meas.train)
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 3) for s in range(spec.seeds)])
-    fn = jax.jit(jax.vmap(lambda prm, b, k: per_seed(arch, cfg, prm, b, tap.name, spec.probes, k,
-                                                     s_w2=s_w2)))
+    # lax.map over seeds, not vmap: a vmapped PRNG (the probes) compiled 10× slower on CPU
+    fn = jax.jit(lambda prm, b, k: jax.lax.map(
+        lambda a: per_seed(arch, cfg, a[0], a[1], tap.name, spec.probes, a[2], s_w2=s_w2),
+        (prm, b, k)))
     out = jax.device_get(fn(meas.params0, batch0, keys))
     bad = float(np.max(out["reader_error"]))
     if not bad <= 1e-3:
@@ -335,7 +344,7 @@ def trajectory(program: um.Program, spec: InspectSpec, meas: Measured) -> list[d
     prob.downstream = {w: w for w in readers}
     prob.s_w = {w: float(np.sqrt(np.mean(np.asarray(meas.s_w[w]) ** 2))) for w in readers}
     prob.quantities = [f"mean:{w}" for w in readers] + [f"g+:{t}" for t in prob.taps]
-    est = _batches(model, S, 3 * spec.pairs, n, estimator=True)
+    est = draw(model, S, 1, 3 * spec.pairs, n)[2]
 
     def cluster(params, trip):
         outs = jax.lax.map(lambda b: mt.coefficients_one(prob, params, *b), trip)
