@@ -71,7 +71,7 @@ def _epilog(command: str) -> str:
     """The subcommand module's docstring; for ``bench``, each suite's first paragraph."""
     if command == "bench":
         return "\n\n".join(f"{suite}: " + _docstring(f"driftlab.bench.{suite}").split("\n\n")[0]
-                            for suite in ("mc", "train", "layers"))
+                            for suite in ("mc", "train", "layers", "inspect"))
     return _docstring(SUBCOMMANDS[command][0])
 
 

@@ -297,8 +297,17 @@ def per_layer(program: um.Program, spec: InspectSpec, meas: Measured, tap: um.Ta
         return {"applies": False, "reason": reason}
     from driftlab.montecarlo.per_layer import per_seed
 
+    import dataclasses
+
     w = tap.readers[0]
-    arch = um.as_arch(program.model)
+    base = um.as_arch(program.model)
+    treedef = jax.tree_util.tree_structure(p0)
+    paths = program.paths
+    # per_seed finds W by its "/"-path in a dict (models/checkpoint.flatten_dict): hand it the
+    # params as {path: leaf} (lists and tuples in a user's pytree have no dict path)
+    arch = dataclasses.replace(base, apply=lambda prm, b, c, t: base.apply(
+        jax.tree_util.tree_unflatten(treedef, [prm[q] for q in paths]), b, c, t))
+    flat_params = dict(zip(paths, jax.tree_util.tree_leaves(meas.params0)))
     cfg = um.UserConfig(act_fn=tap.act, readers=((tap.name, w),))
     W = np.asarray(_get(meas.params0, w, program.paths), np.float64)
     s_w2 = float(np.mean(W ** 2))
@@ -308,7 +317,7 @@ def per_layer(program: um.Program, spec: InspectSpec, meas: Measured, tap: um.Ta
     fn = jax.jit(lambda prm, b, k: jax.lax.map(
         lambda a: per_seed(arch, cfg, a[0], a[1], tap.name, spec.probes, a[2], s_w2=s_w2),
         (prm, b, k)))
-    out = jax.device_get(fn(meas.params0, batch0, keys))
+    out = jax.device_get(fn(flat_params, batch0, keys))
     bad = float(np.max(out["reader_error"]))
     if not bad <= 1e-3:
         return {"applies": False, "reason": f"h does not feed {w} alone and densely (relative "
@@ -363,9 +372,15 @@ def trajectory(program: um.Program, spec: InspectSpec, meas: Measured) -> list[d
     carrier = mt.TrajectorySpec(optimizer=spec.optimizer, lr=spec.lr, steps=T, seeds=S,
                                 batch_size=n, pairs=spec.pairs)
     rows, changes = mt.compare(carrier, prob, coef, measured, None)
-    out = [{"quantity_kind": "trajectory", **r.as_dict()} for r in rows]
-    out += [{"quantity_kind": "sign_change", **c.as_dict()} for c in changes]
-    return out
+    tap_of = {f"mean:{w}": next(t.name for t in program.taps if w in t.readers) for w in readers}
+    tap_of.update({f"g+:{t}": t for t in prob.taps})
+
+    def row(kind, d):
+        d = dict(d)
+        of = d.pop("quantity")
+        return {"tap": tap_of[of], "quantity": kind, "of": of, "n": S, **d}
+    return [row("trajectory", r.as_dict()) for r in rows] + \
+        [row("sign change", c.as_dict()) for c in changes]
 
 
 # --------------------------------------------------------------------------- rows
@@ -419,7 +434,7 @@ def inspect_program(program: um.Program, spec: InspectSpec, progress=None) -> li
             rows.append(row)
     if spec.steps:
         say("trajectory coefficients")
-        rows += [{"quantity": "trajectory", "n": S, **r} for r in trajectory(program, spec, meas)]
+        rows += trajectory(program, spec, meas)
     return rows
 
 
@@ -474,16 +489,46 @@ def render(rows: list[dict], source: str = "") -> str:
             lines.append(f"    step {r['steps']}: measured {_pm(r['measured'], r['measured_se'])}"
                          f"{fo_text}  ({r['ci_level']:.0%} CI [{lo:+.3g}, {hi:+.3g}], n={r['n']}) "
                          f"→ {r['verdict']}")
-    traj = [r for r in rows if r["quantity"] == "trajectory" and r.get("quantity_kind") == "trajectory"]
+    traj = [r for r in rows if r["quantity"] == "trajectory"]
     if traj:
         lines += ["", "trajectory (theory trajectory rows): step  quantity  first  second ± se  "
                       "measured ± se  z  in-horizon"]
         for r in traj:
-            lines.append(f"  {r['step']:4d}  {r['quantity']:<28} {r['first_order']:+.4g}  "
+            lines.append(f"  {r['step']:4d}  {r['of']:<28} {r['first_order']:+.4g}  "
                          f"{_pm(r['second_order'], r['second_order_se'])}  "
                          f"{_pm(r['measured'], r['measured_se'])}  {r['z']:+.2f}  {r['in_horizon']}")
     return "\n".join(lines)
 
 
 __all__ = ["InspectSpec", "inspect", "inspect_program", "measure", "per_layer", "trajectory",
-           "render", "ratio_stats", "t_tests", "CONVENTION", "OPTIMIZERS"]
+           "render", "verdict_table", "ratio_stats", "t_tests", "CONVENTION", "OPTIMIZERS"]
+
+
+def verdict_table(named: dict) -> str:
+    """Markdown table of several models' rows ({label: rows}): per tap, E[g|p>0] with its
+    one-sided t verdict and (1−2α) CI, the per-layer prediction (GN + curvature) or n/a,
+    and per reader the first-step prediction and the measured drift with its verdict."""
+    head = ("| block | tap | E[g\\|p>0] at init ± SE [CI] | > 0? | per-layer Stein (GN + curv.) "
+            "| reader | predicted step-1 drift ± SE | measured drift at step K ± SE [CI] | drifts? | n |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for label, rows in named.items():
+        by_tap: dict = {}
+        for r in rows:
+            if r["quantity"] in ("E[g|p>0]", "per-layer", "drift"):
+                by_tap.setdefault(r["tap"], []).append(r)
+        for tap, rs in by_tap.items():
+            g = next(r for r in rs if r["quantity"] == "E[g|p>0]")
+            pl = next(r for r in rs if r["quantity"] == "per-layer")
+            pl_text = (f"{pl['predicted']:+.3g} ({pl['gauss_newton']:+.3g} {pl['curvature']:+.2g})"
+                       if pl["applies"] else "n/a")
+            for d in (r for r in rs if r["quantity"] == "drift"):
+                lo, hi = g["ci"]
+                dlo, dhi = d["ci"]
+                lines.append(
+                    f"| {label} | {tap} | {g['value']:+.3g} ± {g['se']:.2g} [{lo:+.3g}, {hi:+.3g}] "
+                    f"| {g['verdict']} (t={g['t']:.1f}) | {pl_text} | {d['matrix']} "
+                    f"| {d['predicted_first_step']:+.2e} ± {d['predicted_first_step_se']:.1e} "
+                    f"| step {d['steps']}: {d['measured']:+.2e} ± {d['measured_se']:.1e} "
+                    f"[{dlo:+.1e}, {dhi:+.1e}] | {d['verdict']} | {d['n']} |")
+    return "\n".join(lines)

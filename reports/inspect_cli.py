@@ -37,6 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pairs", type=int, default=4, help="independent estimator batches "
                         "per seed for the first-step prediction (3× for trajectory triples)")
     parser.add_argument("--alpha", type=float, default=0.01, help="one-sided level of every verdict")
+    parser.add_argument("--margin", type=float, default=0.01, help="equivalence margin of an "
+                        "'absent' drift verdict (TOST), in init-std units of the matrix")
     parser.add_argument("--json", action="store_true", help="JSON Lines: one object per tap "
                         "and quantity")
 
@@ -47,7 +49,8 @@ def run(args) -> int:
     progress = lambda text: print(f"driftlab inspect: {text}", file=sys.stderr, flush=True)
     rows = inspect(args.model, seeds=args.seeds, samples=args.samples, optimizer=args.optimizer,
                    lr=args.lr, drift_steps=args.drift_steps, steps=args.steps, probes=args.probes,
-                   pairs=args.pairs, alpha=args.alpha, progress=progress)
+                   pairs=args.pairs, alpha=args.alpha, margin=args.margin,
+                   progress=progress)
     if args.json:
         for r in rows:
             print(json.dumps(r, default=_jsonable))
