@@ -173,7 +173,9 @@ def draw(model, seeds: int, steps: int, pairs: int, n: int):
 
 
 def _tap_sums(arch, cfg, shapes, params, batch):
-    """({tap: A = B·Σ_{p>0} ∂L/∂p}, {tap: N = #(p>0)}) at ``params`` on ``batch``."""
+    """({tap: A = B·Σ_{p>0} ∂L/∂p}, {tap: N = #(p>0)}, {tap: B·Σ_{p>0} |∂L/∂p|}) at ``params``
+    on ``batch`` (the last: the scale of the summands, for float32 tolerances and the
+    dimensionless size E[g|p>0] / E[|g| | p>0])."""
     from driftlab.models.instrument import TapRecorder
 
     B = jax.tree_util.tree_leaves(batch)[0].shape[0]
@@ -187,7 +189,8 @@ def _tap_sums(arch, cfg, shapes, params, batch):
     g, p = jax.grad(f, has_aux=True)(zeros)
     pos = {k: (p[k] > 0).astype(jnp.float32) for k in shapes}
     return ({k: B * jnp.sum(g[k].astype(jnp.float32) * pos[k]) for k in shapes},
-            {k: jnp.sum(pos[k]) for k in shapes})
+            {k: jnp.sum(pos[k]) for k in shapes},
+            {k: B * jnp.sum(jnp.abs(g[k].astype(jnp.float32)) * pos[k]) for k in shapes})
 
 
 def _get(params, path: str, paths: tuple):
@@ -196,12 +199,13 @@ def _get(params, path: str, paths: tuple):
 
 @dataclass
 class Measured:
-    """Raw per-seed arrays of one run (float64): A, N of every tap at each step (steps, S);
+    """Raw per-seed arrays of one run (float64): A, N, A_abs of every tap at each step (steps, S);
     the mean of every reader at t = 0 … T (T+1, S); s_W per reader (S,); the first-step
     prediction Δ₁ per reader (S,); the loss (T, S)."""
 
     A: dict
     N: dict
+    A_abs: dict
     means: dict
     s_w: dict
     first_step: dict
@@ -242,27 +246,28 @@ def measure(program: um.Program, spec: InspectSpec) -> Measured:
 
     def step(carry, b):
         prm, opt = carry
-        a, cnt = jax.vmap(lambda q, bb: _tap_sums(arch, cfg, shapes, q, bb))(prm, b)
+        a, cnt, aabs = jax.vmap(lambda q, bb: _tap_sums(arch, cfg, shapes, q, bb))(prm, b)
         m = jax.vmap(means)(prm)
         value, g = jax.vmap(jax.value_and_grad(loss))(prm, b)
         upd, opt = jax.vmap(tx.update)(g, opt, prm)
-        return (optax.apply_updates(prm, upd), opt), (a, cnt, m, value)
+        return (optax.apply_updates(prm, upd), opt), (a, cnt, aabs, m, value)
 
     @jax.jit
     def run(prm, tr, es):
         opt = jax.vmap(tx.init)(prm)
-        (pT, _), (a, cnt, m, value) = jax.lax.scan(step, (prm, opt), tr)
+        (pT, _), (a, cnt, aabs, m, value) = jax.lax.scan(step, (prm, opt), tr)
         mT = jax.vmap(means)(pT)
         s_w = {w: jnp.sqrt(jnp.mean(jnp.square(_get(prm, w, paths).astype(jnp.float32)),
                                     axis=tuple(range(1, _get(prm, w, paths).ndim))))
                for w in readers}
         first = jax.vmap(seed_first)(prm, jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), es))
-        return a, cnt, m, mT, value, s_w, first
+        return a, cnt, aabs, m, mT, value, s_w, first
 
-    a, cnt, m, mT, value, s_w, first = jax.device_get(run(params, train, est))
+    a, cnt, aabs, m, mT, value, s_w, first = jax.device_get(run(params, train, est))
     f64 = lambda x: np.asarray(x, np.float64)
     all_means = {w: np.concatenate([f64(m[w]), f64(mT[w])[None]], axis=0) for w in readers}
     return Measured({k: f64(v) for k, v in a.items()}, {k: f64(v) for k, v in cnt.items()},
+                    {k: f64(v) for k, v in aabs.items()},
                     all_means, {w: f64(v) for w, v in s_w.items()},
                     {w: f64(v) for w, v in first.items()}, f64(value), params, train)
 
@@ -403,7 +408,9 @@ def inspect_program(program: um.Program, spec: InspectSpec, progress=None) -> li
         a, cnt = meas.A[tap.name][0], meas.N[tap.name][0]
         r, se = ratio_stats(a, cnt)
         test = t_tests(r, se, S, spec.alpha)
+        scale = float(meas.A_abs[tap.name][0].sum() / cnt.sum())
         rows.append({"tap": tap.name, "quantity": "E[g|p>0]", "value": r, "se": se, "n": S,
+                     "relative": r / scale if scale > 0 else 0.0, "abs_scale": scale,
                      "examples_per_seed": spec.samples, "positive_fraction": float(cnt.sum() / (
                          S * np.prod(tap.shape))), "form": "activation" if tap.act else "identity",
                      "test": "one-sided t over seeds (df n−1)", **test, "convention": CONVENTION,
