@@ -8,8 +8,9 @@ runs too). Rows, all from the same run:
 * end to end: ``driftlab.inspect`` at 64 seeds × 32 examples, 10 SGD steps, every tap
   (load, validation, compiles, the per-layer prediction), against the 60 s budget (ratio
   budget/seconds, target ≥ 1);
-* the seed-batched measurement (E[g|p>0] of every tap and the 10-step short run of all 64
-  seeds in one vmapped ``lax.scan``, reports/inspect.measure, compile excluded) against the
+* the compiled measurement (E[g|p>0] of every tap and the 10-step short run of all 64
+  seeds in one program, a lax.map over seeds of a lax.scan over steps,
+  reports/inspect.measure, compile excluded) against the
   plain-JAX baseline a user would write: one jitted single-seed step, looped over seeds
   and steps in Python (compile excluded), ratio baseline/ours.
 """
