@@ -55,9 +55,10 @@ def test_measured_e_g_pos_is_the_per_example_ratio(rows):
     for tap in ("layer0", "layer1"):
         row = next(r for r in rows if r["tap"] == tap and r["quantity"] == "E[g|p>0]")
         want = np.array([d[tap] for d in direct])
+        # tol: float32 autodiff on the same arrays by two programs (probe vs direct p); 2e-5 relative
         np.testing.assert_allclose(row["per_seed"], want, rtol=2e-5)
         with pytest.raises(AssertionError):  # a planted 0.1% error is caught
-            np.testing.assert_allclose(row["per_seed"], want * 1.001, rtol=2e-5)
+            np.testing.assert_allclose(row["per_seed"], want * 1.001, rtol=2e-5)  # tol: planted
         assert row["n"] == SEEDS and row["se"] > 0 and "per-example" in row["convention"]
 
 
@@ -69,9 +70,10 @@ def test_step1_drift_is_minus_lr_mean_gradient(rows):
             _, gw, prm = _direct(s)
             s_w = float(jnp.sqrt(jnp.mean(prm[w] ** 2)))
             want.append(-LR * float(jnp.mean(gw[w])) / s_w)
+        # tol: float32 mean of W after one step vs an f32 gradient mean: 1e-4 relative
         np.testing.assert_allclose(row["measured_step1"], np.mean(want), rtol=1e-4)
         with pytest.raises(AssertionError):
-            np.testing.assert_allclose(row["measured_step1"], np.mean(want) * 1.01, rtol=1e-4)
+            np.testing.assert_allclose(row["measured_step1"], np.mean(want) * 1.01, rtol=1e-4)  # tol: planted
 
 
 def test_rows_cover_every_tap_and_reader(rows):
@@ -103,6 +105,7 @@ def test_adamw_first_step_is_the_sign_step():
             g = jax.grad(lambda w: jnp.mean(0.5 * jnp.sum(
                 (jax.nn.relu(jax.nn.relu(x @ prm["w1"]) @ w) @ prm["w3"] - y) ** 2, 1)))(prm["w2"])
             vals.append(float(jnp.mean(-1e-3 * g / (jnp.abs(g) + 1e-8))))
+        # tol: optax's adamw first step vs g/(|g|+eps) in float32: 1e-4 relative
         np.testing.assert_allclose(meas.first_step["w2"][s], np.mean(vals), rtol=1e-4)
 
 
