@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 
 from driftlab.api import (Block, check_theorems, estimate, expected_grad,  # noqa: E402
                           load_run, plot_setting, predict_layers, report, resume, sweep, train)
+from driftlab.tap import tap  # noqa: E402  (JAX-free; issue 33)
+from driftlab.user_api import inspect  # noqa: E402  (JAX imported when called)
 
 __all__ = ["Block", "expected_grad", "estimate", "check_theorems", "predict_layers", "train",
-           "resume", "load_run", "sweep", "report", "plot_setting", "__version__"]
+           "resume", "load_run", "sweep", "report", "plot_setting", "tap", "inspect", "__version__"]

@@ -31,6 +31,8 @@ SUBCOMMANDS = {
     "report": ("driftlab.reports.report_cli", "write the Markdown report with figures and tables"),
     "records": ("driftlab.reports.records", "export finished runs as compact per-preset JSON "
                 "Lines records (the report rebuilds from them)"),
+    "inspect": ("driftlab.reports.inspect_cli", "does my architecture drift? any JAX model "
+                "file with driftlab.tap markers (docs/your-model.md)"),
     "bench": ("driftlab.bench.cli", "benchmarks against baselines (ratios in the same run)"),
 }
 
@@ -69,7 +71,7 @@ def _epilog(command: str) -> str:
     """The subcommand module's docstring; for ``bench``, each suite's first paragraph."""
     if command == "bench":
         return "\n\n".join(f"{suite}: " + _docstring(f"driftlab.bench.{suite}").split("\n\n")[0]
-                            for suite in ("mc", "train", "layers"))
+                            for suite in ("mc", "train", "layers", "inspect"))
     return _docstring(SUBCOMMANDS[command][0])
 
 

@@ -1,4 +1,4 @@
-"""``driftlab bench {mc,train,theory} [--json]``: a table of rows, each with its baseline and the ratio."""
+"""``driftlab bench {mc,train,theory,layers,inspect} [--json]``: a table of rows, each with its baseline and the ratio."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", choices=("mc", "train", "theory", "layers"), help="which benchmark suite")
+    parser.add_argument("suite", choices=("mc", "train", "theory", "layers", "inspect"), help="which benchmark suite")
     parser.add_argument("--json", action="store_true", help="one JSON object per row")
     parser.add_argument("--quick", action="store_true", help="smallest sizes only (seconds; for tests)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")

@@ -213,9 +213,11 @@ def _batched_map(f, xs):
 
 
 def _act(cfg):
+    """σ of the config: ``cfg.act_fn`` when set (a user model's tap, models/user_model.py),
+    else the registry activation ``cfg.act``."""
     from driftlab.activations import parse_activation
 
-    return parse_activation(cfg.act)
+    return getattr(cfg, "act_fn", None) or parse_activation(cfg.act)
 
 
 @dataclass(frozen=True)
