@@ -1,6 +1,6 @@
 """``driftlab inspect``: does a user's architecture drift? (issue 33)
 
-For a model file (models/user_model.py's contract) and S init seeds s = 0 … S−1 (init key
+For a model file (models/arch/user_model.py's contract) and S init seeds s = 0 … S−1 (init key
 fold_in(PRNGKey(s), 0), the engine's; batch n of training step t from the model's batch),
 this module measures, per tap t with pre-activation p and per reader W of t (traced):
 
@@ -10,7 +10,7 @@ this module measures, per tap t with pre-activation p and per reader W of t (tra
    seeds (delta method for a ratio): SE² = S/(S−1) · Σ_s (A_s − R N_s)² / (Σ_s N_s)².
    Verdict: one-sided t over seeds (df S−1) at level α, with the (1−2α) interval.
 2. **The per-layer Stein prediction** of the same quantity with its Gauss–Newton and
-   curvature parts (montecarlo/per_layer.py's ``per_seed``, Hutchinson probes), where it
+   curvature parts (models/measure/per_layer.py's ``per_seed``, Hutchinson probes), where it
    applies: the tap is written in the activation form ``tap(name, p, σ)`` (σ and σ′ known),
    exactly one parameter W reads it, W is a dense (H, D) matrix with H ≥ D and h feeds W
    alone (∇_h ℓ = ∇_z ℓ Wᵀ, checked). s_W² is the init's pooled mean of W² (W zero-mean, i.i.d.;
@@ -25,7 +25,7 @@ this module measures, per tap t with pre-activation p and per reader W of t (tra
    of prediction − measured over seeds; drift verdict at the last step: negative/positive
    (one-sided t, α), absent (TOST against ±margin), else inconclusive.
 4. With ``steps`` (sgd, momentum): the second-order trajectory rows of ``theory trajectory``
-   for this model (montecarlo/trajectory.py's coefficients and comparison).
+   for this model (models/measure/trajectory.py's coefficients and comparison).
 
 Every Monte Carlo number carries n (seeds) and its SE.
 """
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models import user_model as um
+from driftlab.models.arch import user_model as um
 
 OPTIMIZERS = ("sgd", "momentum", "adamw")
 CONVENTION = ("E[g|p>0] = Σ g·1[p>0] / Σ 1[p>0] over the tap's units, the n examples and the "
@@ -133,7 +133,7 @@ def _stack(trees):
 
 
 def _keys(seed, which: int, t):
-    """Batch key of seed s, stream ``which`` (1 training, 2 estimator), index t (models/user_model.py)."""
+    """Batch key of seed s, stream ``which`` (1 training, 2 estimator), index t (models/arch/user_model.py)."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), which), t)
 
 
@@ -148,7 +148,7 @@ def _jit_or_plain(fn, *example, static=()):
 
 
 def draw(model, seeds: int, steps: int, pairs: int, n: int):
-    """(params, training batches, estimator batches) of seeds 0 … S−1 (models/user_model.py's
+    """(params, training batches, estimator batches) of seeds 0 … S−1 (models/arch/user_model.py's
     keys): params stacked on a leading seed axis; batches {"x", "y"} with leading axes
     (steps or pairs, seeds). init and batch are compiled once and called per seed and step:
     a vmapped PRNG program took 10–50 s to compile on the 2-core CPU, a loop of calls ~1 s."""
@@ -176,7 +176,7 @@ def _tap_sums(arch, cfg, shapes, params, batch):
     """({tap: A = B·Σ_{p>0} ∂L/∂p}, {tap: N = #(p>0)}, {tap: B·Σ_{p>0} |∂L/∂p|}) at ``params``
     on ``batch`` (the last: the scale of the summands, for float32 tolerances and the
     dimensionless size E[g|p>0] / E[|g| | p>0])."""
-    from driftlab.models.instrument import TapRecorder
+    from driftlab.models.arch.instrument import TapRecorder
 
     B = jax.tree_util.tree_leaves(batch)[0].shape[0]
     zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
@@ -219,8 +219,8 @@ def measure(program: um.Program, spec: InspectSpec) -> Measured:
     lax.map over seeds of a lax.scan over steps."""
     import optax
 
-    from driftlab.models.instrument import probe_shapes
-    from driftlab.models.optim import make_optimizer
+    from driftlab.models.arch.instrument import probe_shapes
+    from driftlab.models.engine.optim import make_optimizer
 
     model = program.model
     arch, cfg = um.as_arch(model), um.UserConfig()
@@ -298,16 +298,16 @@ def per_layer_reason(program: um.Program, tap: um.TapInfo, shapes: dict) -> str 
 
 
 def per_layer(program: um.Program, spec: InspectSpec, meas: Measured, tap: um.TapInfo) -> dict:
-    """Clustered predicted, Gauss–Newton, curvature and measured (montecarlo/per_layer.per_seed)
+    """Clustered predicted, Gauss–Newton, curvature and measured (models/measure/per_layer.per_seed)
     over the seeds at init on the step-0 batch; or {"applies": False, "reason"}."""
-    from driftlab.montecarlo.per_layer import SeedValues, summarize
+    from driftlab.models.measure.per_layer import SeedValues, summarize
 
     p0 = jax.tree_util.tree_map(lambda a: a[0], meas.params0)
     shapes = dict(zip(program.paths, (np.shape(v) for v in jax.tree_util.tree_leaves(p0))))
     reason = per_layer_reason(program, tap, shapes)
     if reason is not None:
         return {"applies": False, "reason": reason}
-    from driftlab.montecarlo.per_layer import per_seed
+    from driftlab.models.measure.per_layer import per_seed
 
     import dataclasses
 
@@ -351,10 +351,10 @@ def per_layer(program: um.Program, spec: InspectSpec, meas: Measured, tap: um.Ta
 
 
 def trajectory(program: um.Program, spec: InspectSpec, meas: Measured) -> list[dict]:
-    """``theory trajectory`` rows for this model: the coefficients of montecarlo/trajectory.py
+    """``theory trajectory`` rows for this model: the coefficients of models/measure/trajectory.py
     on ``spec.pairs`` estimator triples per seed, compared with the run's measured curves
     (reader means in units of the init's pooled RMS; E[g|p>0] per tap)."""
-    from driftlab.montecarlo import trajectory as mt
+    from driftlab.models.measure import trajectory as mt
 
     model = program.model
     arch, cfg = um.as_arch(model), um.UserConfig()

@@ -149,7 +149,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # base modules (JAX-free names, activations, atomic writes, the progress line) sit at the
 # bottom; driftlab's cli, API and benchmarks at the top. Inside models/: data below the
 # architectures, the architectures below the engine, measure (which runs both) on top.
-BASE = {"activations", "atomic_io", "progress", "names", "source_registry", "compilation_cache"}
+BASE = {"activations", "atomic_io", "progress", "names", "source_registry", "compilation_cache",
+        "tap"}
 LAYERS = ("base", "theory", "montecarlo", "models.data", "models.arch", "models.engine",
           "models.measure", "reports", "top")
 

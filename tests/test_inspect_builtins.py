@@ -10,12 +10,12 @@ import numpy as np
 import optax
 import pytest
 
-from driftlab.models import user_model as um
-from driftlab.models.builtin_adapter import adapter
-from driftlab.models.checkpoint import flatten_dict
-from driftlab.models.optim import make_optimizer
-from driftlab.models.readers import reading_matrices
-from driftlab.montecarlo import trajectory as mt
+from driftlab.models.arch import user_model as um
+from driftlab.models.arch.builtin_adapter import adapter
+from driftlab.models.arch.params import flatten_dict
+from driftlab.models.engine.optim import make_optimizer
+from driftlab.models.arch.readers import reading_matrices
+from driftlab.models.measure import trajectory as mt
 from driftlab.reports.inspect import InspectSpec, measure, per_layer
 
 SEEDS, N, LR = 2, 4, 0.01

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from driftlab.models import user_model as um
+from driftlab.models.arch import user_model as um
 from driftlab.reports.inspect import t_tests, verdict_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -72,7 +72,7 @@ def _readers(source: str, x_shape=(2, 4)):
     import jax
     import jax.numpy as jnp
 
-    from driftlab.models import user_model as um
+    from driftlab.models.arch import user_model as um
 
     ns: dict = {}
     exec(textwrap.dedent(source), ns)

@@ -58,9 +58,9 @@ def _baseline_seconds(program, spec, meas) -> float:
     import jax
     import optax
 
-    from driftlab.models import user_model as um
-    from driftlab.models.instrument import probe_shapes
-    from driftlab.models.optim import make_optimizer
+    from driftlab.models.arch import user_model as um
+    from driftlab.models.arch.instrument import probe_shapes
+    from driftlab.models.engine.optim import make_optimizer
     from driftlab.reports.inspect import _tap_sums, draw
 
     arch, cfg = um.as_arch(program.model), um.UserConfig()
@@ -98,7 +98,7 @@ def run_bench(quick: bool = False, repeats: int = 3) -> list[dict]:
     import jax
 
     import driftlab
-    from driftlab.models import user_model as um
+    from driftlab.models.arch import user_model as um
     from driftlab.reports.inspect import InspectSpec, measure
 
     seeds = 4 if quick else 64

@@ -1,6 +1,6 @@
 """The five built-in architectures as user model files (issue 33): ``driftlab inspect builtin:gpt``.
 
-:func:`adapter` exposes ``arch`` at size ``size`` as the contract of models/user_model.py:
+:func:`adapter` exposes ``arch`` at size ``size`` as the contract of models/arch/user_model.py:
 ``init(key) = arch.init(key, cfg)``; ``apply(params, x) = arch.apply(params, x, cfg,
 driftlab.tap)`` (the built-in tap protocol ``tap(name, p, act)`` is driftlab.tap's activation
 form, so every built-in tap is a user tap with its σ); ``batch_at(seed, step, n)`` is the
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from driftlab.models.base import get_arch
+from driftlab.models.arch.base import get_arch
 from driftlab.tap import tap
 
 

@@ -45,7 +45,7 @@ from driftlab.tap import handling
 
 LOSSES = ("mse", "ce")
 REQUIRED = ("init", "apply", "batch")
-ESTIMATOR_SEED_OFFSET = 1_000_003  # as montecarlo/trajectory.py: estimator data apart from training
+ESTIMATOR_SEED_OFFSET = 1_000_003  # as models/measure/trajectory.py: estimator data apart from training
 
 
 class InspectError(ValueError):
@@ -66,10 +66,10 @@ class UserModel:
 
 
 def load(source) -> UserModel:
-    """A :class:`UserModel` from a file path, ``builtin:NAME`` (models/builtin_adapter.py)
+    """A :class:`UserModel` from a file path, ``builtin:NAME`` (models/arch/builtin_adapter.py)
     or a module-like object; InspectError (one line) when init/apply/batch or LOSS is missing."""
     if isinstance(source, (str, Path)) and str(source).startswith("builtin:"):
-        from driftlab.models.builtin_adapter import adapter
+        from driftlab.models.arch.builtin_adapter import adapter
 
         return load(adapter(str(source).split(":", 1)[1]))
     if isinstance(source, (str, Path)):
@@ -151,7 +151,7 @@ def identity(p):
 
 @dataclass(frozen=True)
 class UserConfig:
-    """What montecarlo/per_layer.py and montecarlo/trajectory.py read from a config.
+    """What models/measure/per_layer.py and models/measure/trajectory.py read from a config.
 
     ``act_fn``: σ of the tap the per-layer estimator is run on (per_layer._act);
     ``readers``: {tap: the one dense matrix reading it} for per_layer.reading_matrix;
@@ -169,7 +169,7 @@ def as_arch(model: UserModel):
     """A models/base.Arch whose batch is {"x": x, "y": y}: apply runs the user's apply with
     every ``driftlab.tap(name, p, act)`` routed to the engine's tap(name, p, act or identity);
     loss is (L = mean ℓᵢ, {}). ``config``/``data`` are not used by the generic path."""
-    from driftlab.models.base import Arch
+    from driftlab.models.arch.base import Arch
 
     def apply(params, batch, cfg, tap):
         with handling(lambda n, p, act: tap(n, p, identity if act is None else act)):
