@@ -176,7 +176,7 @@ def load_run(path: str | os.PathLike, final: bool = False) -> list[dict]:
     downstream weight statistics, the final tap statistics, val_loss, val_accuracy).
     """
     from driftlab.reports.discover import discover
-    from driftlab.reports.report import _read_jsonl
+    from driftlab.jsonl import read_jsonl
 
     found = discover([path])
     rows = []
@@ -196,7 +196,8 @@ def load_run(path: str | os.PathLike, final: bool = False) -> list[dict]:
                              **{k: v for k, v in layers.get(tap, {}).items()
                                 if k.startswith("w_") or k == "downstream"}})
             continue
-        for rec in _read_jsonl(run.path / "metrics.jsonl"):
+        for rec in sorted((r for r in read_jsonl(run.path / "metrics.jsonl")
+                           if "step" in r and "event" not in r), key=lambda r: r["step"]):
             step = {k: rec[k] for k in _STEP_KEYS if k in rec}
             for tap, stats in rec.get("taps", {}).items():
                 row = {**base, "step": rec["step"], **step, "tap": tap, **stats}

@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 from driftlab.atomic_io import write_text
+from driftlab.jsonl import read_jsonl
 
 RECORDS_DIR = "records"
 DIGITS = 6
@@ -106,19 +107,6 @@ def from_columns(cols: dict) -> list[dict]:
     return rows
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
-    return rows
-
-
 def record_of(run_dir: Path) -> dict | None:
     """The record of one run directory, or None if it has not finished."""
     run_dir = Path(run_dir)
@@ -134,14 +122,14 @@ def record_of(run_dir: Path) -> dict | None:
     layers = summary.get("layers", {})
     heads = summary.get("heads", {})
     downstream = {e.get("downstream") for e in layers.values()} | set(heads)
-    metrics = [r for r in _read_jsonl(run_dir / "metrics.jsonl")
+    metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl")
                if "step" in r and "event" not in r]
     rec = {k: spec[k] for k in ("run_id", "preset", "version", "kind", "label", "tags",
                                 "config") if k in spec}
     rec["summary"] = {k: v for k, v in summary.items() if k not in DROP_SUMMARY}
     rec["metrics"] = _round(to_columns([_compact_metric(r, downstream)
                                         for r in sorted(metrics, key=lambda r: r["step"])]))
-    law = _read_jsonl(run_dir / "law.jsonl")
+    law = read_jsonl(run_dir / "law.jsonl")
     if law:
         rec["law"] = law
     return rec
@@ -176,7 +164,7 @@ def load(records_dir) -> list[dict]:
     if not d.is_dir():
         raise ValueError(f"records directory {str(d)!r} does not exist (export it with "
                          f"`driftlab records RUN_DIR --out {d}`)")
-    return [r for path in sorted(d.glob("*.jsonl")) for r in _read_jsonl(path)]
+    return [r for path in sorted(d.glob("*.jsonl")) for r in read_jsonl(path)]
 
 
 def materialize(records: list[dict], root) -> Path:

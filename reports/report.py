@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from driftlab.atomic_io import write_json, write_text
+from driftlab.jsonl import read_jsonl
 from driftlab.reports import figures
 from driftlab.reports.markdown import ci as _ci, figure as _figure, fmt as _f, table as _table
 from driftlab.reports import (causal, claims, cliff, confirm, drift, init_grad,
@@ -72,20 +73,9 @@ class Run:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a record cut off by a kill mid-write: the run's
-                continue             # summary and checkpoint say where it stopped
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
-    return sorted((r for r in out if "step" in r and "event" not in r), key=lambda r: r["step"])
+    """The step records of a run's JSONL file (driftlab/jsonl.py's rule), in step order."""
+    return sorted((r for r in read_jsonl(path) if "step" in r and "event" not in r),
+                  key=lambda r: r["step"])
 
 
 def discover_runs(dirs) -> tuple[list[Run], list[tuple[str, str]]]:
