@@ -18,6 +18,12 @@ def read_jsonl(path, repair: bool = False) -> list[dict]:
 
     ValueError (naming the file and the line) for a line that is not a JSON object;
     with ``repair``, a damaged *last* line is dropped instead (a write cut by a kill)."""
+    return [rec for _, rec in numbered_jsonl(path, repair)]
+
+
+def numbered_jsonl(path, repair: bool = False) -> list[tuple[int, dict]]:
+    """(line number from 1, record) of every record of ``path``, under :func:`read_jsonl`'s
+    rule; for readers that name the line of a record they refuse."""
     path = Path(path)
     if not path.exists():
         return []
@@ -37,7 +43,7 @@ def read_jsonl(path, repair: bool = False) -> list[dict]:
             if repair and i == len(lines) - 1:
                 continue
             cut = " (cut short: the write was interrupted)" if i == len(lines) - 1 else ""
-            raise ValueError(f"{path}: line {i + 1} is not a JSON object{cut}; the file is "
-                             f"damaged (a run resumed with `--resume` rewrites it)")
-        out.append(rec)
+            raise ValueError(f"{path}: line {i + 1} is not a JSON object{cut}: the file "
+                             f"is damaged")
+        out.append((i + 1, rec))
     return out

@@ -61,3 +61,118 @@ def test_a_damaged_line_of_the_records_is_refused(tmp_path, capsys):
     assert main(["report", "--from", str(tmp_path), "--out", str(tmp_path / "rep"),
                  "--no-theory"]) == 2
     assert f"{f}: line {n}" in capsys.readouterr().err
+
+
+# ---------------------------- class 3 of the issue: a write replaces data it does not own
+
+def test_records_needs_out_and_never_mixes_scales_or_plans(tmp_path, capsys, monkeypatch):
+    """`driftlab records RUN_DIR` has no default --out (it wrote into the checked-in
+    reports/reduced/records); records of another scale or plan tag in --out are refused
+    unless --overwrite; runs of two scales are never exported into one directory."""
+    monkeypatch.chdir(tmp_path)
+    root, dirs = _runs(tmp_path, ("drift",))
+    with pytest.raises(SystemExit) as exc:
+        main(["records", str(root)])
+    assert exc.value.code == 2 and "--out" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
+    out = tmp_path / "rec"
+    assert main(["records", str(root), "--out", str(out)]) == 0
+    before = (out / "drift.jsonl").read_bytes()
+    # the same runs at another scale (a tiny run) and under a plan tag: refused, untouched
+    for key, value in (("size", "tiny"), ("plan", "abc123")):
+        other = _record("drift")
+        other["tags"][key] = value
+        other["run_id"] += f"-{key}"
+        other_root = records.materialize([other], tmp_path / f"other-{key}")
+        assert main(["records", str(other_root), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "--overwrite" in err and (f"plan {value}" in err or f"scale {value}" in err)
+        assert (out / "drift.jsonl").read_bytes() == before
+        # both lots in one export: refused too
+        both = tmp_path / f"both-{key}"
+        records.materialize([_record("drift")], both)
+        records.materialize([other], both / "x")
+        assert main(["records", str(both), "--out", str(tmp_path / f"new-{key}")]) == 2
+        assert "mix" in capsys.readouterr().err
+    assert main(["records", str(other_root), "--out", str(out), "--overwrite"]) == 0
+    assert {records.lot(r) for r in records.load(out)} == {("cpu", "abc123")}
+
+
+def test_records_of_no_runs_exits_nonzero(tmp_path, capsys):
+    (tmp_path / "train-run").mkdir()
+    (tmp_path / "train-run" / "config.json").write_text("{}")
+    assert main(["records", str(tmp_path), "--out", str(tmp_path / "rec")]) == 2
+    assert "no finished sweep run" in capsys.readouterr().err
+
+
+# ------------------------------------------ class 5 of the issue: bad input, one line
+
+@pytest.mark.parametrize("planted, field", [
+    ({}, "'run_id' missing"),
+    ("no_summary", "'summary' missing"),
+    ("string_loss", "'summary.final_loss' is '0.5', not a number"),
+    ("string_status", "'summary.status' is 3"),
+    ("list_tags", "'tags' is [], not an object"),
+])
+def test_a_records_line_lacking_or_mistyping_a_field_names_file_line_field(
+        planted, field, tmp_path, capsys):
+    rec = _record("drift")
+    if planted == "no_summary":
+        del rec["summary"]
+    elif planted == "string_loss":
+        rec["summary"]["final_loss"] = "0.5"
+    elif planted == "string_status":
+        rec["summary"]["status"] = 3
+    elif planted == "list_tags":
+        rec["tags"] = []
+    else:
+        rec = planted
+    d = tmp_path / records.RECORDS_DIR
+    d.mkdir()
+    (d / "drift.jsonl").write_text(json.dumps(_record("drift")) + "\n" + json.dumps(rec) + "\n")
+    assert main(["report", "--from", str(tmp_path), "--out", str(tmp_path / "rep"),
+                 "--no-theory"]) == 2
+    err = capsys.readouterr().err
+    assert f"{d / 'drift.jsonl'}: line 2: field {field}" in err and len(err.splitlines()) == 1
+
+
+def _bad_outs(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    return [(f, "existing file"), (f / "sub", "lies under the file"),
+            (dangling, "dangling symlink"), (dangling / "sub", "dangling symlink")]
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "records"])
+def test_a_bad_out_is_one_line_exit_2_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """A file, a path under a file, a dangling symlink or an unwritable directory as --out:
+    one line and exit 2 in train, sweep and records, as in report, before any work."""
+    import driftlab.models.engine.run_dir as run_dir
+    import driftlab.models.engine.train as engine
+    import driftlab.reports.records as rec_mod
+
+    monkeypatch.setattr(engine, "get_arch", lambda *_: pytest.fail("computation started"))
+    monkeypatch.setattr(rec_mod, "export", lambda *a, **k: pytest.fail("export started"))
+    root, _ = _runs(tmp_path)
+    argv = {"train": ["train"], "sweep": ["sweep", "drift"], "records": ["records", str(root)]}
+    cases = _bad_outs(tmp_path)
+    for out, words in cases:
+        assert main([*argv[command], "--out", str(out)]) == 2, out
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    # read-only: simulated (root writes to a chmod 0o555 directory)
+    monkeypatch.setattr(run_dir.os, "access", lambda *_: False)
+    assert main([*argv[command], "--out", str(tmp_path / "ro" / "x")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_records_refuse_two_different_runs_of_one_id(tmp_path, capsys):
+    rec, other = _record("drift"), _record("drift")
+    other["summary"]["final_loss"] = 9.0
+    records.materialize([rec], tmp_path / "a")
+    records.materialize([other], tmp_path / "b")
+    assert main(["records", str(tmp_path / "a"), str(tmp_path / "b"),
+                 "--out", str(tmp_path / "rec")]) == 2
+    assert "two different runs" in capsys.readouterr().err

@@ -25,11 +25,21 @@ LOCK_FILE = ".driftlab.lock"  # held by the run using the directory: {"host", "p
 def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """``path`` as a Path if it is (or can be created as) a writable directory.
 
-    Raises ValueError naming ``flag`` when ``path`` is an existing non-directory, when a
-    parent component is a file, or when the nearest existing ancestor is not writable.
+    Raises ValueError naming ``flag`` when ``path`` is an existing non-directory, when it
+    or a parent component is a dangling symlink, when a parent component is a file, or
+    when the nearest existing ancestor is not writable.
     Nothing is created.
     """
     path = Path(path)
+    probe = path
+    while not probe.exists():  # a dangling symlink "does not exist", yet mkdir fails on it
+        if probe.is_symlink():
+            raise ValueError(f"{flag}={str(path)!r}: {str(probe)!r} is a dangling symlink "
+                             f"(to {os.readlink(probe)!r}); allowed: a directory path "
+                             f"(existing or new)")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is an existing file; allowed: a directory "
                          f"path (existing or new)")
