@@ -81,7 +81,7 @@ def check_theorems(seed: int = 0, progress: bool = False, rerun: bool = False) -
     check (claim, setting, kind, analytic, mc_mean, mc_stderr, z, threshold, verdict, …),
     Bonferroni over the suite at α = 1e-3. Results are shared with ``driftlab theory
     check`` and ``driftlab report`` through one cache keyed by code version and seed
-    (reports/theory_cache.py); ``rerun`` runs them anyway (1–3 min on 2 CPU cores)."""
+    (reports/theory_cache.py); ``rerun`` runs them anyway (about 2 min on 2 CPU cores)."""
     from driftlab.reports.theory_cache import checked
 
     return checked(seed=seed, progress=progress, rerun=rerun)[0]

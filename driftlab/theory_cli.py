@@ -107,6 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    # Every --seed is checked here, before any action starts minutes of work.
+    if getattr(args, "seed", 0) < 0:
+        raise ValueError(f"--seed {args.seed} invalid; allowed: an int >= 0")
     return {"check": _check, "predict": _predict, "plots": _plots,
             "layers": _layers, "trajectory": _trajectory}[args.action](args)
 
@@ -114,8 +117,6 @@ def run(args) -> int:
 def _check(args) -> int:
     from driftlab.reports import theory_cache
 
-    if args.seed < 0:  # before minutes of checks (PRNG keys take no negative seed)
-        raise ValueError(f"--seed {args.seed} invalid; allowed: an int >= 0")
     rows, cached = theory_cache.checked(seed=args.seed, rerun=args.rerun,
                                         progress=not (args.no_progress or args.json))
     if cached:
@@ -367,7 +368,20 @@ def format_trajectory(rows, changes, spec, every: int) -> str:
         lines.append(f"first order alone: max |z| = {ag1['max_abs_z']:.2f}: "
                      f"{'agrees' if ag1['agrees'] else 'rejected'}")
     for c in changes:
+        predicted = sign_change_text(c.predicted_sign_change, c.predicted_ci, spec.steps)
+        measured = sign_change_text(c.measured_sign_change, c.measured_ci, spec.steps)
         lines.append(f"{c.quantity:22} a = {c.a:.3e}  b = {c.b:.3e}  horizon = {c.horizon:.0f} steps  "
-                     f"sign change: predicted {c.predicted_sign_change} (CI {c.predicted_ci}), "
-                     f"measured {c.measured_sign_change} (CI {c.measured_ci})")
+                     f"sign change: predicted {predicted}, measured {measured}")
     return "\n".join(lines)
+
+
+def sign_change_text(step, ci, steps: int) -> str:
+    """A sign-change step and its CI in words: "none within N steps" for None (never
+    "None (CI None)"), an open CI end as "beyond N"."""
+    if step is None:
+        return f"none within {steps} steps"
+    if not ci:
+        return f"at step {step}"
+    lo, hi = ci
+    return (f"at step {step} (CI {'?' if lo is None else lo}–"
+            f"{f'beyond {steps}' if hi is None else hi})")

@@ -355,8 +355,12 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     The report holds no wall time, so the same runs give the same bytes.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     runs, skipped = discover_runs(run_dirs)
+    if not runs:  # an empty report would read as a report of nothing wrong
+        why = "; ".join(f"{d}: {reason}" for d, reason in skipped[:3])
+        raise ValueError(f"run_dirs: no finished run under {', '.join(map(str, run_dirs))}"
+                         + (f" ({why})" if why else ""))
+    out.mkdir(parents=True, exist_ok=True)
     groups = by_preset(runs)
     ok = {name: _ok(rs) for name, rs in groups.items()}
     th = theory_results(theory, out, theory_cache)

@@ -48,6 +48,9 @@ def run(args) -> int:
     check_output_dir(args.out)  # before reading runs or running checks
     if args.from_dir is not None:
         return _from_records(args)
+    if not args.run_dirs:
+        raise ValueError("run_dirs: none given; allowed: one or more run directories, or "
+                         "--from REPORT_DIR (checked-in records)")
 
     if args.sweep is not None:
         from driftlab.reports.presets import PRESETS

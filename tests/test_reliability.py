@@ -176,3 +176,37 @@ def test_records_refuse_two_different_runs_of_one_id(tmp_path, capsys):
     assert main(["records", str(tmp_path / "a"), str(tmp_path / "b"),
                  "--out", str(tmp_path / "rec")]) == 2
     assert "two different runs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------- friction: no silent no-ops
+
+def test_report_of_no_runs_exits_2(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path / "rep"), "--no-theory"]) == 2
+    assert "run_dirs: none given" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "rep"),
+                 "--no-theory"]) == 2
+    assert "no finished run" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("action", [["check"], ["plots", "--quick"],
+                                    ["predict", "--loss", "mse", "--act", "relu", "--d-in",
+                                     "4", "--width", "4", "--d-out", "1"]])
+def test_a_negative_theory_seed_is_refused_before_any_work(action, capsys, monkeypatch, tmp_path):
+    import driftlab.montecarlo.check_progress as tcli
+
+    monkeypatch.setattr(tcli, "run_with_progress", lambda *a, **k: pytest.fail("ran checks"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["theory", *action, "--seed", "-1"]) == 2
+    assert "--seed -1 invalid" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_trajectory_sign_change_never_prints_none():
+    from driftlab.theory_cli import sign_change_text
+
+    assert sign_change_text(None, None, 100) == "none within 100 steps"
+    assert sign_change_text(40, (30, None), 100) == "at step 40 (CI 30–beyond 100)"
+    assert sign_change_text(40, (30, 50), 100) == "at step 40 (CI 30–50)"
+    assert "None" not in sign_change_text(7, None, 100)
