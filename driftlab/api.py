@@ -147,6 +147,9 @@ def resume(out: str | os.PathLike, steps: int | None = None, **fields) -> dict:
     values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
               if isinstance(v, list) else v
               for k, v in stored.items() if k in known and k not in ("resume", "overwrite")}
+    from driftlab.models.engine.train_config import check_resume_measurement
+
+    check_resume_measurement(stored, fields, str(path))
     values.update(fields, out=str(out), resume=True)
     values.pop("recipe", None)  # already applied: its values are the stored fields
     if steps is not None:

@@ -3,6 +3,7 @@ input gets one line naming what is wrong. Faults are planted in materialized rec
 (reports/reduced/records), so no test here trains."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,97 @@ def test_trajectory_sign_change_never_prints_none():
     assert sign_change_text(40, (30, None), 100) == "at step 40 (CI 30–beyond 100)"
     assert sign_change_text(40, (30, 50), 100) == "at step 40 (CI 30–50)"
     assert "None" not in sign_change_text(7, None, 100)
+
+
+# ------------------- class 2 of the issue: a resume never changes what a run measures
+
+STORED = {"arch": "mlp", "act": "relu", "steps": 5, "eps": 1e-3, "log_every": 10,
+          "instrument": True, "eval_batches": 4}
+
+
+@pytest.mark.parametrize("flags, field", [(["--eps", "1e-4"], "--eps"),
+                                          (["--log-every", "2"], "--log-every"),
+                                          (["--no-instrument"], "--no-instrument"),
+                                          (["--eval-batches", "1"], "--eval-batches")])
+def test_resume_refuses_a_changed_measurement_option(flags, field, tmp_path, capsys,
+                                                     monkeypatch):
+    """`train --resume` and driftlab.resume refuse --eps, --log-every, --no-instrument or
+    --eval-batches different from the run's own, naming the option, before any work (and
+    config.json is untouched)."""
+    import driftlab.models.engine.train as engine
+
+    monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("training started"))
+    (tmp_path / "config.json").write_text(json.dumps({"train": STORED}))
+    before = (tmp_path / "config.json").read_bytes()
+    assert main(["train", "--out", str(tmp_path), "--resume", *flags]) == 2
+    err = capsys.readouterr().err
+    assert field in err and "differs from the resumed run's" in err
+    key = field[2:].replace("-", "_").replace("no_", "")
+    value = {"eps": 1e-4, "log_every": 2, "instrument": False, "eval_batches": 1}[key]
+    with pytest.raises(ValueError, match=field):
+        driftlab.resume(tmp_path, **{key: value})
+    assert (tmp_path / "config.json").read_bytes() == before
+
+
+def test_resume_accepts_the_runs_own_measurement_options():
+    from driftlab.models.engine.train_config import check_resume_measurement
+
+    check_resume_measurement(STORED, {"eps": 1e-3, "log_every": 10, "instrument": True,
+                                      "eval_batches": 4, "steps": 50})
+
+
+# ----------------------- class 4 of the issue: a killed write leaves nothing behind
+
+def test_stale_checkpoint_temps_are_removed_when_a_run_takes_its_directory(tmp_path, capsys):
+    """SIGKILL during a checkpoint write leaves atomic_io's ``.checkpoint.npz.new.PID.TID.tmp``
+    (checkpoint-sized); the next run holding the directory (a --resume) removes it. A temp
+    of a live process and files of any other name are kept."""
+    import subprocess
+    import sys
+
+    from driftlab.atomic_io import temp_owner, temp_path
+    from driftlab.models.engine import run_dir
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        stale = tmp_path / f".checkpoint.npz.new.{dead}.140000.tmp"
+        kept = tmp_path / f".checkpoint.npz.new.{live.pid}.140000.tmp"
+        other = tmp_path / "notes.1.2.tmp"
+        for f in (stale, kept, other):
+            f.write_bytes(b"x" * 1000)
+        assert temp_owner(temp_path(tmp_path / "checkpoint.npz.new").name) == os.getpid()
+        assert temp_owner(stale.name) == dead and temp_owner(other.name) is None
+        with run_dir.lock(tmp_path):
+            pass
+        assert not stale.exists() and kept.exists() and other.exists()
+        assert str(stale) in capsys.readouterr().err
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_extending_a_finished_run_logs_the_steps_an_uninterrupted_run_logs(tmp_path):
+    """A 4-step run (log every 2: steps 0, 2 and its last, 3) extended to 7 steps logs
+    0, 2, 4, 6 like an uninterrupted 7-step run: the first run's last step 3 is not kept,
+    and every record equals the uninterrupted run's (wall times aside)."""
+    from driftlab.models.engine.train import TrainConfig, train
+
+    base = dict(arch="mlp", act="relu", data="synthetic", size="tiny", batch_size=8,
+                lr=0.05, optimizer="momentum", log_every=2, eval_batches=1, progress=False)
+    whole, ext = tmp_path / "whole", tmp_path / "ext"
+    train(TrainConfig(**base, steps=7, out=str(whole)))
+    train(TrainConfig(**base, steps=4, out=str(ext)))
+    train(TrainConfig(**base, steps=7, out=str(ext), resume=True))
+
+    def records(d):
+        out = []
+        for line in (d / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            out.append({k: v for k, v in rec.items() if k not in ("time", "steps_per_s")})
+        return out
+
+    steps = [r["step"] for r in records(ext)]
+    assert steps == [r["step"] for r in records(whole)] == [0, 2, 4, 6]
+    assert records(ext) == records(whole)

@@ -96,6 +96,28 @@ def _holder(path: Path) -> dict | None:
     return owner
 
 
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of driftlab/atomic_io.py's pattern in ``path`` whose
+    writer is gone (a kill mid-write, e.g. of a checkpoint-sized file), saying so on
+    stderr; the removed paths. Called under the run lock, so no live writer of this run
+    is using them; a temp of a pid alive on this host is kept."""
+    import sys
+
+    from driftlab.atomic_io import temp_owner
+
+    removed = []
+    for f in sorted(Path(path).iterdir()):
+        pid = temp_owner(f.name)
+        if pid is None or pid == os.getpid() or pid_alive(pid) or not f.is_file():
+            continue
+        size = f.stat().st_size
+        f.unlink(missing_ok=True)
+        removed.append(f)
+        print(f"driftlab: removed {f} ({size} bytes), left by a write killed before it "
+              f"finished (pid {pid})", file=sys.stderr)
+    return removed
+
+
 @contextlib.contextmanager
 def lock(path: str | os.PathLike | None, flag: str = "--out"):
     """Hold ``path`` (a run directory, created if needed) for this run; None: no-op.
@@ -123,6 +145,7 @@ def lock(path: str | os.PathLike | None, flag: str = "--out"):
         raise RunDirLocked(f"{flag}={str(path)!r}: could not take the run lock {lock_path}")
     with os.fdopen(fd, "w") as fh:
         json.dump({"host": socket.gethostname(), "pid": os.getpid()}, fh)
+    remove_stale_temps(path)
     try:
         yield
     finally:

@@ -236,6 +236,7 @@ def config_from_args(args: argparse.Namespace):
 
     from driftlab.models.engine.recipes import recipe_config
     from driftlab.models.engine.train import TrainConfig
+    from driftlab.models.engine.train_config import check_resume_measurement
 
     given = {field: getattr(args, field) for _, field, _, _ in _OPTIONS
              if getattr(args, field, None) is not None}
@@ -259,6 +260,7 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError(f"{stored['_recovered_from']}: unreadable; the configuration "
                              f"was recovered from the checkpoint, but not the run's total "
                              f"steps: rerun with --resume --steps N (nothing was deleted)")
+        check_resume_measurement(stored, given, f"{args.out}/config.json")
         if stored.get("seeds") is not None and getattr(args, "seeds", None) is None:
             args.seeds = ",".join(str(s) for s in stored["seeds"])
         for key, value in stored.items():
