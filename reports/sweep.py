@@ -12,7 +12,9 @@ the spec; finished runs are skipped, so re-running an interrupted sweep resumes 
 row per finished run of the grid and is rebuilt after every sweep.
 Concurrent workers (local processes, SLURM array jobs) sharing ``OUT`` claim each run
 atomically first (reports/run_claims.py); a run claimed by another live worker is left to it
-(status ``claimed``).
+(status ``claimed``), and taken over before the sweep ends if that worker has died since.
+Runs of the shard still unfinished at the end are listed in ``SweepResult.unfinished``
+(``driftlab sweep`` names them and exits 1).
 
 Engine runs of the grid that differ only in seed train as one seed ensemble (one compiled
 program; at most ``max_ensemble`` members), each member still writing its own
