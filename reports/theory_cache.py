@@ -6,7 +6,9 @@ when the code that computes them changed: one cache, filled and read by all thre
 The key is a SHA-256 over the source of every module the results depend on (theory/,
 montecarlo/, driftlab/activations.py) plus the seed; the cache lives in
 ``$DRIFTLAB_CACHE`` or ``$XDG_CACHE_HOME/driftlab`` (default ``~/.cache/driftlab``) as
-``theory_checks-<key>.json``. An unreadable cache file counts as a miss.
+``theory_checks-<key>.json``. An unreadable cache file, or one that is not the full
+suite's results (:func:`problems`: fewer rows, a row missing or mistyping a field), counts
+as a miss, and what is wrong with it is said on stderr.
 """
 
 from __future__ import annotations
