@@ -305,3 +305,18 @@ def test_extending_a_finished_run_logs_the_steps_an_uninterrupted_run_logs(tmp_p
     steps = [r["step"] for r in records(ext)]
     assert steps == [r["step"] for r in records(whole)] == [0, 2, 4, 6]
     assert records(ext) == records(whole)
+
+
+def test_an_ensemble_that_cannot_fit_is_refused_up_front_with_the_estimate(
+        tmp_path, capsys, monkeypatch):
+    """`train --seeds 0-100000` grew to 20 GB before training; now it is refused before
+    any member is built, with the estimate (available memory set to 1 GB here)."""
+    import driftlab.models.engine.train as engine
+    import driftlab.montecarlo.memory as memory
+
+    monkeypatch.setattr(engine, "train_ensemble", lambda *a, **k: pytest.fail("started"))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**9)
+    assert main(["train", "--seeds", "0-100000", "--out", str(tmp_path / "ens")]) == 2
+    err = capsys.readouterr().err
+    assert "100001 seeds need at least" in err and "1.0 GB available" in err
+    assert len(err.strip().splitlines()) == 1
