@@ -81,7 +81,7 @@ def check_theorems(seed: int = 0, progress: bool = False, rerun: bool = False) -
     check (claim, setting, kind, analytic, mc_mean, mc_stderr, z, threshold, verdict, …),
     Bonferroni over the suite at α = 1e-3. Results are shared with ``driftlab theory
     check`` and ``driftlab report`` through one cache keyed by code version and seed
-    (reports/theory_cache.py); ``rerun`` runs them anyway (1–3 min on 2 CPU cores)."""
+    (reports/theory_cache.py); ``rerun`` runs them anyway (about 2 min on 2 CPU cores)."""
     from driftlab.reports.theory_cache import checked
 
     return checked(seed=seed, progress=progress, rerun=rerun)[0]
@@ -147,6 +147,9 @@ def resume(out: str | os.PathLike, steps: int | None = None, **fields) -> dict:
     values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
               if isinstance(v, list) else v
               for k, v in stored.items() if k in known and k not in ("resume", "overwrite")}
+    from driftlab.models.engine.train_config import check_resume_measurement
+
+    check_resume_measurement(stored, fields, str(path))
     values.update(fields, out=str(out), resume=True)
     values.pop("recipe", None)  # already applied: its values are the stored fields
     if steps is not None:
@@ -176,7 +179,7 @@ def load_run(path: str | os.PathLike, final: bool = False) -> list[dict]:
     downstream weight statistics, the final tap statistics, val_loss, val_accuracy).
     """
     from driftlab.reports.discover import discover
-    from driftlab.reports.report import _read_jsonl
+    from driftlab.jsonl import read_jsonl
 
     found = discover([path])
     rows = []
@@ -196,7 +199,8 @@ def load_run(path: str | os.PathLike, final: bool = False) -> list[dict]:
                              **{k: v for k, v in layers.get(tap, {}).items()
                                 if k.startswith("w_") or k == "downstream"}})
             continue
-        for rec in _read_jsonl(run.path / "metrics.jsonl"):
+        for rec in sorted((r for r in read_jsonl(run.path / "metrics.jsonl")
+                           if "step" in r and "event" not in r), key=lambda r: r["step"]):
             step = {k: rec[k] for k in _STEP_KEYS if k in rec}
             for tap, stats in rec.get("taps", {}).items():
                 row = {**base, "step": rec["step"], **step, "tap": tap, **stats}

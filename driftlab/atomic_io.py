@@ -35,6 +35,16 @@ def temp_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
+def temp_owner(name: str) -> int | None:
+    """The pid in a file name of :func:`temp_path`'s pattern (``.NAME.PID.TID.tmp``), or
+    None for any other name."""
+    parts = name.rsplit(".", 3)
+    if len(parts) == 4 and name.startswith(".") and parts[3] == "tmp" \
+            and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1])
+    return None
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Replace ``path`` by ``data`` atomically (see the module docstring)."""
     path = Path(path)

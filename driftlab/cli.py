@@ -3,7 +3,7 @@
 experiment sweeps and reports.
 
 Examples:
-  driftlab theory check                       every theorem vs Monte Carlo (1–3 min, CPU)
+  driftlab theory check                       every theorem vs Monte Carlo (about 2 min, CPU)
   driftlab train --arch mlp --act relu --steps 200 --out runs/mlp
   driftlab train --out runs/mlp --resume --steps 400      continue a run (its own config)
   driftlab sweep drift --size tiny --out runs/drift

@@ -108,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    # Every --seed is checked here, before any action starts minutes of work.
+    if getattr(args, "seed", 0) < 0:
+        raise ValueError(f"--seed {args.seed} invalid; allowed: an int >= 0")
     return {"check": _check, "predict": _predict, "plots": _plots,
             "layers": _layers, "trajectory": _trajectory}[args.action](args)
 
@@ -120,6 +123,12 @@ def _check(args) -> int:
     if cached:
         print(f"driftlab theory check: results of this code version and seed from the cache "
               f"{cached}; --rerun runs them again", file=sys.stderr)
+    # A pass count is only printed for the whole suite: fewer rows is missing work.
+    bad = theory_cache.problems(rows, f"driftlab theory check ({cached or 'this run'})")
+    if bad:
+        print("\n".join(bad) + "\nnot every check of the suite has a result; "
+              "`driftlab theory check --rerun` runs them all", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -380,7 +389,20 @@ def format_trajectory(rows, changes, spec, every: int, check: dict | None = None
     if check is not None:
         lines += format_check(check)
     for c in changes:
+        predicted = sign_change_text(c.predicted_sign_change, c.predicted_ci, spec.steps)
+        measured = sign_change_text(c.measured_sign_change, c.measured_ci, spec.steps)
         lines.append(f"{c.quantity:22} a = {c.a:.3e}  b = {c.b:.3e}  horizon = {c.horizon:.0f} steps  "
-                     f"sign change: predicted {c.predicted_sign_change} (CI {c.predicted_ci}), "
-                     f"measured {c.measured_sign_change} (CI {c.measured_ci})")
+                     f"sign change: predicted {predicted}, measured {measured}")
     return "\n".join(lines)
+
+
+def sign_change_text(step, ci, steps: int) -> str:
+    """A sign-change step and its CI in words: "none within N steps" for None (never
+    "None (CI None)"), an open CI end as "beyond N"."""
+    if step is None:
+        return f"none within {steps} steps"
+    if not ci:
+        return f"at step {step}"
+    lo, hi = ci
+    return (f"at step {step} (CI {'?' if lo is None else lo}–"
+            f"{f'beyond {steps}' if hi is None else hi})")

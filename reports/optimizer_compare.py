@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driftlab.jsonl import read_jsonl
 from driftlab.reports import verdicts
 
 OPTIMIZERS = ("muon", "adamw", "sgd")
@@ -120,13 +121,10 @@ def load_run(run_dir) -> dict:
                        "grad_pos_mean": e.get("grad_pos_mean", float("nan"))}
     ses = {e["downstream"]: e["w_mean_se"] for e in summary["layers"].values()}
     curve = []
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        for line in metrics.read_text().splitlines():
-            rec = json.loads(line)
-            if "weights" in rec and rec["weights"]:
-                zs = [rec["weights"][p]["mean_change"] / se for p, se in ses.items()]
-                curve.append((rec["step"], float(np.mean(zs))))
+    for rec in read_jsonl(run_dir / "metrics.jsonl"):
+        if "weights" in rec and rec["weights"]:
+            zs = [rec["weights"][p]["mean_change"] / se for p, se in ses.items()]
+            curve.append((rec["step"], float(np.mean(zs))))
     return {"optimizer": train_cfg["optimizer"], "seed": train_cfg["seed"],
             "recipe": train_cfg.get("recipe"),
             "steps": summary["steps"], "status": summary["status"],

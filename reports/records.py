@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 from driftlab.atomic_io import write_text
+from driftlab.jsonl import numbered_jsonl, read_jsonl
 
 RECORDS_DIR = "records"
 DIGITS = 6
@@ -106,19 +107,6 @@ def from_columns(cols: dict) -> list[dict]:
     return rows
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
-    return rows
-
-
 def record_of(run_dir: Path) -> dict | None:
     """The record of one run directory, or None if it has not finished."""
     run_dir = Path(run_dir)
@@ -134,22 +122,38 @@ def record_of(run_dir: Path) -> dict | None:
     layers = summary.get("layers", {})
     heads = summary.get("heads", {})
     downstream = {e.get("downstream") for e in layers.values()} | set(heads)
-    metrics = [r for r in _read_jsonl(run_dir / "metrics.jsonl")
+    metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl")
                if "step" in r and "event" not in r]
     rec = {k: spec[k] for k in ("run_id", "preset", "version", "kind", "label", "tags",
                                 "config") if k in spec}
     rec["summary"] = {k: v for k, v in summary.items() if k not in DROP_SUMMARY}
     rec["metrics"] = _round(to_columns([_compact_metric(r, downstream)
                                         for r in sorted(metrics, key=lambda r: r["step"])]))
-    law = _read_jsonl(run_dir / "law.jsonl")
+    law = read_jsonl(run_dir / "law.jsonl")
     if law:
         rec["law"] = law
     return rec
 
 
-def export(run_dirs, out) -> dict[str, int]:
+def lot(rec: dict) -> tuple:
+    """(scale, plan tag) of a record: records of different lots never share a directory."""
+    tags = rec.get("tags") or {}
+    return (tags.get("size") or (rec.get("config") or {}).get("size"), tags.get("plan"))
+
+
+def _lot_text(lots) -> str:
+    return ", ".join(f"scale {s}" + (f" plan {p}" if p else " (no plan)")
+                     for s, p in sorted(lots, key=str))
+
+
+def export(run_dirs, out, overwrite: bool = False) -> dict[str, int]:
     """Write ``out/<preset>.jsonl`` for every preset with finished runs under
-    ``run_dirs`` (searched recursively for ``run.json``); {preset: runs written}."""
+    ``run_dirs`` (searched recursively for ``run.json``); {preset: runs written}.
+
+    Records of one lot (:func:`lot`: scale and plan tag) only: ValueError when the runs
+    mix lots, when they have no finished run, or when ``out`` already holds records of
+    another lot (unless ``overwrite``, which then removes every other ``*.jsonl`` there).
+    """
     by_preset: dict[str, dict] = {}
     for d in run_dirs:
         d = Path(d)
@@ -158,8 +162,33 @@ def export(run_dirs, out) -> dict[str, int]:
         for spec_path in sorted(d.rglob("run.json")):
             rec = record_of(spec_path.parent)
             if rec is not None:
-                by_preset.setdefault(rec["preset"], {})[rec["run_id"]] = rec
+                seen = by_preset.setdefault(rec["preset"], {})
+                if seen.get(rec["run_id"], rec) != rec:  # one would silently replace the other
+                    raise ValueError(f"two different runs {rec['run_id']!r} under "
+                                     f"{', '.join(map(str, run_dirs))} (one at "
+                                     f"{spec_path.parent}); export them separately")
+                seen[rec["run_id"]] = rec
+    if not by_preset:
+        raise ValueError(f"no finished sweep run (run.json and summary.json) under "
+                         f"{', '.join(map(str, run_dirs))}: nothing to export (`driftlab "
+                         f"train` runs are read by `driftlab report RUN_DIR` directly)")
+    lots = {lot(r) for recs in by_preset.values() for r in recs.values()}
+    if len(lots) > 1:
+        raise ValueError(f"the runs under {', '.join(map(str, run_dirs))} mix {_lot_text(lots)}; "
+                         f"records of different scales or plans never share a directory: "
+                         f"export each to its own --out")
     out = Path(out)
+    old = sorted(out.glob("*.jsonl")) if out.is_dir() else []
+    if old and not overwrite:
+        theirs = {lot(r) for r in load(out)}
+        if theirs - lots:
+            raise ValueError(f"--out={str(out)!r} holds records of {_lot_text(theirs)}, these "
+                             f"runs are {_lot_text(lots)}; pass --overwrite to replace them, "
+                             f"or choose another --out")
+    if overwrite:
+        for path in old:
+            if path.stem not in by_preset:  # of another lot, or a preset not exported now
+                path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for preset, recs in sorted(by_preset.items()):
@@ -170,13 +199,61 @@ def export(run_dirs, out) -> dict[str, int]:
     return counts
 
 
+# The fields of a record and their types (every reader of records relies on them): top
+# level, then inside ``summary`` (checked where present; any ``val_*`` is a number).
+NUMBER = (int, float)
+RECORD_FIELDS = {"run_id": str, "preset": str, "kind": str, "version": str, "tags": dict,
+                 "config": dict, "summary": dict, "metrics": dict}
+OPTIONAL_FIELDS = {"label": str, "law": list}
+SUMMARY_FIELDS = {"status": str, "final_loss": NUMBER, "val_loss": NUMBER, "seconds": NUMBER,
+                  "steps": int, "layers": dict, "heads": dict, "taps": dict}
+
+
+def _type_name(kind) -> str:
+    return {str: "a string", dict: "an object", list: "a list", int: "an integer",
+            NUMBER: "a number"}[kind]
+
+
+def record_problem(rec: dict) -> str | None:
+    """The first field of ``rec`` that is missing or of the wrong type, said in a few
+    words (None when every field is right)."""
+    def bad(v, kind):
+        return not isinstance(v, kind) or isinstance(v, bool)
+
+    for field, kind in RECORD_FIELDS.items():
+        if field not in rec:
+            return f"field {field!r} missing"
+        if bad(rec[field], kind):
+            return f"field {field!r} is {rec[field]!r:.40}, not {_type_name(kind)}"
+    for field, kind in OPTIONAL_FIELDS.items():
+        if field in rec and bad(rec[field], kind):
+            return f"field {field!r} is {rec[field]!r:.40}, not {_type_name(kind)}"
+    summary = rec["summary"]
+    if "status" not in summary:
+        return "field 'summary.status' missing"
+    for field, v in summary.items():
+        kind = SUMMARY_FIELDS.get(field, NUMBER if field.startswith("val_") else None)
+        if kind is not None and bad(v, kind):
+            return f"field 'summary.{field}' is {v!r:.40}, not {_type_name(kind)}"
+    return None
+
+
 def load(records_dir) -> list[dict]:
-    """Every record under ``records_dir`` (``*.jsonl``), in file then line order."""
+    """Every record under ``records_dir`` (``*.jsonl``), in file then line order; a line
+    that is not a record (:func:`record_problem`) is refused naming the file, the line
+    and the field."""
     d = Path(records_dir)
     if not d.is_dir():
         raise ValueError(f"records directory {str(d)!r} does not exist (export it with "
                          f"`driftlab records RUN_DIR --out {d}`)")
-    return [r for path in sorted(d.glob("*.jsonl")) for r in _read_jsonl(path)]
+    out = []
+    for path in sorted(d.glob("*.jsonl")):
+        for line, rec in numbered_jsonl(path):
+            problem = record_problem(rec)
+            if problem:
+                raise ValueError(f"{path}: line {line}: {problem}")
+            out.append(rec)
+    return out
 
 
 def materialize(records: list[dict], root) -> Path:
@@ -203,12 +280,20 @@ def materialize(records: list[dict], root) -> Path:
 def add_arguments(parser) -> None:
     parser.add_argument("run_dirs", nargs="+", help="sweep output directories (searched "
                         "recursively for finished runs)")
-    parser.add_argument("--out", default=f"reports/reduced/{RECORDS_DIR}",
-                        help="where <preset>.jsonl go")
+    parser.add_argument("--out", required=True,
+                        help="where <preset>.jsonl go (required: no default, so an export "
+                             "never lands in the checked-in reports/reduced/records by "
+                             "accident); checked before any run is read")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace records of another scale or plan already in --out "
+                             "(default: refuse them)")
 
 
 def run(args) -> int:
-    counts = export(args.run_dirs, args.out)
+    from driftlab.models.engine.run_dir import check_output_dir
+
+    check_output_dir(args.out)
+    counts = export(args.run_dirs, args.out, overwrite=args.overwrite)
     total = sum(counts.values())
     size = sum((Path(args.out) / f"{p}.jsonl").stat().st_size for p in counts)
     print(f"driftlab records: {total} runs ({', '.join(f'{p}: {n}' for p, n in counts.items())}"

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from driftlab.atomic_io import write_json, write_text
+from driftlab.jsonl import read_jsonl
 from driftlab.reports import figures
 from driftlab.reports.markdown import ci as _ci, figure as _figure, fmt as _f, table as _table
 from driftlab.reports import (causal, claims, cliff, confirm, drift, init_grad,
@@ -72,20 +73,9 @@ class Run:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a record cut off by a kill mid-write: the run's
-                continue             # summary and checkpoint say where it stopped
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
-    return sorted((r for r in out if "step" in r and "event" not in r), key=lambda r: r["step"])
+    """The step records of a run's JSONL file (driftlab/jsonl.py's rule), in step order."""
+    return sorted((r for r in read_jsonl(path) if "step" in r and "event" not in r),
+                  key=lambda r: r["step"])
 
 
 def discover_runs(dirs) -> tuple[list[Run], list[tuple[str, str]]]:
@@ -191,9 +181,12 @@ def theory_results(mode: str, out: Path, cache: str | None = None) -> list[dict]
             rows = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"theory cache {str(path)!r} unreadable ({err})") from None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "verdict" in r
-                                                 for r in rows):
-            raise ValueError(f"theory cache {str(path)!r} is not a list of check results")
+        from driftlab.reports import theory_cache
+
+        bad = theory_cache.problems(rows, f"theory cache {str(path)!r}")
+        if bad:  # a report never counts passes over fewer checks than the suite has
+            raise ValueError("; ".join(bad) + " (`driftlab theory check --rerun` and "
+                             "`driftlab report --theory run` run the full suite)")
         return rows
     # Progress on stderr; results cached by code version (reports/theory_cache.py).
     import sys
@@ -213,8 +206,10 @@ def section_theory(rows: list[dict] | None) -> str:
     s = f"## {SECTIONS[0]}\n\n"
     if rows is None:
         return s + "Not included (`--no-theory`). Run `driftlab theory check`.\n"
-    n_fail = sum(r["verdict"] != "pass" for r in rows)
-    s += (f"{len(rows) - n_fail} of {len(rows)} checks pass (theory.checks.run_checks: "
+    from driftlab.reports.theory_cache import suite_names
+
+    n_pass = sum(r["verdict"] == "pass" for r in rows)
+    s += (f"{n_pass} of {len(suite_names())} checks pass (theory.checks.run_checks: "
           f"Monte Carlo vs analytic, Bonferroni over the suite, α = 1e-3).\n\n")
     s += _table(["verdict", "z", "z*", "analytic", "MC mean ± SE", "claim", "setting"],
                 [[r["verdict"], _f(r["z"]), _f(r["threshold"]), _f(r["analytic"], 5),
@@ -360,8 +355,12 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     The report holds no wall time, so the same runs give the same bytes.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     runs, skipped = discover_runs(run_dirs)
+    if not runs:  # an empty report would read as a report of nothing wrong
+        why = "; ".join(f"{d}: {reason}" for d, reason in skipped[:3])
+        raise ValueError(f"run_dirs: no finished run under {', '.join(map(str, run_dirs))}"
+                         + (f" ({why})" if why else ""))
+    out.mkdir(parents=True, exist_ok=True)
     groups = by_preset(runs)
     ok = {name: _ok(rs) for name, rs in groups.items()}
     th = theory_results(theory, out, theory_cache)

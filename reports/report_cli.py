@@ -66,6 +66,9 @@ def run(args) -> int:
     if args.theory_json is not None and not Path(args.theory_json).is_file():
         raise ValueError(f"theory_json={args.theory_json!r} invalid; allowed: an existing "
                          f"file written by `driftlab theory check --json`")
+    if not args.run_dirs:
+        raise ValueError("run_dirs: none given; allowed: one or more run directories, or "
+                         "--from REPORT_DIR (checked-in records)")
     if args.sweep is not None and not _sweep_first(args):
         return 1
     if not args.theory:

@@ -12,7 +12,9 @@ the spec; finished runs are skipped, so re-running an interrupted sweep resumes 
 row per finished run of the grid and is rebuilt after every sweep.
 Concurrent workers (local processes, SLURM array jobs) sharing ``OUT`` claim each run
 atomically first (reports/run_claims.py); a run claimed by another live worker is left to it
-(status ``claimed``).
+(status ``claimed``), and taken over before the sweep ends if that worker has died since.
+Runs of the shard still unfinished at the end are listed in ``SweepResult.unfinished``
+(``driftlab sweep`` names them and exits 1).
 
 Engine runs of the grid that differ only in seed train as one seed ensemble (one compiled
 program; at most ``max_ensemble`` members), each member still writing its own
@@ -512,6 +514,9 @@ class SweepResult:
     csv: str
     seconds: float
     interrupted: str | None = None  # the signal that stopped it (SIGTERM/SIGINT), if any
+    # Runs of this shard with no finished result when the sweep ended (held by a live
+    # worker, or failed): the grid is incomplete, and the command says so and exits 1.
+    unfinished: list = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -578,13 +583,38 @@ def run_sweep(preset: str, size: str = "tiny", seeds: int | None = None, shard=N
                     interrupted = res.get("signal") or "signal"
             if interrupted:
                 break
+        if not interrupted:
+            # A run left to another worker whose process has died since holds a stale
+            # claim now: take it over, so a dead worker never leaves a hole in the grid.
+            for spec in [s for s in todo if s.run_id in skipped
+                         and not is_finished(s, out / s.run_id)]:
+                res = run_one(spec, out)
+                if res["status"] not in ("claimed", "skipped"):
+                    skipped.remove(spec.run_id)
+                    ran.append(spec.run_id)
+                    log(f"[{preset}] {spec.run_id}: {res['status']} (taken over from a "
+                        f"worker that died holding it)")
+                    if res["status"] == "interrupted":
+                        interrupted = res.get("signal") or "signal"
+                        break
     elif todo:
         for res in _submitit_run(todo, out, executor_options or {}):
             ran.append(res["run_id"])
             log(f"[{preset} submitit] {res['run_id']}: {res['status']}")
     csv_path = write_summary_csv(grid, out)
+    unfinished = [] if interrupted else [s.run_id for s in mine
+                                         if not is_finished(s, out / s.run_id)]
     return SweepResult(preset, str(out), len(grid), len(mine), ran, skipped, str(csv_path),
-                       time.time() - t0, interrupted)
+                       time.time() - t0, interrupted, unfinished)
+
+
+def unfinished_text(res: SweepResult) -> str:
+    """One line naming the runs a sweep left unfinished, and who holds each."""
+    held = [f"{r} (claimed by {claims.holder(res.out, r)})"
+            if claims.claim_path(res.out, r).exists() else r for r in res.unfinished]
+    return (f"{res.preset}: grid incomplete: {len(res.unfinished)} of {res.selected} runs "
+            f"unfinished: {', '.join(held)}; run the same command again when their "
+            f"workers have finished (a claim of a dead worker is taken over)")
 
 
 def preset_names(name: str) -> list[str]:

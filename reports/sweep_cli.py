@@ -99,7 +99,7 @@ def run(args) -> int:
     names = _validate(args)
     from pathlib import Path
 
-    from driftlab.reports.sweep import run_sweep
+    from driftlab.reports.sweep import run_sweep, unfinished_text
 
     options = {"timeout_min": args.timeout_min, "partition": args.partition,
                "gpus_per_node": args.gpus_per_node, "cluster": args.cluster}
@@ -126,6 +126,9 @@ def run(args) -> int:
             print(f"{name}: {len(res.ran)} ran, {len(res.skipped)} skipped "
                   f"(shard {args.shard}: {res.selected} of {res.total} runs) in "
                   f"{res.seconds:.0f} s -> {res.csv}")
+        if res.unfinished:
+            print(unfinished_text(res), file=sys.stderr)
     if args.json:
         print(json.dumps(results if args.preset == "all" else results[0], indent=1))
-    return 0
+    # "done" only when every run of the grid (this shard) has its result
+    return 1 if any(r["unfinished"] for r in results) else 0

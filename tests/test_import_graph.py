@@ -146,11 +146,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 # The direction imports run (issue 31), lowest first: a module may import only modules of its
 # own layer or of a lower one, at module level and inside functions alike. ``driftlab``'s
-# base modules (JAX-free names, activations, atomic writes, the progress line) sit at the
-# bottom; driftlab's cli, API and benchmarks at the top. Inside models/: data below the
+# base modules (JAX-free names, activations, atomic writes, the one JSONL reader, the
+# progress line, the user-model tap marker) sit at the bottom; driftlab's cli, API and
+# benchmarks at the top. Inside models/: data below the
 # architectures, the architectures below the engine, measure (which runs both) on top.
-BASE = {"activations", "atomic_io", "progress", "names", "source_registry", "compilation_cache",
-        "tap"}
+BASE = {"activations", "atomic_io", "jsonl", "progress", "names", "source_registry",
+        "compilation_cache", "tap"}
 LAYERS = ("base", "theory", "montecarlo", "models.data", "models.arch", "models.engine",
           "models.measure", "reports", "top")
 

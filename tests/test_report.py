@@ -87,10 +87,14 @@ def runs_dir(tmp_path_factory):
 
 @pytest.fixture()
 def theory_json(tmp_path):
-    rows = [{"claim": "E[g|p>0] > 0 (mse)", "kind": "positive", "setting": "mse relu",
-             "quantity": "grad_positive", "analytic": 0.25, "analytic_stderr": 0.0,
+    """A passing row for every check of the suite (the report refuses fewer, issue 32)."""
+    from driftlab.montecarlo import checks
+
+    rows = [{"claim": s.claim, "kind": s.kind, "setting": s.setting.describe(),
+             "quantity": s.quantity, "analytic": 0.25, "analytic_stderr": 0.0,
              "tier": "closed form", "mc_mean": 0.2501, "mc_stderr": 0.001, "z": 250.0,
-             "threshold": 4.2, "verdict": "pass", "detectable_shift": 0.003}]
+             "threshold": 4.2, "verdict": "pass", "detectable_shift": 0.003}
+            for s in checks.default_specs()]
     path = tmp_path / "theory.json"
     path.write_text(json.dumps(rows))
     return path

@@ -1,5 +1,6 @@
 """Issue 10: concurrent sweep workers into one --out never run the same run twice."""
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -117,3 +118,65 @@ def test_sweep_out_under_a_file_is_refused(tmp_path, capsys):
     f.write_text("x")
     assert main(["sweep", "drift", "--out", str(f / "sub")]) == 2
     assert "lies under the file" in capsys.readouterr().err
+
+
+# ------------------------------------------- issue 32: an incomplete grid is never "done"
+
+def test_a_claim_whose_worker_dies_mid_sweep_is_taken_over_at_the_end(tmp_path, monkeypatch):
+    """Worker B meets run 0 claimed by a live worker A, runs run 1, and A dies meanwhile:
+    B takes run 0 over before it ends, so the grid is complete. A claim still held by a
+    live worker at the end leaves the run unfinished, named in the result."""
+    import driftlab.reports.sweep as sweep
+
+    specs = _specs()
+    out = tmp_path / "sweep"
+    worker_a = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        path = claims.claim_path(out, specs[0].run_id)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": worker_a.pid}))
+        real = sweep.run_group
+
+        def group_then_a_dies(group, out_):
+            res = real(group, out_)
+            if group[0].run_id == specs[0].run_id:
+                assert res[0]["status"] == "claimed"
+                worker_a.kill()
+                worker_a.wait()
+            return res
+
+        monkeypatch.setattr(sweep, "run_group", group_then_a_dies)
+        res = run_sweep("drift", out=out, specs=specs, log=None, max_ensemble=1)
+        assert sorted(res.ran) == sorted(s.run_id for s in specs)
+        assert res.unfinished == [] and res.skipped == []
+    finally:
+        worker_a.kill()
+        worker_a.wait()
+    # A live holder (another host: never stale) at the end: unfinished, named with it.
+    monkeypatch.setattr(sweep, "run_group", real)
+    out2 = tmp_path / "sweep2"
+    path = claims.claim_path(out2, specs[1].run_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"host": "other-node", "pid": 1}))
+    res = run_sweep("drift", out=out2, specs=specs, log=None)
+    assert res.unfinished == [specs[1].run_id]
+    text = sweep.unfinished_text(res)
+    assert specs[1].run_id in text and "other-node:1" in text and "1 of 2" in text
+
+
+def test_sweep_command_exits_1_naming_unfinished_runs(tmp_path, monkeypatch, capsys):
+    """`driftlab sweep` never ends "N ran, M skipped" with exit 0 over a grid with holes."""
+    import driftlab.reports.sweep as sweep
+    from driftlab.cli import main
+
+    def fake(name, **kw):
+        return sweep.SweepResult(name, str(kw["out"]), 4, 4, ["a", "b"], ["c"],
+                                 str(kw["out"] / "summary.csv"), 1.0, None, ["run-d"])
+
+    monkeypatch.setattr(sweep, "run_sweep", fake)
+    assert main(["sweep", "drift", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "grid incomplete" in err and "run-d" in err
+    monkeypatch.setattr(sweep, "run_sweep", lambda name, **kw: dataclasses.replace(
+        fake(name, **kw), unfinished=[]))
+    assert main(["sweep", "drift", "--out", str(tmp_path)]) == 0

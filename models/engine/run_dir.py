@@ -25,11 +25,21 @@ LOCK_FILE = ".driftlab.lock"  # held by the run using the directory: {"host", "p
 def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """``path`` as a Path if it is (or can be created as) a writable directory.
 
-    Raises ValueError naming ``flag`` when ``path`` is an existing non-directory, when a
-    parent component is a file, or when the nearest existing ancestor is not writable.
+    Raises ValueError naming ``flag`` when ``path`` is an existing non-directory, when it
+    or a parent component is a dangling symlink, when a parent component is a file, or
+    when the nearest existing ancestor is not writable.
     Nothing is created.
     """
     path = Path(path)
+    probe = path
+    while not probe.exists():  # a dangling symlink "does not exist", yet mkdir fails on it
+        if probe.is_symlink():
+            raise ValueError(f"{flag}={str(path)!r}: {str(probe)!r} is a dangling symlink "
+                             f"(to {os.readlink(probe)!r}); allowed: a directory path "
+                             f"(existing or new)")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is an existing file; allowed: a directory "
                          f"path (existing or new)")
@@ -86,6 +96,28 @@ def _holder(path: Path) -> dict | None:
     return owner
 
 
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of driftlab/atomic_io.py's pattern in ``path`` whose
+    writer is gone (a kill mid-write, e.g. of a checkpoint-sized file), saying so on
+    stderr; the removed paths. Called under the run lock, so no live writer of this run
+    is using them; a temp of a pid alive on this host is kept."""
+    import sys
+
+    from driftlab.atomic_io import temp_owner
+
+    removed = []
+    for f in sorted(Path(path).iterdir()):
+        pid = temp_owner(f.name)
+        if pid is None or pid == os.getpid() or pid_alive(pid) or not f.is_file():
+            continue
+        size = f.stat().st_size
+        f.unlink(missing_ok=True)
+        removed.append(f)
+        print(f"driftlab: removed {f} ({size} bytes), left by a write killed before it "
+              f"finished (pid {pid})", file=sys.stderr)
+    return removed
+
+
 @contextlib.contextmanager
 def lock(path: str | os.PathLike | None, flag: str = "--out"):
     """Hold ``path`` (a run directory, created if needed) for this run; None: no-op.
@@ -113,6 +145,7 @@ def lock(path: str | os.PathLike | None, flag: str = "--out"):
         raise RunDirLocked(f"{flag}={str(path)!r}: could not take the run lock {lock_path}")
     with os.fdopen(fd, "w") as fh:
         json.dump({"host": socket.gethostname(), "pid": os.getpid()}, fh)
+    remove_stale_temps(path)
     try:
         yield
     finally:

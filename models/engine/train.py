@@ -256,7 +256,8 @@ def prepare_dirs(s: Setup, start: Start) -> None:
             for name in run_dir.RUN_FILES:
                 (d / name).unlink(missing_ok=True)
         else:
-            truncate_records(d / METRICS_FILE, start.resumed_from)
+            truncate_records(d / METRICS_FILE, start.resumed_from,
+                             lambda t: is_logged_step(t, s.cfg))
     for mc, d in zip(s.member_cfgs, dirs):
         conf = {"train": dataclasses.asdict(mc), "model": dataclasses.asdict(s.mcfg),
                 "data": dict(s.datasets[0].meta), "n_devices": int(s.mesh.devices.size),

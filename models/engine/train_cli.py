@@ -22,6 +22,7 @@ import argparse
 import ast
 import json
 import math
+import os
 import sys
 
 from driftlab import names
@@ -236,6 +237,7 @@ def config_from_args(args: argparse.Namespace):
 
     from driftlab.models.engine.recipes import recipe_config
     from driftlab.models.engine.train import TrainConfig
+    from driftlab.models.engine.train_config import check_resume_measurement
 
     given = {field: getattr(args, field) for _, field, _, _ in _OPTIONS
              if getattr(args, field, None) is not None}
@@ -259,6 +261,7 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError(f"{stored['_recovered_from']}: unreadable; the configuration "
                              f"was recovered from the checkpoint, but not the run's total "
                              f"steps: rerun with --resume --steps N (nothing was deleted)")
+        check_resume_measurement(stored, given, f"{args.out}/config.json")
         if stored.get("seeds") is not None and getattr(args, "seeds", None) is None:
             args.seeds = ",".join(str(s) for s in stored["seeds"])
         for key, value in stored.items():
@@ -309,6 +312,58 @@ def format_table(summary: dict) -> str:
     return "\n".join([head, line(cols)] + [line(r) for r in rows])
 
 
+# Ensembles up to this many seeds start without a memory estimate (a few MB per member).
+ESTIMATE_FROM_SEEDS = 16
+# Copies of the parameters each member holds while training: parameters, gradients, two
+# optimizer moments and the initial parameters kept for the drift statistics.
+STATE_COPIES = 5
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def check_ensemble_fits(cfg, seeds_text, probe: int = 4) -> None:
+    """Refuse (ValueError with the estimate) an ensemble of more than
+    :data:`ESTIMATE_FROM_SEEDS` seeds whose memory cannot fit, before any member is built:
+    per member, the data set (resident memory measured while building ``probe`` members'
+    data) plus :data:`STATE_COPIES` copies of the parameters (shapes traced, nothing
+    allocated); a lower bound, compared with the memory available now."""
+    import jax
+    import numpy as np
+
+    from driftlab.models.arch.base import get_arch
+    from driftlab.models.engine.ensemble import parse_seeds
+    from driftlab.models.engine.train_config import model_config
+    from driftlab.montecarlo.memory import available_bytes
+
+    seeds = parse_seeds(seeds_text)
+    limit = available_bytes()
+    if len(seeds) <= ESTIMATE_FROM_SEEDS or limit is None:
+        return
+    arch = get_arch(cfg.arch)
+    base = model_config(arch, cfg)
+    before = _rss_bytes()
+    built = [arch.data(cfg.data, base, s) for s in seeds[:probe]]
+    data_bytes = max(0, _rss_bytes() - before) / len(built)
+    mcfg = built[0][0]
+    del built
+    shapes = jax.eval_shape(lambda k: arch.init(k, mcfg), jax.random.PRNGKey(0))
+    state = STATE_COPIES * sum(int(np.prod(x.shape)) * x.dtype.itemsize
+                               for x in jax.tree_util.tree_leaves(shapes))
+    need = len(seeds) * (data_bytes + state)
+    if need > limit:
+        raise ValueError(f"--seeds {seeds_text}: {len(seeds)} seeds need at least "
+                         f"{need / 1e9:.1f} GB of memory (per member: data "
+                         f"{data_bytes / 1e6:.2f} MB measured, state {state / 1e6:.2f} MB), "
+                         f"more than the {limit / 1e9:.1f} GB available; allowed: at most "
+                         f"about {int(limit // max(data_bytes + state, 1))} seeds per ensemble")
+
+
 def run(args: argparse.Namespace) -> int:
     """Train per ``args``; 0 on success, 3 on a non-finite loss."""
     cfg = config_from_args(args)
@@ -319,6 +374,8 @@ def run(args: argparse.Namespace) -> int:
     if seeds is not None and args.seed is not None:
         raise ValueError("--seed and --seeds: give one of them (--seeds 0-7 trains "
                          "seeds 0 … 7 as one ensemble)")
+    if seeds is not None:
+        check_ensemble_fits(cfg, seeds)
     if cfg.phase_scaling:
         print(f"driftlab train: {cfg.phase_scaling}", file=sys.stderr)
 

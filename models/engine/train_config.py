@@ -186,6 +186,25 @@ def model_config(arch, cfg: TrainConfig):
     return arch.config(cfg.size, cfg.act, **overrides)
 
 
+# Options that define what metrics.jsonl and summary.json measure, not the trajectory
+# (so not in the run identity): a resumed run keeps them, else one metrics.jsonl would
+# mix two definitions. {field: its command-line flag}.
+MEASUREMENT_FIELDS = {"eps": "--eps", "log_every": "--log-every",
+                      "instrument": "--no-instrument", "eval_batches": "--eval-batches"}
+
+
+def check_resume_measurement(stored: dict, given: dict, source: str = "config.json") -> None:
+    """Refuse (ValueError naming the option and both values) a measurement option of
+    :data:`MEASUREMENT_FIELDS` in ``given`` that differs from the resumed run's ``stored``
+    configuration."""
+    for field, flag in MEASUREMENT_FIELDS.items():
+        if field in given and field in stored and given[field] != stored[field]:
+            raise ValueError(f"{flag} ({field}={given[field]!r}) differs from the resumed "
+                             f"run's {field}={stored[field]!r} ({source}); allowed on "
+                             f"--resume: the run's own value, since one metrics.jsonl must "
+                             f"not mix two definitions (start a new run with another --out)")
+
+
 def run_identity(cfg: TrainConfig, mcfg) -> dict:
     """The fields that determine a run's trajectory; a checkpoint must match them to resume."""
     keep = ("arch", "act", "data", "size", "batch_size", "lr", "optimizer", "weight_decay",

@@ -95,18 +95,21 @@ class MemoryWriter:
         pass
 
 
-def truncate_records(path: Path, step: int) -> None:
-    """Drop records from steps >= ``step`` (written after the checkpoint we resume from),
-    rewriting the file atomically."""
+def truncate_records(path: Path, step: int, logged=None) -> None:
+    """Drop records from steps >= ``step`` (written after the checkpoint we resume from)
+    and, given ``logged`` (step -> bool), those of steps the resumed run does not log
+    (an extended run's earlier last step), rewriting the file atomically."""
     if not path.exists():
         return
     kept = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", -1) < step:
-                kept.append(line)
+            at = json.loads(line).get("step")
         except json.JSONDecodeError:
             continue  # a line cut short by a crash of an older version
+        # an uninterrupted run to the new total never logged the old total's last step
+        if at is None or (at < step and (logged is None or logged(at))):
+            kept.append(line)
     write_text(path, "".join(k + "\n" for k in kept))
 
 
