@@ -89,6 +89,10 @@ class Functions(NamedTuple):
     logged_step: Callable
     # the unpacked record of logged_step (for its structure, via jax.eval_shape)
     logged_record: Callable
+    # k guarded plain steps in one program (lax.scan): (params, opt_state, batches (a tuple
+    # of k step batches), step, guard, pin_ref) -> (params, opt_state, {"loss": the last
+    # step's loss}, guard); jit compiles it once per k (see :func:`scan_plain`)
+    plain_steps: Callable
     members: int | None = None  # replica-axis length of a seed ensemble (None: single run)
     state_sharding: object = None  # where params, opt_state, guard, pin_ref live
     batch_spec: object = None  # PartitionSpec of one step's batch
@@ -284,6 +288,31 @@ def build_steps(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
     return _jitted(fns, schedule, tx, mesh, members)
 
 
+def scan_plain(guarded_plain_step):
+    """k guarded plain steps ``step, step+1, …`` as one ``lax.scan`` (one dispatch instead
+    of k). Each iteration is exactly the one-step program's computation on that step's
+    batch and number, so the state equals k single dispatches bit for bit; the per-step
+    logs nobody reads are dropped (the loop reads a plain step only at a sync point, and
+    then only its loss, which is the last one here), and the guard still records the first
+    non-finite step's own number."""
+
+    def plain_steps(params, opt_state, batches, step, guard, pin_ref=None):
+        xs = jax.tree_util.tree_map(lambda *b: jnp.stack(b), *batches)
+        offsets = jnp.arange(len(batches), dtype=jnp.int32)
+
+        def body(carry, x):
+            batch, offset = x
+            p, o, g = carry
+            p, o, logs, g = guarded_plain_step(p, o, batch, step + offset, g, pin_ref)
+            return (p, o, g), logs["loss"]
+
+        (params, opt_state, guard), losses = jax.lax.scan(
+            body, (params, opt_state, guard), (xs, offsets))
+        return params, opt_state, {"loss": losses[-1]}, guard
+
+    return plain_steps
+
+
 def _map_members(f, in_axes=0):
     """``jax.vmap(f, in_axes)`` (axes 0 or None only) as a ``lax.map`` over the members:
     the arguments with axis None are shared, the others sliced per member."""
@@ -342,4 +371,5 @@ def _jitted(fns: dict, schedule, tx, mesh, members) -> Functions:
                      jax.jit(fns["weight_fn"], out_shardings=state),
                      jit_step(fns["guarded_plain_step"]),
                      jit_step(logged_step, (state, state, rep, state)),
-                     logged_record, members, state, batch_spec)
+                     logged_record, jit_step(scan_plain(fns["guarded_plain_step"])),
+                     members, state, batch_spec)
