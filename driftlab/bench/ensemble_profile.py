@@ -17,7 +17,8 @@ in one process, blocks alternating over them:
   pays once for S members;
 * ``scan_s``: seconds per step of ``SCAN`` steps fused into one dispatch by
   ``lax.scan`` (what a fused multi-step loop could save on top);
-* ``flops``: XLA's cost analysis of one step (all members); ``flops / step_s`` against a
+* ``flops``: XLA's cost analysis of one step (all members: under lax.map, whose loop body
+  cost analysis counts once, that body's count times S); ``flops / step_s`` against a
   jitted 1024² matmul's rate (``matmul_flops_s``) says how compute-bound the step is.
 
 Per member, S sequential single runs cost S·step_s(1); the ensemble costs step_s(S). The
@@ -60,6 +61,7 @@ class Bare:
         saved, steps_module.MEMBER_LOOP = steps_module.MEMBER_LOOP, loop
         try:
             fns = step_functions(arch, mcfg, cfg, mesh, example, members)
+            self.loop = steps_module.member_loop(mesh) if members is not None else None
         finally:
             steps_module.MEMBER_LOOP = saved
         key = jax.random.PRNGKey(0)
@@ -97,7 +99,10 @@ class Bare:
         p, o, g = self.state
         cost = self.step_fn.lower(p, o, self.batch, np.int32(0), g, None).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost.get("flops", 0.0)) or None
+        # XLA's cost analysis counts a while loop's body once: under lax.map ("map") that
+        # body is one member's step, so the program's FLOPs are members times it
+        per_body = float(cost.get("flops", 0.0))
+        return per_body * (self.members if self.loop == "map" else 1) or None
 
     def steps(self, n: int) -> tuple[float, float]:
         """(wall seconds, process CPU seconds) per step over n steps."""
