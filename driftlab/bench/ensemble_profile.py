@@ -61,7 +61,7 @@ class Bare:
         saved, steps_module.MEMBER_LOOP = steps_module.MEMBER_LOOP, loop
         try:
             fns = step_functions(arch, mcfg, cfg, mesh, example, members)
-            self.loop = steps_module.member_loop(mesh) if members is not None else None
+            self.loop = steps_module.member_loop(mesh, members) if members is not None else None
         finally:
             steps_module.MEMBER_LOOP = saved
         key = jax.random.PRNGKey(0)
