@@ -42,7 +42,6 @@ ENSEMBLE_BATCH = {"mlp": 64, "gpt": 16}  # tiny scale: as driftlab/bench/train.p
 SCALES = ("cpu", "tiny")
 ENSEMBLE_TARGET = 3.0  # seeds/s at S = 8 vs sequential (issue 19)
 TARGET_SIZE = 8
-SEED_FLOPS_TARGET = 0.45  # one GPT-nano seed's FLOP/s / the matmul rate (issue 34)
 NOISE = 1.5  # max/min of the per-repeat ratios above which the row says "too noisy"
 MAX_REPEATS = 7
 
@@ -143,33 +142,16 @@ def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3,
                             f"{size}×train() sequential", size * steps / m["seq_s"],
                             ENSEMBLE_TARGET if size == TARGET_SIZE else None,
                             f"{note}; load average {os.getloadavg()[0]:.1f}"))
-        rows.append(flops_row(arch, scale, repeats))
     return rows
 
 
-def flops_row(arch: str, scale: str, repeats: int, block_s: float = 0.5) -> dict:
-    """One seed's FLOP/s (XLA's cost analysis of the single run's guarded plain step over
-    its median seconds on device batches: driftlab/bench/ensemble_profile.py ``Bare``)
-    against a 1024² matmul's FLOP/s, the two measured alternating in this run."""
-    from driftlab.bench.ensemble_profile import Bare
-    from driftlab.bench.timing import matmul_flops_per_s, row
-
-    bare = Bare(arch, scale, None)
-    bare.steps(2)  # compile and warm
-    n = max(3, int(block_s / bare.steps(3)[0]))
-    walls, matmul = [], []
-    for _ in range(repeats):
-        walls.append(bare.steps(n)[0])
-        matmul.append(matmul_flops_per_s(1))
-    step_s = statistics.median(walls)
-    return row(f"one seed's step FLOP/s vs the matmul rate [{arch} {scale}]",
-               bare.flops / step_s, "FLOP/s", "jitted 1024² float32 matmul",
-               statistics.median(matmul), SEED_FLOPS_TARGET if arch == "gpt" else None,
-               f"{bare.flops / 1e9:.3f} GFLOP per step in {step_s * 1e3:.1f} ms (median of "
-               f"{repeats} blocks of {n}); load average {os.getloadavg()[0]:.1f}")
+def cli_archs(args) -> tuple:
+    """The architectures of ``bench train --ensemble``: the MLP alone with ``--quick``."""
+    return ("mlp",) if args.quick else ("mlp", "gpt")
 
 
 def cli_rows(args) -> list[dict]:
-    """The rows of ``bench train --ensemble S,… [--scale cpu|tiny] [--quick]``."""
-    archs = ("mlp",) if args.quick else ("mlp", "gpt")
-    return ensemble_rows(parse_sizes(args.ensemble), archs, args.repeats, args.scale, args.quick)
+    """The rows of ``bench train --ensemble S,… [--scale cpu|tiny] [--quick]`` (one seed's
+    FLOP/s rows come from driftlab/bench/ensemble_profile.py ``flops_row``)."""
+    return ensemble_rows(parse_sizes(args.ensemble), cli_archs(args), args.repeats, args.scale,
+                         args.quick)

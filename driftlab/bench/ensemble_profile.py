@@ -47,6 +47,7 @@ from driftlab.models.arch.base import get_arch
 from driftlab.models.engine.train import TrainConfig, model_config, step_functions
 
 SCAN = 8  # steps per dispatch in the fused variant
+SEED_FLOPS_TARGET = 0.45  # one GPT-nano seed's FLOP/s / the matmul rate (issue 34)
 
 
 class Bare:
@@ -168,6 +169,27 @@ def profile(arch: str, scale: str = "cpu", sizes=(1, 8), block_s: float = 1.0,
         m["bare_ratio"] = size * one["step_s"] / m["step_s"]
         m["cpu_ratio"] = size * one["cpu_s"] / m["cpu_s"]
     return out
+
+
+def flops_row(arch: str, scale: str, repeats: int, block_s: float = 0.5) -> dict:
+    """One seed's FLOP/s (XLA's cost analysis of the single run's guarded plain step over
+    its median seconds on device batches, :class:`Bare`) against a jitted 1024² matmul's
+    FLOP/s, the two measured alternating in this run (``bench train --ensemble``)."""
+    from driftlab.bench.timing import matmul_flops_per_s, row
+
+    bare = Bare(arch, scale, None)
+    bare.steps(2)  # compile and warm
+    n = max(3, int(block_s / bare.steps(3)[0]))
+    walls, matmul = [], []
+    for _ in range(repeats):
+        walls.append(bare.steps(n)[0])
+        matmul.append(matmul_flops_per_s(1))
+    step_s = statistics.median(walls)
+    return row(f"one seed's step FLOP/s vs the matmul rate [{arch} {scale}]",
+               bare.flops / step_s, "FLOP/s", "jitted 1024² float32 matmul",
+               statistics.median(matmul), SEED_FLOPS_TARGET if arch == "gpt" else None,
+               f"{bare.flops / 1e9:.3f} GFLOP per step in {step_s * 1e3:.1f} ms (median of "
+               f"{repeats} blocks of {n}); load average {os.getloadavg()[0]:.1f}")
 
 
 def main(argv=None) -> int:

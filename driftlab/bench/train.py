@@ -444,9 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     from driftlab.bench.cli import format_rows
 
     if args.ensemble is not None:
-        from driftlab.bench.ensemble import cli_rows
+        from driftlab.bench.ensemble import cli_archs, cli_rows
+        from driftlab.bench.ensemble_profile import flops_row
 
-        rows = cli_rows(args)
+        rows = cli_rows(args) + [flops_row(a, args.scale, args.repeats) for a in cli_archs(args)]
     elif args.gpt_vs_torch:
         rows = gpt_vs_torch_rows(args.gpt_vs_torch, args.repeats)
     else:
