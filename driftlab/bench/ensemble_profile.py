@@ -192,6 +192,14 @@ def flops_row(arch: str, scale: str, repeats: int, block_s: float = 0.5) -> dict
                f"{repeats} blocks of {n}); load average {os.getloadavg()[0]:.1f}")
 
 
+
+def bench_rows(args) -> list[dict]:
+    """``bench train --ensemble …``: the ensemble rows (driftlab/bench/ensemble.py), then
+    one seed's FLOP/s against the matmul rate per architecture."""
+    from driftlab.bench.ensemble import cli_archs, cli_rows
+
+    return cli_rows(args) + [flops_row(a, args.scale, args.repeats) for a in cli_archs(args)]
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m driftlab.bench.ensemble_profile")
     parser.add_argument("--arch", default="gpt", choices=("mlp", "gpt"))
