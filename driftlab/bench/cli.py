@@ -27,9 +27,9 @@ def run(args) -> int:
     if args.ensemble is not None:
         if args.suite != "train":
             raise ValueError(f"--ensemble is a train-suite option; got suite {args.suite!r}")
-        from driftlab.bench.ensemble import cli_rows
+        from driftlab.bench.ensemble_profile import bench_rows
 
-        rows = cli_rows(args)
+        rows = bench_rows(args)
     else:
         rows = module.run_bench(quick=args.quick, repeats=args.repeats)
     if args.json:

@@ -25,6 +25,7 @@ says "too noisy".
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import tempfile
 import time
@@ -135,14 +136,22 @@ def ensemble_rows(sizes=(1, 4, 8, 16), archs=("mlp", "gpt"), repeats: int = 3,
                     f"alternating; ratios {min(m['ratios']):.2f}-{max(m['ratios']):.2f}; "
                     f"compile_s ensemble {max(m['first_ens_s'] - m['ens_s'], 0):.2f}, "
                     f"single {max(m['first_single_s'] - single_s, 0):.2f} (not in the rates)")
-            rows.append(row(f"ensemble S={size} vs {size} sequential runs [{arch} {scale}]",
+            rows.append(row(f"ensemble S={size} (lax.map, k steps per dispatch) vs {size} "
+                            f"sequential default runs [{arch} {scale}]",
                             size * steps / m["ens_s"], "seed-steps/s",
                             f"{size}×train() sequential", size * steps / m["seq_s"],
-                            ENSEMBLE_TARGET if size == TARGET_SIZE else None, note))
+                            ENSEMBLE_TARGET if size == TARGET_SIZE else None,
+                            f"{note}; load average {os.getloadavg()[0]:.1f}"))
     return rows
 
 
+def cli_archs(args) -> tuple:
+    """The architectures of ``bench train --ensemble``: the MLP alone with ``--quick``."""
+    return ("mlp",) if args.quick else ("mlp", "gpt")
+
+
 def cli_rows(args) -> list[dict]:
-    """The rows of ``bench train --ensemble S,… [--scale cpu|tiny] [--quick]``."""
-    archs = ("mlp",) if args.quick else ("mlp", "gpt")
-    return ensemble_rows(parse_sizes(args.ensemble), archs, args.repeats, args.scale, args.quick)
+    """The rows of ``bench train --ensemble S,… [--scale cpu|tiny] [--quick]`` (one seed's
+    FLOP/s rows come from driftlab/bench/ensemble_profile.py ``flops_row``)."""
+    return ensemble_rows(parse_sizes(args.ensemble), cli_archs(args), args.repeats, args.scale,
+                         args.quick)

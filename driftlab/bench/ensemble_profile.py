@@ -17,7 +17,8 @@ in one process, blocks alternating over them:
   pays once for S members;
 * ``scan_s``: seconds per step of ``SCAN`` steps fused into one dispatch by
   ``lax.scan`` (what a fused multi-step loop could save on top);
-* ``flops``: XLA's cost analysis of one step (all members); ``flops / step_s`` against a
+* ``flops``: XLA's cost analysis of one step (all members: under lax.map, whose loop body
+  cost analysis counts once, that body's count times S); ``flops / step_s`` against a
   jitted 1024² matmul's rate (``matmul_flops_s``) says how compute-bound the step is.
 
 Per member, S sequential single runs cost S·step_s(1); the ensemble costs step_s(S). The
@@ -46,6 +47,7 @@ from driftlab.models.arch.base import get_arch
 from driftlab.models.engine.train import TrainConfig, model_config, step_functions
 
 SCAN = 8  # steps per dispatch in the fused variant
+SEED_FLOPS_TARGET = 0.45  # one GPT-nano seed's FLOP/s / the matmul rate (issue 34)
 
 
 class Bare:
@@ -60,6 +62,7 @@ class Bare:
         saved, steps_module.MEMBER_LOOP = steps_module.MEMBER_LOOP, loop
         try:
             fns = step_functions(arch, mcfg, cfg, mesh, example, members)
+            self.loop = steps_module.member_loop(mesh, members) if members is not None else None
         finally:
             steps_module.MEMBER_LOOP = saved
         key = jax.random.PRNGKey(0)
@@ -97,7 +100,10 @@ class Bare:
         p, o, g = self.state
         cost = self.step_fn.lower(p, o, self.batch, np.int32(0), g, None).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost.get("flops", 0.0)) or None
+        # XLA's cost analysis counts a while loop's body once: under lax.map ("map") that
+        # body is one member's step, so the program's FLOPs are members times it
+        per_body = float(cost.get("flops", 0.0))
+        return per_body * (self.members if self.loop == "map" else 1) or None
 
     def steps(self, n: int) -> tuple[float, float]:
         """(wall seconds, process CPU seconds) per step over n steps."""
@@ -164,6 +170,35 @@ def profile(arch: str, scale: str = "cpu", sizes=(1, 8), block_s: float = 1.0,
         m["cpu_ratio"] = size * one["cpu_s"] / m["cpu_s"]
     return out
 
+
+def flops_row(arch: str, scale: str, repeats: int, block_s: float = 0.5) -> dict:
+    """One seed's FLOP/s (XLA's cost analysis of the single run's guarded plain step over
+    its median seconds on device batches, :class:`Bare`) against a jitted 1024² matmul's
+    FLOP/s, the two measured alternating in this run (``bench train --ensemble``)."""
+    from driftlab.bench.timing import matmul_flops_per_s, row
+
+    bare = Bare(arch, scale, None)
+    bare.steps(2)  # compile and warm
+    n = max(3, int(block_s / bare.steps(3)[0]))
+    walls, matmul = [], []
+    for _ in range(repeats):
+        walls.append(bare.steps(n)[0])
+        matmul.append(matmul_flops_per_s(1))
+    step_s = statistics.median(walls)
+    return row(f"one seed's step FLOP/s vs the matmul rate [{arch} {scale}]",
+               bare.flops / step_s, "FLOP/s", "jitted 1024² float32 matmul",
+               statistics.median(matmul), SEED_FLOPS_TARGET if arch == "gpt" else None,
+               f"{bare.flops / 1e9:.3f} GFLOP per step in {step_s * 1e3:.1f} ms (median of "
+               f"{repeats} blocks of {n}); load average {os.getloadavg()[0]:.1f}")
+
+
+
+def bench_rows(args) -> list[dict]:
+    """``bench train --ensemble …``: the ensemble rows (driftlab/bench/ensemble.py), then
+    one seed's FLOP/s against the matmul rate per architecture."""
+    from driftlab.bench.ensemble import cli_archs, cli_rows
+
+    return cli_rows(args) + [flops_row(a, args.scale, args.repeats) for a in cli_archs(args)]
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m driftlab.bench.ensemble_profile")

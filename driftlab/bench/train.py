@@ -444,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     from driftlab.bench.cli import format_rows
 
     if args.ensemble is not None:
-        from driftlab.bench.ensemble import cli_rows
+        from driftlab.bench.ensemble_profile import bench_rows
 
-        rows = cli_rows(args)
+        rows = bench_rows(args)
     elif args.gpt_vs_torch:
         rows = gpt_vs_torch_rows(args.gpt_vs_torch, args.repeats)
     else:

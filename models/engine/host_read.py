@@ -109,7 +109,11 @@ class PendingRead:
         return all(v.is_ready() for v in self._packed.values())
 
     def _host(self) -> dict:
-        return {k: sharding.to_host(v) for k, v in self._packed.items()}
+        """{dtype name: the packed vector}; a 2-D packed array holds one row per member
+        (an ensemble's ``vmap(pack)``): read column by column, that is the pack of the
+        stacked tree, leaf by leaf with the members inside each leaf."""
+        host = {k: sharding.to_host(v) for k, v in self._packed.items()}
+        return {k: v.T.ravel() if v.ndim == 2 else v for k, v in host.items()}
 
     def read(self):
         """The tree's leaves as numpy arrays (waits for the device if needed)."""

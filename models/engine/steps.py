@@ -89,6 +89,10 @@ class Functions(NamedTuple):
     logged_step: Callable
     # the unpacked record of logged_step (for its structure, via jax.eval_shape)
     logged_record: Callable
+    # k guarded plain steps in one program (lax.scan): (params, opt_state, batches (a tuple
+    # of k step batches), step, guard, pin_ref) -> (params, opt_state, {"loss": the last
+    # step's loss}, guard); jit compiles it once per k (see :func:`scan_plain`)
+    plain_steps: Callable
     members: int | None = None  # replica-axis length of a seed ensemble (None: single run)
     state_sharding: object = None  # where params, opt_state, guard, pin_ref live
     batch_spec: object = None  # PartitionSpec of one step's batch
@@ -101,19 +105,22 @@ _STEP_FIELDS = ("steps", "batch_size", "lr", "optimizer", "weight_decay", "warmu
                 "muon_ns_dtype", "warmdown_end")
 _CACHE: dict = {}
 # How an ensemble's program runs its members: "vmap", "map" (lax.map), or None: "map" on
-# the CPU backend with one device, else "vmap" (with several devices each device trains
-# whole members of the vmapped program, see member_sharding). XLA:CPU (jaxlib 0.10) runs a vmapped step's batched
-# dots (a replica batch dimension) far slower than the same 2-D dots one member at a time:
-# a GPT-nano 4x64 step for 4 members took 1.11 s vmapped, 0.47 s under lax.map, 0.58 s as
-# 4 single-run steps; MLP 3x128 for 8 members 4.6, 4.0 and 5.3 ms (docs/training.md).
+# the CPU backend when each device holds whole members (one device, or the replica axis
+# split evenly over the devices), else "vmap". With several devices, "map" runs as a
+# shard_map: each device maps over its own members, so the step has no collective at all
+# and each member is computed exactly as by a single run on one device (bit for bit; a
+# vmapped member differs from it by float32 rounding). XLA:CPU (jaxlib 0.10) runs a
+# vmapped step slower than the same step one member at a time: a GPT-nano 4x64 step for 4
+# members took 1.11 s vmapped, 0.47 s under lax.map, 0.58 s as 4 single-run steps; MLP
+# 3x128 for 8 members 4.6, 4.0 and 5.3 ms (docs/training.md).
 MEMBER_LOOP = None
 MEMBER_LOOPS = ("vmap", "map")
 
 
-def member_loop(mesh) -> str:
-    """The member loop in force on ``mesh`` (see :data:`MEMBER_LOOP`)."""
-    one_cpu = jax.default_backend() == "cpu" and mesh.devices.size == 1
-    mode = MEMBER_LOOP or ("map" if one_cpu else "vmap")
+def member_loop(mesh, members: int | None = None) -> str:
+    """The member loop in force on ``mesh`` for ``members`` (see :data:`MEMBER_LOOP`)."""
+    whole = mesh.devices.size == 1 or (members is not None and members % mesh.devices.size == 0)
+    mode = MEMBER_LOOP or ("map" if jax.default_backend() == "cpu" and whole else "vmap")
     if mode not in MEMBER_LOOPS:
         raise ValueError(f"steps.MEMBER_LOOP={MEMBER_LOOP!r} invalid; allowed: None, "
                          f"{', '.join(map(repr, MEMBER_LOOPS))}")
@@ -125,7 +132,7 @@ def step_functions(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
     """Jitted functions for this run, reused across ``train`` calls in one process when
     the architecture, model config, step-relevant fields, mesh, batch shapes and ensemble
     size agree (sweeps and tests then compile once)."""
-    loop = member_loop(mesh) if members is not None else None
+    loop = member_loop(mesh, members) if members is not None else None
     key = (arch.name, mcfg, tuple(getattr(cfg, f) for f in _STEP_FIELDS), mesh, members, loop,
            tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(example.items())))
     try:
@@ -280,8 +287,33 @@ def build_steps(arch, mcfg, cfg: TrainConfig, mesh, example: dict,
                eval_step=eval_step, weight_fn=instrument.weight_stats,
                guarded_plain_step=nonfinite.guarded(plain_step), logged_record=logged_record)
     if members is not None:
-        fns = _over_members(fns, member_loop(mesh))
+        fns = _over_members(fns, member_loop(mesh, members), mesh, members)
     return _jitted(fns, schedule, tx, mesh, members)
+
+
+def scan_plain(guarded_plain_step):
+    """k guarded plain steps ``step, step+1, …`` as one ``lax.scan`` (one dispatch instead
+    of k). Each iteration is exactly the one-step program's computation on that step's
+    batch and number, so the state equals k single dispatches bit for bit; the per-step
+    logs nobody reads are dropped (the loop reads a plain step only at a sync point, and
+    then only its loss, which is the last one here), and the guard still records the first
+    non-finite step's own number."""
+
+    def plain_steps(params, opt_state, batches, step, guard, pin_ref=None):
+        xs = jax.tree_util.tree_map(lambda *b: jnp.stack(b), *batches)
+        offsets = jnp.arange(len(batches), dtype=jnp.int32)
+
+        def body(carry, x):
+            batch, offset = x
+            p, o, g = carry
+            p, o, logs, g = guarded_plain_step(p, o, batch, step + offset, g, pin_ref)
+            return (p, o, g), logs["loss"]
+
+        (params, opt_state, guard), losses = jax.lax.scan(
+            body, (params, opt_state, guard), (xs, offsets))
+        return params, opt_state, {"loss": losses[-1]}, guard
+
+    return plain_steps
 
 
 def _map_members(f, in_axes=0):
@@ -301,10 +333,31 @@ def _map_members(f, in_axes=0):
     return mapped
 
 
-def _over_members(fns: dict, loop: str) -> dict:
+def _shard_members(mesh):
+    """``_map_members`` with the replica axis split over the devices of ``mesh``: each
+    device maps over its own members (a shard_map), so no member's step crosses devices."""
+    def over(f, in_axes=0):
+        mapped = _map_members(f, in_axes)
+
+        def sharded(*args):
+            axes = (in_axes,) * len(args) if not isinstance(in_axes, tuple) else in_axes
+            axes = axes + (0,) * (len(args) - len(axes))
+            specs = tuple(P(sharding.AXIS) if ax == 0 else P() for ax in axes)
+            return jax.shard_map(mapped, mesh=mesh, in_specs=specs, out_specs=P(sharding.AXIS),
+                                 check_vma=False)(*args)
+
+        return sharded
+
+    return over
+
+
+def _over_members(fns: dict, loop: str, mesh=None, members: int | None = None) -> dict:
     """Every function over a leading replica axis (``loop``: "vmap" or "map", see
     :data:`MEMBER_LOOP`); the step number is shared."""
     over = jax.vmap if loop == "vmap" else _map_members
+    if loop == "map" and mesh is not None and mesh.devices.size > 1 \
+            and member_sharding(mesh, members).spec == P(sharding.AXIS):
+        over = _shard_members(mesh)
     step_axes = (0, 0, 0, None, 0, 0)  # params, opt_state, batch, step, guard, pin_ref
     v = dict(fns)
     v["initialize"] = over(fns["initialize"])
@@ -320,14 +373,22 @@ def _over_members(fns: dict, loop: str) -> dict:
 def _jitted(fns: dict, schedule, tx, mesh, members) -> Functions:
     state = member_sharding(mesh, members)
     rep = sharding.replicated(mesh)
-    # Donating params/opt_state halves peak memory on accelerators; the CPU backend
-    # cannot use donated buffers and would only warn.
+    # Donating params/opt_state halves peak memory on accelerators. The CPU backend honors
+    # donation too (jaxlib 0.10: the donated input is deleted, no warning), but memory is
+    # not what limits a CPU run, and a donated input cannot be read again, so on CPU the
+    # engine keeps it off: bench and test code may reuse a step's inputs (not measured
+    # for speed; issue 34).
     donate = (0, 1) if jax.default_backend() != "cpu" else ()
     logged_record = fns["logged_record"]
 
     def logged_step(*args):
         new_params, new_opt, record, guard = logged_record(*args)
-        return new_params, new_opt, host_read.pack(record), guard
+        if members is None:
+            return new_params, new_opt, host_read.pack(record), guard
+        # each member's record packed in its own row, where the member lives: no
+        # collective (replicating the packed record took one all-gather per leaf, ~150 per
+        # logged step on two devices); the host reads the rows in tree order
+        return new_params, new_opt, jax.vmap(host_read.pack)(record), guard
 
     step_out = (state, state, state, state)
     jit_step = lambda f, out=step_out: jax.jit(f, out_shardings=out, donate_argnums=donate)  # noqa: E731
@@ -341,5 +402,7 @@ def _jitted(fns: dict, schedule, tx, mesh, members) -> Functions:
                      jax.jit(fns["eval_step"], out_shardings=state),
                      jax.jit(fns["weight_fn"], out_shardings=state),
                      jit_step(fns["guarded_plain_step"]),
-                     jit_step(logged_step, (state, state, rep, state)),
-                     logged_record, members, state, batch_spec)
+                     jit_step(logged_step, (state, state, rep if members is None else state,
+                                            state)),
+                     logged_record, jit_step(scan_plain(fns["guarded_plain_step"])),
+                     members, state, batch_spec)

@@ -286,10 +286,46 @@ def _check_out(cfg: TrainConfig, dirs=()) -> None:
 
 # --------------------------------------------------------------------------- the loop
 
+# The most plain steps run as one compiled program (models/engine/steps.py ``plain_steps``).
+# Between two logged steps the loop runs the plain steps k at a time, k a power of two up
+# to SCAN_STEPS (so at most log2(SCAN_STEPS) + 1 programs compile), never past a step after
+# which the host must look at the state (a checkpoint, a hook, the end). One dispatch per
+# step cost MLP tiny ~half its step time on the 2-core machine (issue 34). 1: one step
+# per dispatch, as before.
+SCAN_STEPS = 8
+
+
+def plain_run(step: int, end: int, cfg: TrainConfig, ckpt: Checkpointer, hooks: Hooks) -> int:
+    """How many plain steps from ``step`` on run in one program: 0 if ``step`` is logged,
+    else a power of two k <= SCAN_STEPS such that steps step … step+k-1 are plain and no
+    step but the last needs a sync (a checkpoint or signal check after the last one is
+    then as late as before; a wall-clock checkpoint or a signal waits for the chunk)."""
+    if is_logged_step(step, cfg):
+        return 0
+    every = ckpt.every() if ckpt.path is not None else 0
+    k = 1
+    while (k < SCAN_STEPS and step + k < end and not is_logged_step(step + k, cfg)
+           and not (every and (step + k) % every == 0) and not hooks.wants(step + k)):
+        k += 1
+    return 1 << (k.bit_length() - 1)
+
+
+def dispatch(s: Setup, state: TrainState, batches, end: int, ckpt, hooks, pin_ref):
+    """Dispatch the next logged step, or the next k plain steps (:func:`plain_run`) in one
+    program: (state after them, what the program returned, logged)."""
+    fns, step = s.fns, state.step
+    k = plain_run(step, end, s.cfg, ckpt, hooks)
+    if k == 0:
+        return (*state.advance(fns.logged_step, batches.get(step), pin_ref), True)
+    if k == 1:
+        return (*state.advance(fns.guarded_plain_step, batches.get(step), pin_ref), False)
+    chunk = tuple(batches.get(t) for t in range(step, step + k))
+    return (*state.advance(fns.plain_steps, chunk, pin_ref, steps=k), False)
+
 
 def _loop(s: Setup, start: Start, ckpt: Checkpointer, reader, hooks: Hooks, stop_at):
     """Run the steps; return (state, RecordBook, end)."""
-    cfg, fns, state = s.cfg, s.fns, start.state
+    cfg, state = s.cfg, start.state
     step0 = state.step
     end = cfg.steps if stop_at is None else max(step0, min(cfg.steps, int(stop_at)))
     bar = Progress(cfg.steps, step0, cfg.progress and s.main, f"{cfg.arch}/{cfg.act}")
@@ -303,17 +339,17 @@ def _loop(s: Setup, start: Start, ckpt: Checkpointer, reader, hooks: Hooks, stop
                                               if PREFETCH_THREAD is None else PREFETCH_THREAD))
     try:
         hooks.call(step0, state)  # e.g. a hook at step 0: the state at init
-        for step in range(step0, end):
-            logged = is_logged_step(step, cfg)
-            state, out = state.advance(fns.logged_step if logged else fns.guarded_plain_step,
-                                       batches.get(step), start.pin_ref)
+        while state.step < end:
+            first = state.step
+            state, out, logged = dispatch(s, state, batches, end, ckpt, hooks, start.pin_ref)
+            step = state.step - 1  # the last step run
             due = ckpt.due(state.step) and state.step < end
             sync = state.step == end or due or ckpt.stopping or hooks.wants(state.step)
             if logged or sync:
                 reads.push(step, out, state.guard, logged, state.step - step0)
             for pending, hosts in reads.drain(step, sync):
                 book.finish(pending, hosts)  # a non-finite single run raises here
-            bar.update(1)
+            bar.update(state.step - first)
             if not sync:
                 continue
             book.flush()

@@ -17,9 +17,10 @@ class TrainState(NamedTuple):
     guard: dict
     step: int
 
-    def advance(self, step_fn, batch, pin_ref) -> tuple["TrainState", object]:
-        """Run one compiled step on ``batch``: (the next state, what the step returned
-        besides the state — its logs, or its packed record on a logged step)."""
+    def advance(self, step_fn, batch, pin_ref, steps: int = 1) -> tuple["TrainState", object]:
+        """Run one compiled program of ``steps`` steps on ``batch`` (for several steps: a
+        tuple of their batches): (the state after them, what the program returned besides
+        the state — the last step's logs or loss, or its packed record on a logged step)."""
         params, opt_state, out, guard = step_fn(self.params, self.opt_state, batch,
                                                 np.int32(self.step), self.guard, pin_ref)
-        return TrainState(params, opt_state, guard, self.step + 1), out
+        return TrainState(params, opt_state, guard, self.step + steps), out
