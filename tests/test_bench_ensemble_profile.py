@@ -12,5 +12,5 @@ def test_map_ensemble_flops_count_every_member():
     assert mapped.loop == "map" and vmapped.loop == "vmap"
     # tol: the guard's selects and the member slicing add a few FLOPs per program (≈1%
     # measured); a member count off by one would be off by 25%
-    assert mapped.flops == pytest.approx(4 * one, rel=0.05)
-    assert vmapped.flops == pytest.approx(4 * one, rel=0.05)
+    assert mapped.flops == pytest.approx(4 * one, rel=0.05)  # tol: as above
+    assert vmapped.flops == pytest.approx(4 * one, rel=0.05)  # tol: as above

@@ -13,7 +13,7 @@ from driftlab.cli import main
 
 # (suite, extra arguments) for each mode whose CLI run no other test makes
 MODES = [("theory", ()), ("layers", ()), ("train", ("--ensemble", "8")),
-         ("train", ("--ensemble", "2", "--scale", "tiny"))]
+         ("train", ("--ensemble", "2", "--scale", "tiny")), ("inspect", ())]
 COVERED_ELSEWHERE = {"mc": "test_bench_mc", "train": "test_bench_train"}
 
 
