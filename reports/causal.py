@@ -50,6 +50,7 @@ def pin_effects(pairs) -> list[dict]:
         sp_b, sp_p = [d.sparsity for d in base], [d.sparsity for d in pinned]
         loss_b, loss_p = [d.val_loss for d in base], [d.val_loss for d in pinned]
         row = {"arch": arch, "data": data, "pin": pin, "n": len(ps),
+               "optimizer": ps[0][1].tags.get("optimizer", ""),
                "sparsity_unpinned": sp_b, "sparsity_pinned": sp_p,
                "w_rel_unpinned": [d.w_rel for d in base],
                "w_rel_pinned": [d.w_rel for d in pinned],

@@ -180,9 +180,10 @@ def words(verdicts: list) -> list[dict]:
                                        for c in v.cells]} for v in verdicts]
 
 
-def section(claims: list[Claim], title: str) -> tuple[str, list]:
-    """Decide every claim and render the table; claims without cells are named."""
-    s = f"## {title}\n\n"
+def section(claims: list[Claim], title: str, lead: str = "") -> tuple[str, list]:
+    """Decide every claim and render the table, after the paragraph ``lead`` (if any);
+    claims without cells are named."""
+    s = f"## {title}\n\n" + (f"{lead}\n\n" if lead else "")
     tested = [c for c in claims if c.cells]
     if not tested:
         return s + "No claim could be tested from these runs.\n", []

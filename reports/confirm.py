@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from driftlab.reports import causal, cliff, drift, init_grad, power
+from driftlab.reports import init_grad, power
 from driftlab.reports.confirm_plan import Plan, confirmatory_problems
 from driftlab.reports.markdown import fmt as _f, table as _table
 
@@ -185,46 +185,34 @@ def _drift_label(key: tuple) -> str:
     return " ".join(k for k in (arch, act if act != "relu" else "", data, opt) if k)
 
 
-def collect_values(plan: Plan, ok: dict) -> dict[str, dict[str, list[float]]]:
-    """{claim key: {cell label: [value per seed]}} from the finished runs ``ok``
-    ({preset: [Run]}), each claim's statistic as the plan states it."""
-    out: dict[str, dict] = {}
-    drift_cells = drift.collect_cells(ok.get("drift", []))
-    early = {_drift_label(k): [d.w_rel_early for d in ds] for k, ds in drift_cells.items()}
-    final = {_drift_label(k): [d.w_rel for d in ds] for k, ds in drift_cells.items()}
+def collect_values(plan: Plan, cells: dict, pin_rows: list, trade: dict,
+                   ok: dict) -> dict[str, dict[str, list[float]]]:
+    """{claim key: {cell label: [value per seed]}}, each claim's statistic as the plan
+    states it, from what the report's sections already collected: ``cells`` (drift.section),
+    ``pin_rows`` (causal.section), ``trade`` (cliff.section) and the finished runs ``ok``
+    ({preset: [Run]}) for the init and optimizers presets."""
+    early = {_drift_label(k): [d.w_rel_early for d in ds] for k, ds in cells.items()}
+    final = {_drift_label(k): [d.w_rel for d in ds] for k, ds in cells.items()}
     init = {f"{arch} {data}{' norm=' + norm if norm else ''} {tap}": v
             for (arch, data, norm), taps in init_grad.collect(ok.get("init", [])).items()
             for tap, v in taps.items()}
-    sparsity4 = {}
+    sparsity4: dict[str, list] = {}
     for r in ok.get("optimizers", []):
         last = [t["sparsity_last"] for t in r.summary.get("taps", {}).values()
                 if "sparsity_last" in t]
         label = f"{r.tags['arch']} {r.tags.get('data', '')} {r.tags['optimizer']} (optimizers preset)"
         sparsity4.setdefault(label, []).append(max(last) if last else float("nan"))
     pins: dict[str, dict] = {}
-    pairs = causal.pair_runs(ok.get("pins", []), ok.get("drift", []))
-    for (arch, data, pin), ps in pairs.items():
-        opt = ps[0][1].tags.get("optimizer", "")
-        pins.setdefault(pin, {})[f"{arch} {data} {opt}"] = [
-            drift.run_drift(b).sparsity - drift.run_drift(p).sparsity for b, p in ps]
-    trade = ok.get("tradeoff", [])
-    cliff_c = {"mlp embedded adamw, per-seed fits": list(
-        cliff.analyse(trade)["slope_change_at_knee"]) if trade else []}
+    for r in pin_rows:
+        pins.setdefault(r["pin"], {})[f"{r['arch']} {r['data']} {r['optimizer']}"] = [
+            b - p for b, p in zip(r["sparsity_unpinned"], r["sparsity_pinned"])]
+    by_key = {"1": init, "2": early, "3": early, "2′": final, "4": sparsity4,
+              "5": {"mlp embedded adamw, per-seed fits":
+                    list((trade or {}).get("slope_change_at_knee", []))}}
+    out = {}
     for claim in plan.data["claims"]:
-        key = claim["key"]
-        if key == "1":
-            out[key] = init
-        elif key in ("2", "3"):
-            out[key] = early
-        elif key == "2′":
-            out[key] = final
-        elif key == "4":
-            out[key] = sparsity4
-        elif key == "5":
-            out[key] = cliff_c
-        else:
-            pin = next((c.get("pin") for c in claim["cells"] if c.get("pin")), None)
-            out[key] = pins.get(pin, {}) if pin else {}
+        pin = next((c.get("pin") for c in claim["cells"] if c.get("pin")), None)
+        out[claim["key"]] = by_key.get(claim["key"], pins.get(pin, {}) if pin else {})
     return out
 
 
@@ -270,18 +258,20 @@ def _round(x: float):
     return float(f"{x:.6g}") if isinstance(x, float) and math.isfinite(x) else None
 
 
-def section(plan: Plan, runs: list, ok: dict, title: str) -> tuple[str, dict]:
-    """The confirmatory section and its data; "confirmatory" only when every record
-    carries the plan's digest and a reserved seed and no planned run is missing."""
+def section(plan: Plan, runs: list, values: dict, title: str) -> tuple[str, dict]:
+    """The confirmatory section and its data (``values``: :func:`collect_values`);
+    "confirmatory" only when every record carries the plan's digest and a reserved seed and
+    no planned run is missing."""
     problems = confirmatory_problems(plan, [{"run_id": r.spec.get("run_id"), "tags": r.tags}
                                             for r in runs])
-    outcomes = decide(plan, collect_values(plan, ok))
+    outcomes = decide(plan, values)
+    data = words(outcomes, plan, not problems)
     kind = "Confirmatory" if not problems else "Exploratory (not confirmatory)"
     s = f"## {title}: {kind}, plan v{plan.version} (`{plan.digest}`)\n\n"
     if problems:
         s += ("**Not confirmatory**: " + "; ".join(problems[:5])
               + (f"; … {len(problems) - 5} more" if len(problems) > 5 else "") + ".\n\n")
-    s += (f"The plan (`{words(outcomes, plan, False)['plan']}`, committed before its runs) fixes "
+    s += (f"The plan (`{data['plan']}`, committed before its runs) fixes "
           f"every cell, its predicted direction, test, margin δ and n; seeds "
           f"{plan.first_seed}+ from the reserved range, disjoint from every earlier run. "
           f"Primary test per cell (superiority on the predicted side, or TOST where the "
@@ -313,4 +303,4 @@ def section(plan: Plan, runs: list, ok: dict, title: str) -> tuple[str, dict]:
     if deferred:
         s += ("\n\n**Deferred cells** (planned, not run at this stage; the plan states why and "
               "their n): " + "; ".join(deferred) + ".\n")
-    return s, words(outcomes, plan, not problems)
+    return s, data

@@ -379,16 +379,16 @@ def write_report(run_dirs, out, theory: str = "auto", theory_cache: str | None =
     s_opt = section_optimizers(ok.get("optimizers", []), out)
     plan = plan_of(runs)
     if plan is not None:  # runs made under a frozen plan: its table and words, nothing else
-        s_claims, confirm_words = confirm.section(plan, runs, ok, SECTIONS[9])
+        s_claims, confirm_words = confirm.section(
+            plan, runs, confirm.collect_values(plan, cells, pin_rows, trade, ok), SECTIONS[9])
     else:
         s_claims, verdicts = claims.section(claims.build(
             cells, pin_rows, trade, comp, layer_rows, init_grad.collect(ok.get("init", [])),
-            gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9])
-        head, _, body = s_claims.partition("\n\n")
+            gpt_sparsity_cells(cells, ok.get("optimizers", []))), SECTIONS[9], EXPLORATORY)
         s_registered, registered = registered_v1.section(
             registered_v1.build(cells, pin_rows, trade, comp, layer_rows),
             "The tests registered before these data")
-        s_claims = f"{head}\n\n{EXPLORATORY}\n\n{body}\n{s_registered}"
+        s_claims += "\n" + s_registered
     sizes = sorted({str(r.tags.get("size", "?")) for r in runs})
     n_ok = sum(r.summary.get("status") == "ok" for r in runs)
     head = ["# driftlab report: weight drift, sparsity and spikes",

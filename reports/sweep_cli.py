@@ -67,7 +67,6 @@ def _validate(args) -> list[str]:
 
         if args.seeds is not None or args.size not in ("tiny", SCALE):
             raise ValueError("a plan fixes its seeds and scale: leave out --seeds and --size")
-        args.size = SCALE
         names = list(dict.fromkeys(run["preset"] for run in load_plan(args.preset).data["runs"]))
     else:
         names = preset_names(args.preset)
@@ -75,7 +74,7 @@ def _validate(args) -> list[str]:
         names = [n for n in names if args.size in get_preset(n).scales]
     for name in names:
         scales = get_preset(name).scales
-        if args.size not in scales:
+        if not _is_plan(args.preset) and args.size not in scales:
             raise ValueError(f"size={args.size!r} invalid for preset {name!r}; allowed: "
                              f"{', '.join(scales)}")
     if not names:
@@ -109,7 +108,7 @@ def run(args) -> int:
     if _is_plan(args.preset):
         from driftlab.reports.confirm_plan import load_plan, plan_specs
 
-        specs = plan_specs(load_plan(args.preset))
+        specs = plan_specs(load_plan(args.preset))  # its own scale and seeds: size is unused
     for name in names:
         out = Path(args.out) / name if args.preset == "all" or specs else Path(args.out)
         res = run_sweep(name, size=args.size, seeds=args.seeds, shard=args.shard, out=out,
