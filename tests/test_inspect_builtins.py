@@ -27,7 +27,7 @@ def _builtin(arch, cfg, seed):
     and the first SGD step's change of every reader's mean."""
     _, ds = arch.data("synthetic", cfg, seed)
     batch = ds.sample("train", 0, N, seed)
-    params = mt._init(arch, cfg, seed)
+    params = mt.engine_init(arch, cfg, seed)
     prob = mt.Problem(arch, cfg, batch, 0.0)
     gpos = {k: float(v) for k, v in prob.taps_q(params, {k: np.asarray(v) for k, v in batch.items()}).items()}
     tx = make_optimizer("sgd", optax.constant_schedule(LR))

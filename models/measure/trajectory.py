@@ -43,6 +43,7 @@ import numpy as np
 from driftlab.models.arch.params import flatten_dict
 from driftlab.models.arch.instrument import probe_shapes
 from driftlab.models.measure.per_layer import downstream_scheme, init_variance
+from driftlab.models.measure.trajectory_replay import batch_stream, engine_init
 from driftlab.montecarlo.relu_kink import KINK_WIDTH, relu_with_kink_kernel, smoothed_step
 from driftlab.montecarlo.stats import suite_threshold
 from driftlab.theory import trajectory as th
@@ -219,7 +220,7 @@ def coefficients(spec: TrajectorySpec, progress=None) -> tuple[Problem, dict]:
                 return {k: v.mean(0) for k, v in outs.items()}
 
             fn = jax.jit(cluster)
-        params = _init(arch, cfg, s)
+        params = engine_init(arch, cfg, s)
         es = s + ESTIMATOR_SEED_OFFSET
         trip = [[ds.sample("train", 3 * k + j, spec.batch_size, es) for k in range(spec.pairs)]
                 for j in range(3)]
@@ -231,21 +232,7 @@ def coefficients(spec: TrajectorySpec, progress=None) -> tuple[Problem, dict]:
     return prob, {k: np.stack([np.asarray(r[k], np.float64) for r in rows]) for k in rows[0]}
 
 
-def _init(arch, cfg, seed: int):
-    """The engine's init for ``seed`` (models/engine/train.py: fold_in(PRNGKey(seed), 0), float32)."""
-    p = arch.init(jax.random.fold_in(jax.random.PRNGKey(seed), 0), cfg)
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, p)
-
-
 # --------------------------------------------------------------------------- training
-
-
-def _seed_batches(ds, steps: int, batch_size: int, seed: int) -> dict:
-    if ds.sample_steps is not None:
-        return ds.sample_steps("train", 0, steps, batch_size, seed)
-    b = [ds.sample("train", t, batch_size, seed) for t in range(steps)]
-    return {k: np.stack([x[k] for x in b]) for k in b[0]}
 
 
 def train_ensemble(spec: TrajectorySpec, seeds: list[int] | None = None, record_every: int = 1,
@@ -263,8 +250,8 @@ def train_ensemble(spec: TrajectorySpec, seeds: list[int] | None = None, record_
     for s in seeds:
         cfg, ds = arch.data(spec.data, cfg0, s)
         cfgs.append(cfg)
-        stacks.append(_seed_batches(ds, spec.steps, spec.batch_size, s))
-        params.append(_init(arch, cfg, s))
+        stacks.append(batch_stream(ds, spec.steps, spec.batch_size, s))
+        params.append(engine_init(arch, cfg, s))
         if progress:
             progress("data", s)
     cfg = cfgs[0]

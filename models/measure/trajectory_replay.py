@@ -36,14 +36,15 @@ import numpy as np
 REPLAY_SEED_OFFSET = 2_000_003  # sampler seed of the replay draws: apart from training and coefficients
 
 
-def _init(arch, cfg, seed: int):
-    """The engine's init for ``seed`` (models/train.py: fold_in(PRNGKey(seed), 0), float32)."""
+def engine_init(arch, cfg, seed: int):
+    """The engine's init for ``seed`` (models/engine/train.py: fold_in(PRNGKey(seed), 0),
+    float32); the trajectory's training side uses it too."""
     p = arch.init(jax.random.fold_in(jax.random.PRNGKey(seed), 0), cfg)
     return jax.tree_util.tree_map(
         lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, p)
 
 
-def _stream(ds, steps: int, batch_size: int, seed: int) -> dict:
+def batch_stream(ds, steps: int, batch_size: int, seed: int) -> dict:
     """Batches of steps 0 … steps − 1 of sampler seed ``seed``, stacked on a leading axis."""
     if ds.sample_steps is not None:
         return ds.sample_steps("train", 0, steps, batch_size, seed)
@@ -75,8 +76,8 @@ def replay(spec, stream: str = "train", linear: bool = False, seeds=None,
         cfg_s, ds = arch.data(spec.data, cfg0, s)
         cfg = cfg or cfg_s
         bs = s if stream == "train" else s + REPLAY_SEED_OFFSET
-        stacks.append(_stream(ds, spec.steps, spec.batch_size, bs))
-        params.append(_init(arch, cfg_s, s))
+        stacks.append(batch_stream(ds, spec.steps, spec.batch_size, bs))
+        params.append(engine_init(arch, cfg_s, s))
     prob = problem(arch, cfg, {k: v[0] for k, v in stacks[0].items()}, spec.kink_width)
     batches = {k: jnp.asarray(np.stack([st[k] for st in stacks], axis=1)) for k in stacks[0]}
     theta0 = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *params)
